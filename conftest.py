@@ -1,0 +1,34 @@
+"""Test fixtures for the whole workspace.
+
+Every ROS test runs on a private ROS_DOMAIN_ID with localhost-only discovery, so tests never
+talk to a robot on the network, nor to each other across parallel runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+
+
+def isolated_ros_env(domain_id: int | None = None) -> dict:
+    """A copy of os.environ with a private ROS_DOMAIN_ID and localhost-only discovery."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 199))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Jazzy
+    env.pop("ROS_LOCALHOST_ONLY", None)  # Humble's spelling; Jazzy warns when both are set
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# the pytest process itself (in-process rclpy tests) gets its own domain too
+os.environ.update(isolated_ros_env(random.randint(201, 230)))
+
+
+@pytest.fixture
+def ros_env() -> dict:
+    """Environment for child processes: a fresh domain, different from the pytest process's."""
+    return isolated_ros_env()

@@ -1,0 +1,163 @@
+"""A node graph as data: the one description that both the launch file and ``up`` read.
+
+A graph file (``config/<name>.graph.yaml``) lists launch arguments (default + description),
+a parameters file keyed by node name, and the nodes. ``$(arg NAME)`` inside a node's
+``parameters`` or ``condition`` is replaced by the argument's value, which is then read as
+YAML (``'10.0'`` -> 10.0, ``'true'`` -> True). Nothing is evaluated as code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import os
+import re
+
+import yaml
+
+ARG_PATTERN = re.compile(r'\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)')
+PACKAGE = 'rl100_bringup'
+
+
+class GraphError(ValueError):
+    """A graph file or a launch argument is invalid; the message names the culprit."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    default: str
+    description: str
+
+    def __post_init__(self):
+        if not self.description.strip():
+            raise GraphError(f'launch argument {self.name!r} has no description')
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    package: str
+    executable: str
+    parameters: dict = field(default_factory=dict)
+    remappings: dict = field(default_factory=dict)
+    condition: str = 'true'  # start only when this is true
+    unless: str = 'false'  # ... and this is false
+    respawn: bool = False
+
+    def __post_init__(self):
+        for key in ('name', 'package', 'executable'):
+            if not getattr(self, key):
+                raise GraphError(f'node entry {self.name or "?"!r} has no {key}')
+
+
+@dataclass(frozen=True)
+class ResolvedNode:
+    """A node with every argument substituted: what gets started."""
+
+    name: str
+    package: str
+    executable: str
+    params_file: str
+    parameters: dict
+    remappings: dict
+    respawn: bool
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    arguments: dict  # name -> Argument
+    params_file: str  # absolute path
+    nodes: tuple  # of NodeSpec
+
+    def resolve(self, overrides: dict | None = None) -> list:
+        """Substitute arguments (defaults updated by ``overrides``) into the nodes to start."""
+        values = {name: arg.default for name, arg in self.arguments.items()}
+        for name, value in (overrides or {}).items():
+            if name not in self.arguments:
+                raise GraphError(
+                    f'unknown argument {name!r} for graph {self.name!r}; '
+                    f'known: {", ".join(sorted(self.arguments))}')
+            values[name] = str(value)
+        started = []
+        for node in self.nodes:
+            if not _truthy(_substitute(node.condition, values, node.name)):
+                continue
+            if _truthy(_substitute(node.unless, values, node.name)):
+                continue
+            params = {k: _substitute(v, values, node.name) for k, v in node.parameters.items()}
+            started.append(ResolvedNode(
+                name=node.name, package=node.package, executable=node.executable,
+                params_file=self.params_file, parameters=params,
+                remappings=dict(node.remappings), respawn=node.respawn))
+        return started
+
+
+def _substitute(value, values: dict, where: str):
+    if not isinstance(value, str):
+        return value
+    for name in ARG_PATTERN.findall(value):
+        if name not in values:
+            raise GraphError(f'node {where!r} uses undeclared argument $(arg {name})')
+    text = ARG_PATTERN.sub(lambda m: values[m.group(1)], value)
+    if text == '':
+        return ''
+    return yaml.safe_load(text)
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise GraphError(f'condition must be true or false, got {value!r}')
+
+
+def config_dir() -> str:
+    """The installed ``share/rl100_bringup/config`` directory."""
+    from ament_index_python.packages import get_package_share_directory
+    return os.path.join(get_package_share_directory(PACKAGE), 'config')
+
+
+def load(name_or_path: str) -> Graph:
+    """Load ``config/<name>.graph.yaml`` (or a path to a graph file) and validate it."""
+    if os.sep in name_or_path or name_or_path.endswith('.yaml'):
+        path = os.path.abspath(name_or_path)
+    else:
+        path = os.path.join(config_dir(), f'{name_or_path}.graph.yaml')
+    if not os.path.isfile(path):
+        raise GraphError(f'no graph file {path}')
+    with open(path, encoding='utf-8') as f:
+        data = yaml.safe_load(f) or {}
+    unknown = set(data) - {'arguments', 'params_file', 'nodes'}
+    if unknown:
+        raise GraphError(f'{path}: unknown top-level keys {sorted(unknown)}')
+    try:
+        arguments = {
+            name: Argument(name=name, default=str(spec.get('default', '')),
+                           description=str(spec.get('description', '')))
+            for name, spec in (data.get('arguments') or {}).items()}
+        nodes = tuple(
+            NodeSpec(**{k: (str(v) if k in ('condition', 'unless') else v) for k, v in e.items()})
+            for e in data.get('nodes') or [])
+    except TypeError as exc:
+        raise GraphError(f'{path}: {exc}') from exc
+    if not nodes:
+        raise GraphError(f'{path}: no nodes')
+    names = [n.name for n in nodes]
+    if len(set(names)) != len(names):
+        raise GraphError(f'{path}: duplicate node names {names}')
+    params_file = os.path.join(os.path.dirname(path), data.get('params_file', ''))
+    if not os.path.isfile(params_file):
+        raise GraphError(f'{path}: params_file {params_file} does not exist')
+    graph_name = os.path.basename(path).removesuffix('.graph.yaml')
+    return Graph(name=graph_name, arguments=arguments, params_file=params_file, nodes=nodes)
+
+
+def parse_launch_args(items: list) -> dict:
+    """Parse ``['use_sim:=false', 'rate:=20']`` into ``{'use_sim': 'false', 'rate': '20'}``."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition(':=')
+        if not sep or not name:
+            raise GraphError(f'launch argument {item!r} is not NAME:=VALUE')
+        out[name] = value
+    return out

@@ -1,0 +1,204 @@
+"""Start a node graph without ROS 2 launch: one process per node, supervised.
+
+    python -m rl100_bringup.up orange_juicer [NAME:=VALUE ...] [--duration S]
+
+Reads the same graph file as ``launch/<graph>.launch.py``; starts each node's installed
+executable (``<prefix>/lib/<package>/<executable>``, what ``ros2 run`` runs) with
+``--ros-args --params-file``; prefixes each node's output with its name; forwards SIGINT /
+SIGTERM to every node; restarts nodes marked ``respawn``; and exits non-zero, naming the
+node, if a node dies or does not join the ROS graph in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+from . import graph as graph_mod
+
+STOP_TIMEOUT_S = 10.0
+
+
+class NodeProcess:
+    """One node's process, its command line and its output pump."""
+
+    def __init__(self, node: graph_mod.ResolvedNode, workdir: str):
+        self.node = node
+        self.command = self._command(node, workdir)
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    @staticmethod
+    def _command(node: graph_mod.ResolvedNode, workdir: str) -> list:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        try:
+            prefix = get_package_prefix(node.package)
+        except PackageNotFoundError as exc:
+            raise graph_mod.GraphError(
+                f'node {node.name!r}: package {node.package!r} is not installed '
+                '(did colcon build run, and is install/setup.bash sourced?)') from exc
+        exe = os.path.join(prefix, 'lib', node.package, node.executable)
+        if not os.access(exe, os.X_OK):
+            raise graph_mod.GraphError(f'node {node.name!r}: no executable {exe}')
+        overrides = os.path.join(workdir, f'{node.name}.params.yaml')
+        with open(overrides, 'w', encoding='utf-8') as f:
+            yaml.safe_dump({node.name: {'ros__parameters': node.parameters}}, f)
+        cmd = [exe, '--ros-args', '-r', f'__node:={node.name}',
+               '--params-file', node.params_file, '--params-file', overrides]
+        for src, dst in node.remappings.items():
+            cmd += ['-r', f'{src}:={dst}']
+        return cmd
+
+    def start(self) -> None:
+        # own session: a terminal Ctrl-C reaches the supervisor only, which stops nodes in order
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            sys.stdout.write(f'[{self.node.name}] {line}')
+            sys.stdout.flush()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+
+def wait_for_graph(names: list, timeout: float) -> list:
+    """Wait until every node name is visible over DDS; return the missing ones."""
+    import rclpy
+    from rclpy.node import Node
+
+    rclpy.init(args=['--ros-args', '-r', '__node:=rl100_up_observer'])
+    node = Node('rl100_up_observer')
+    missing = list(names)
+    try:
+        deadline = time.monotonic() + timeout
+        while missing and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            seen = set(node.get_node_names())
+            missing = [n for n in names if n not in seen]
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return missing
+
+
+class Supervisor:
+
+    def __init__(self, nodes: list, workdir: str):
+        self.procs = [NodeProcess(n, workdir) for n in nodes]
+        self.stopping = False
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+            print(f'[up] started {p.node.name} (pid {p.proc.pid}): {" ".join(p.command)}',
+                  flush=True)
+
+    def poll(self) -> str | None:
+        """Restart respawning nodes that died; return an error for one that must not die."""
+        for p in self.procs:
+            code = p.proc.poll()
+            if code is None or self.stopping:
+                continue
+            if p.node.respawn:
+                p.restarts += 1
+                print(f'[up] {p.node.name} exited with {code}; respawning (#{p.restarts})',
+                      flush=True)
+                p.start()
+            else:
+                return f'node {p.node.name} exited unexpectedly with code {code}'
+        return None
+
+    def stop(self) -> dict:
+        """SIGINT every node, wait, then SIGTERM / SIGKILL stragglers. Returns exit codes."""
+        self.stopping = True
+        escalation = ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 3.0),
+                      (signal.SIGKILL, 3.0))
+        for sig, grace in escalation:
+            for p in self.procs:
+                p.signal(sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(p.proc.poll() is None for p in self.procs):
+                time.sleep(0.05)
+            if all(p.proc.poll() is not None for p in self.procs):
+                break
+            print(f'[up] nodes still running after {signal.Signals(sig).name}', flush=True)
+        return {p.node.name: p.proc.wait() for p in self.procs}
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m rl100_bringup.up', description=__doc__.splitlines()[0])
+    parser.add_argument(
+        'graph', help='graph name (config/<graph>.graph.yaml) or path to a graph file')
+    parser.add_argument('launch_args', nargs='*', metavar='NAME:=VALUE', help='launch arguments')
+    parser.add_argument('--duration', type=float, default=0.0,
+                        help='stop the graph after this many seconds (0 = run until Ctrl-C)')
+    parser.add_argument('--ready-timeout', type=float, default=30.0,
+                        help='seconds for every node to join the ROS graph')
+    parser.add_argument(
+        '--show-args', action='store_true', help='list the launch arguments and exit')
+    args = parser.parse_args(argv)
+
+    try:
+        graph = graph_mod.load(args.graph)
+        if args.show_args:
+            for arg in graph.arguments.values():
+                print(f"    '{arg.name}':\n        {arg.description}\n"
+                      f"        (default: '{arg.default}')")
+            return 0
+        nodes = graph.resolve(graph_mod.parse_launch_args(args.launch_args))
+        workdir = tempfile.TemporaryDirectory(prefix=f'rl100_up_{graph.name}_')
+        supervisor = Supervisor(nodes, workdir.name)
+    except graph_mod.GraphError as exc:
+        print(f'[up] error: {exc}', file=sys.stderr)
+        return 2
+
+    stop_requested = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_requested.set())
+
+    supervisor.start()
+    t0 = time.monotonic()
+    missing = wait_for_graph([n.name for n in nodes], args.ready_timeout)
+    error = supervisor.poll()
+    if missing and not error:
+        error = (f'nodes not visible in the ROS graph after {args.ready_timeout:.0f} s: '
+                 f'{", ".join(missing)}')
+    if not error:
+        print(f'[up] graph {graph.name!r} up: {", ".join(n.name for n in nodes)} '
+              f'({time.monotonic() - t0:.1f} s)', flush=True)
+    while not error and not stop_requested.is_set():
+        if args.duration and time.monotonic() - t0 >= args.duration:
+            break
+        error = supervisor.poll()
+        stop_requested.wait(0.1)
+
+    codes = supervisor.stop()
+    workdir.cleanup()
+    clean = {0, -signal.SIGINT, 128 + signal.SIGINT}
+    unclean = {name: code for name, code in codes.items() if code not in clean}
+    print(f'[up] stopped: {", ".join(f"{n}={c}" for n, c in codes.items())}', flush=True)
+    if error:
+        print(f'[up] error: {error}', file=sys.stderr)
+        return 1
+    if unclean:
+        print(f'[up] error: unclean exit of {unclean}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The rl100 policy node package."""

@@ -1,0 +1,34 @@
+"""One way to run a node process: init, spin, and a clean shutdown on SIGINT / SIGTERM.
+
+Humble has no ``with rclpy.init()``, so the try/finally is written out once here.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Create the node from ``factory`` and spin it until shutdown.
+
+    SIGTERM (what a supervisor or ``docker stop`` sends) is turned into the same clean
+    shutdown as SIGINT. Returns a process exit code.
+    """
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,27 @@
+from setuptools import setup
+
+package_name = 'rl100_ros'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=[package_name],
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='rl100 maintainers',
+    maintainer_email='maintainers@rl100.dev',
+    description=(
+        'Shared ROS 2 plumbing of the rl100 nodes: node entry points with clean shutdown, '
+        'QoS profiles, diagnostics.'
+    ),
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""The rl100 safety and intervention node package."""
