@@ -1,9 +1,10 @@
 """A node graph as data: the one description that both the launch file and ``up`` read.
 
-A graph file (``config/<name>.graph.yaml``) lists launch arguments (default + description),
-a parameters file keyed by node name, and the nodes. ``$(arg NAME)`` inside a node's
-``parameters`` or ``condition`` is replaced by the argument's value, which is then read as
-YAML (``'10.0'`` -> 10.0, ``'true'`` -> True). Nothing is evaluated as code.
+A graph file (``config/<name>.graph.yaml``) lists launch arguments (default, description,
+type), a parameters file keyed by node name, and the nodes. ``$(arg NAME)`` inside a node's
+``parameters``, ``condition`` or ``unless`` is replaced by the argument's value converted to
+its declared type, so ``control_rate:=25`` reaches a node as the double 25.0 that its
+parameter declaration requires. Nothing is evaluated as code.
 """
 
 from __future__ import annotations
@@ -22,15 +23,34 @@ class GraphError(ValueError):
     """A graph file or a launch argument is invalid; the message names the culprit."""
 
 
+TYPES = {'str': str, 'float': float, 'int': int, 'bool': None}
+
+
 @dataclass(frozen=True)
 class Argument:
     name: str
     default: str
     description: str
+    type: str = 'str'  # str, float, int or bool: what a whole-value $(arg NAME) becomes
 
     def __post_init__(self):
         if not self.description.strip():
             raise GraphError(f'launch argument {self.name!r} has no description')
+        if self.type not in TYPES:
+            raise GraphError(f'launch argument {self.name!r}: type must be one of {list(TYPES)}')
+        self.convert(self.default)
+
+    def convert(self, text: str):
+        """The typed value of ``text`` (so ``control_rate:=25`` is the float 25.0)."""
+        if self.type == 'bool':
+            if text.lower() not in ('true', 'false'):
+                raise GraphError(f'argument {self.name!r} must be true or false, got {text!r}')
+            return text.lower() == 'true'
+        try:
+            return TYPES[self.type](text)
+        except ValueError:
+            raise GraphError(
+                f'argument {self.name!r} must be a {self.type}, got {text!r}') from None
 
 
 @dataclass(frozen=True)
@@ -79,13 +99,15 @@ class Graph:
                     f'unknown argument {name!r} for graph {self.name!r}; '
                     f'known: {", ".join(sorted(self.arguments))}')
             values[name] = str(value)
+        typed = {name: self.arguments[name].convert(text) for name, text in values.items()}
         started = []
         for node in self.nodes:
-            if not _truthy(_substitute(node.condition, values, node.name)):
+            if not _truthy(_substitute(node.condition, values, typed, node.name)):
                 continue
-            if _truthy(_substitute(node.unless, values, node.name)):
+            if _truthy(_substitute(node.unless, values, typed, node.name)):
                 continue
-            params = {k: _substitute(v, values, node.name) for k, v in node.parameters.items()}
+            params = {k: _substitute(v, values, typed, node.name)
+                      for k, v in node.parameters.items()}
             started.append(ResolvedNode(
                 name=node.name, package=node.package, executable=node.executable,
                 params_file=self.params_file, parameters=params,
@@ -93,16 +115,18 @@ class Graph:
         return started
 
 
-def _substitute(value, values: dict, where: str):
+def _substitute(value, values: dict, typed: dict, where: str):
+    """A whole ``$(arg X)`` becomes X's typed value; text around args is read as YAML."""
     if not isinstance(value, str):
         return value
     for name in ARG_PATTERN.findall(value):
         if name not in values:
             raise GraphError(f'node {where!r} uses undeclared argument $(arg {name})')
+    whole = ARG_PATTERN.fullmatch(value.strip())
+    if whole:
+        return typed[whole.group(1)]
     text = ARG_PATTERN.sub(lambda m: values[m.group(1)], value)
-    if text == '':
-        return ''
-    return yaml.safe_load(text)
+    return yaml.safe_load(text) if text else ''
 
 
 def _truthy(value) -> bool:
@@ -133,7 +157,8 @@ def load(name_or_path: str) -> Graph:
     try:
         arguments = {
             name: Argument(name=name, default=str(spec.get('default', '')),
-                           description=str(spec.get('description', '')))
+                           description=str(spec.get('description', '')),
+                           type=str(spec.get('type', 'str')))
             for name, spec in (data.get('arguments') or {}).items()}
         nodes = tuple(
             NodeSpec(**{k: (str(v) if k in ('condition', 'unless') else v) for k, v in e.items()})

@@ -6,6 +6,7 @@ Humble has no ``with rclpy.init()``, so the try/finally is written out once here
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Callable
 
 import rclpy
@@ -23,7 +24,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None
     try:
-        node = factory()
+        try:
+            node = factory()
+        except Exception as exc:  # a bad parameter or file: say which, exit 1, no traceback
+            print(f'[ERROR] {getattr(factory, "__name__", "node")} failed to start: '
+                  f'{exc.__class__.__name__}: {exc}', file=sys.stderr, flush=True)
+            return 1
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -25,6 +25,9 @@ class SafetyNode(Node):
             'teleop_device', 'keyboard',
             ParameterDescriptor(
                 description='operator device: spacemouse, gamepad, keyboard or none'))
+        rate = float(self.get_parameter('control_rate').value)
+        if not rate > 0.0:
+            raise ValueError(f'control_rate must be > 0 Hz, got {rate}')
         self._chunks = 0
         self._status_pub = self.create_publisher(SafetyStatus, topics.SAFETY_STATUS, qos.LATCHED)
         self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.COMMAND)
