@@ -16,8 +16,8 @@ from rl100_ros.node_main import run_node
 
 class PolicyNode(Node):
 
-    def __init__(self):
-        super().__init__('policy_node')
+    def __init__(self, **node_kwargs):
+        super().__init__('policy_node', **node_kwargs)
         self.declare_parameter(
             'model_path', '',
             ParameterDescriptor(

@@ -16,8 +16,8 @@ from rl100_ros.node_main import run_node
 
 class SafetyNode(Node):
 
-    def __init__(self):
-        super().__init__('safety_node')
+    def __init__(self, **node_kwargs):
+        super().__init__('safety_node', **node_kwargs)
         self.declare_parameter(
             'control_rate', 10.0,
             ParameterDescriptor(description='rate of the command loop to the robot in Hz'))

@@ -1,0 +1,43 @@
+"""run_node: a node that fails to construct exits 1 with a one-line reason; diagnostics publish."""
+
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from rclpy.node import Node
+from rl100_ros import diagnostics
+from rl100_ros.node_main import run_node
+
+
+def test_failed_construction_returns_1_and_names_the_error(capsys):
+    def broken_node():
+        raise ValueError('model_path /nope.onnx does not exist')
+
+    assert run_node(broken_node, args=[]) == 1
+    err = capsys.readouterr().err
+    assert 'broken_node failed to start: ValueError: model_path /nope.onnx does not exist' in err
+    assert not rclpy.ok()  # shut down again
+
+
+def test_diagnostics_reach_a_subscriber():
+    rclpy.init()
+    try:
+        source = Node('diag_source')
+        sink = Node('diag_sink')
+        got = []
+        sink.create_subscription(DiagnosticArray, '/diagnostics', got.append, 10)
+        diagnostics.Diagnostics(source, 'unit', lambda: (diagnostics.WARN, 'slow', {'rate': 9.5}),
+                                period=0.05)
+        executor = rclpy.executors.SingleThreadedExecutor()
+        executor.add_node(source)
+        executor.add_node(sink)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert got, 'no DiagnosticArray received'
+        status = got[0].status[0]
+        assert status.name == 'diag_source: unit'
+        assert status.level == diagnostics.WARN and status.message == 'slow'
+        assert [(kv.key, kv.value) for kv in status.values] == [('rate', '9.5')]
+    finally:
+        rclpy.try_shutdown()
