@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${RL100_VENV:-$ROOT/.venv}"
 PYTHON="${RL100_PYTHON:-python3}"
 LOCK="$ROOT/requirements/lock.txt"
-APT_PACKAGES=(libusb-1.0-0 libosmesa6 libegl1 libgl1)
+read -r -a APT_PACKAGES <<< "${RL100_APT_PACKAGES:-libusb-1.0-0 libosmesa6 libegl1 libgl1}"
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
