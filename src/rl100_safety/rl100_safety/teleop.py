@@ -1,0 +1,105 @@
+"""Operator input, device-independent: what a SpaceMouse, gamepad or keyboard means (no ROS).
+
+Every device reader produces ``TeleopInput`` samples: a normalised end-effector twist
+(each component in [-1, 1]), a gripper request, whether the operator is taking over, and
+discrete operator events (episode success / failure / abort, e-stop, ...). ``TeleopMapper``
+turns the stream into absolute targets for the SafetyFilter by integrating the twist from the
+pose the robot is at when the takeover starts.
+
+Takeover follows HIL-SERL: the operator is in control while the device is deflected beyond a
+dead zone or the takeover button is held; releasing hands control back to the policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import enum
+
+import numpy as np
+from rl100.geometry import mat_to_rotvec, rotvec_near, rotvec_to_mat
+
+
+class Event(enum.Enum):
+    """Discrete operator requests (keys / buttons), handled by the safety and recorder nodes."""
+
+    SUCCESS = 'success'  # label the current episode a success and end it
+    FAILURE = 'failure'  # label it a failure and end it
+    ABORT = 'abort'  # discard the current episode
+    START = 'start'  # start a new episode
+    ESTOP = 'estop'  # latch the e-stop
+    CLEAR_ESTOP = 'clear_estop'  # clear the latch (explicit operator action)
+    TOGGLE_TELEOP = 'toggle_teleop'  # switch between autonomous and teleop mode
+    GRIPPER_TOGGLE = 'gripper_toggle'  # open <-> close
+
+
+@dataclass
+class TeleopInput:
+    # (6,) vx vy vz wx wy wz, each in [-1, 1]
+    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    gripper: float | None = None  # absolute request 0 open .. 1 closed, None = unchanged
+    takeover: bool = False  # the takeover button is held
+    events: tuple = ()  # of Event
+
+
+@dataclass(frozen=True)
+class TeleopConfig:
+    max_linear_speed: float = 0.10  # m/s at full deflection
+    max_angular_speed: float = 0.6  # rad/s at full deflection
+    dead_zone: float = 0.08  # deflection (normalised) below which the device counts as idle
+    idle_release_s: float = 0.5  # takeover ends this long after the last deflection
+
+    def __post_init__(self):
+        for name in ('max_linear_speed', 'max_angular_speed', 'idle_release_s'):
+            if not getattr(self, name) > 0:
+                raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
+        if not 0.0 <= self.dead_zone < 1.0:
+            raise ValueError(f'dead_zone must be in [0, 1), got {self.dead_zone}')
+
+
+class TeleopMapper:
+    """Integrates operator twists into absolute (7,) targets; decides when a takeover is active."""
+
+    def __init__(self, config: TeleopConfig | None = None):
+        self.config = config or TeleopConfig()
+        self._target: np.ndarray | None = None  # (7,) current operator target
+        self._last_deflection = -np.inf
+        self._gripper = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self._target is not None
+
+    def update(self, now: float, sample: TeleopInput, robot_pose: np.ndarray,
+               dt: float) -> np.ndarray | None:
+        """Feed one sample; the operator's (7,) target while a takeover is active, else None.
+
+        robot_pose: (7,) measured pose + gripper, used as the start point of a new takeover.
+        """
+        cfg = self.config
+        twist = np.asarray(sample.twist, dtype=np.float64)
+        twist = np.clip(np.nan_to_num(twist, nan=0.0), -1.0, 1.0)
+        if twist.shape != (6,):
+            raise ValueError(f'teleop twist must have shape (6,), got {twist.shape}')
+        twist[np.abs(twist) < cfg.dead_zone] = 0.0
+        deflected = bool(np.any(twist)) or sample.gripper is not None
+        if deflected or sample.takeover:
+            self._last_deflection = now
+        if Event.GRIPPER_TOGGLE in sample.events:
+            self._last_deflection = now
+        idle = now - self._last_deflection > cfg.idle_release_s
+        if idle and not sample.takeover:
+            self._target = None
+            return None
+        if self._target is None:  # takeover starts where the robot is
+            self._target = np.asarray(robot_pose, dtype=np.float64).copy()
+            self._gripper = float(self._target[6])
+        target = self._target
+        target[:3] += twist[:3] * cfg.max_linear_speed * dt
+        rot = rotvec_to_mat(twist[3:] * cfg.max_angular_speed * dt) @ rotvec_to_mat(target[3:6])
+        target[3:6] = rotvec_near(mat_to_rotvec(rot), target[3:6])
+        if sample.gripper is not None:
+            self._gripper = float(np.clip(sample.gripper, 0.0, 1.0))
+        if Event.GRIPPER_TOGGLE in sample.events:
+            self._gripper = 0.0 if self._gripper > 0.5 else 1.0
+        target[6] = self._gripper
+        return target.copy()
