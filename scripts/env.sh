@@ -1,5 +1,7 @@
 # Source me: activates the rl100 venv and the colcon workspace overlay.
 #   . scripts/env.sh
+# colcon's setup scripts read unset variables: relax `set -u` while sourcing them
+case $- in *u*) _rl100_nounset=1; set +u;; *) _rl100_nounset=;; esac
 _rl100_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 # shellcheck disable=SC1091
 . "${RL100_VENV:-$_rl100_root/.venv}/bin/activate"
@@ -10,4 +12,5 @@ if [ -f "$_rl100_root/install/setup.bash" ]; then
 else
   echo "[env] no install/setup.bash yet: run scripts/setup.sh" >&2
 fi
-unset _rl100_root
+[ -n "$_rl100_nounset" ] && set -u
+unset _rl100_root _rl100_nounset
