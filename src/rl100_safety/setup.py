@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'safety_node = rl100_safety.safety_node:main',
+            'keyboard_teleop = rl100_safety.keyboard_teleop:main',
         ],
     },
 )

@@ -38,7 +38,7 @@ class NodeProcess:
 
     @staticmethod
     def _command(node: graph_mod.ResolvedNode, workdir: str) -> list:
-        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        from ament_index_python.packages import get_package_prefix, PackageNotFoundError
         try:
             prefix = get_package_prefix(node.package)
         except PackageNotFoundError as exc:

@@ -21,12 +21,13 @@ def test_orange_juicer_graph_defaults_and_overrides():
     nodes = {n.name: n for n in graph.resolve()}
     assert {'policy_node', 'safety_node'} <= set(nodes)
     assert nodes['policy_node'].parameters['control_rate'] == 10.0  # typed, not '10.0'
-    nodes = {n.name: n for n in graph.resolve({'control_rate': '25', 'teleop_device': 'gamepad'})}
+    resolved = graph.resolve({'control_rate': '25', 'teleop_device': 'spacemouse'})
+    nodes = {n.name: n for n in resolved}
     assert nodes['policy_node'].parameters['control_rate'] == 25.0
     assert isinstance(nodes['policy_node'].parameters['control_rate'], float)  # not int 25
     with pytest.raises(graph_mod.GraphError, match="'control_rate' must be a float, got 'fast'"):
         graph.resolve({'control_rate': 'fast'})
-    assert nodes['safety_node'].parameters['teleop_device'] == 'gamepad'
+    assert nodes['safety_node'].parameters['teleop_device'] == 'spacemouse'
     assert nodes['policy_node'].params_file.endswith('orange_juicer.yaml')
 
 

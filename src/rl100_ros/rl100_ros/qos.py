@@ -3,9 +3,9 @@
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
+    qos_profile_sensor_data,
     QoSProfile,
     ReliabilityPolicy,
-    qos_profile_sensor_data,
 )
 
 # camera and high-rate robot state: best effort, keep last few; a slow reader never stalls

@@ -6,3 +6,13 @@ INTERVENTION = '/rl100/intervention'  # rl100_msgs/Intervention, every control t
 EPISODE_EVENT = '/rl100/episode_event'  # rl100_msgs/EpisodeEvent
 LOAD_POLICY = '/rl100/load_policy'  # rl100_msgs/srv/LoadPolicy
 SET_MODE = '/rl100/set_mode'  # rl100_msgs/srv/SetMode
+
+# robot side: what the safety node commands and what it observes (franka_ros2 + CRISP names;
+# the sim robot uses the same ones)
+TARGET_POSE = '/rl100/target_pose'  # geometry_msgs/PoseStamped, remapped to CRISP's target_pose
+GRIPPER_COMMAND = '/rl100/gripper_command'  # std_msgs/Float32, 0 open .. 1 closed
+CURRENT_POSE = '/franka_robot_state_broadcaster/current_pose'  # geometry_msgs/PoseStamped
+GRIPPER_STATE = '/franka_gripper/joint_states'  # sensor_msgs/JointState, two finger joints (m)
+JOINT_STATES = '/joint_states'  # sensor_msgs/JointState
+START_EPISODE = '/rl100/start_episode'  # rl100_msgs/srv/StartEpisode
+END_EPISODE = '/rl100/end_episode'  # rl100_msgs/srv/EndEpisode

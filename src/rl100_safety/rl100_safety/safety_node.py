@@ -1,50 +1,219 @@
-"""Safety node: the only path from the policy to the robot.
+"""Safety node: the only path from the policy (and the operator) to the robot.
 
-Foundation stage: the node starts in HOLD, counts incoming action chunks, and publishes its
-SafetyStatus (latched, so late joiners see the mode). Limits, watchdog, e-stop and human
-takeover land with the ROS runtime work; until then it forwards nothing to the robot.
+Thin wiring over ``SafetyFilter`` (limits, watchdog, e-stop latch, takeover) and the operator
+device readers. At every control tick it publishes the robot target (PoseStamped + gripper),
+an Intervention message (who was in control) and the SafetyStatus. Operator keys / buttons
+latch the e-stop, switch modes and label episodes through the recorder's services.
 """
 
 from __future__ import annotations
 
+from geometry_msgs.msg import PoseStamped
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rl100_msgs.msg import ActionChunk, SafetyStatus
+from rl100_msgs.msg import ActionChunk, EpisodeEvent, Intervention, SafetyStatus
+from rl100_msgs.srv import EndEpisode, SetMode, StartEpisode
 from rl100_ros import diagnostics, qos, topics
+from rl100_ros.conversions import array_to_pose, finger_width_to_gripper, pose_to_array
 from rl100_ros.node_main import run_node
+from sensor_msgs.msg import JointState, Joy
+from std_msgs.msg import Float32
+
+from .devices import SpaceMouseReader
+from .keyboard_teleop import JOY_TOPIC
+from .safety_filter import ACTION_DIM, Mode, SafetyFilter, SafetyLimits, Source
+from .teleop import Event, JoyDecoder, TeleopConfig, TeleopInput, TeleopMapper
+
+DEVICE_SOURCE = {'spacemouse': Intervention.SOURCE_SPACEMOUSE,
+                 'joy': Intervention.SOURCE_GAMEPAD,
+                 'none': Intervention.SOURCE_NONE}
+LABELS = {Event.SUCCESS: EpisodeEvent.LABEL_SUCCESS, Event.FAILURE: EpisodeEvent.LABEL_FAILURE}
 
 
 class SafetyNode(Node):
 
     def __init__(self, **node_kwargs):
         super().__init__('safety_node', **node_kwargs)
-        self.declare_parameter(
-            'control_rate', 10.0,
-            ParameterDescriptor(description='rate of the command loop to the robot in Hz'))
-        self.declare_parameter(
-            'teleop_device', 'keyboard',
-            ParameterDescriptor(
-                description='operator device: spacemouse, gamepad, keyboard or none'))
-        rate = float(self.get_parameter('control_rate').value)
+        p = self._declare
+        rate = p('control_rate', 10.0, 'rate of the command loop to the robot in Hz')
         if not rate > 0.0:
             raise ValueError(f'control_rate must be > 0 Hz, got {rate}')
-        self._chunks = 0
+        limits = SafetyLimits(
+            workspace_min=tuple(p('workspace_min', [0.25, -0.45, 0.0], 'workspace low corner, m')),
+            workspace_max=tuple(p('workspace_max', [0.80, 0.45, 0.60], 'workspace top corner, m')),
+            max_translation_step=p('max_translation_step', 0.05, 'largest move per tick, m'),
+            max_rotation_step=p('max_rotation_step', 0.30, 'largest rotation per tick, rad'),
+            max_gripper_step=p('max_gripper_step', 1.0, 'largest gripper change per tick, 0..1'),
+            period=1.0 / rate,
+            watchdog_periods=p('watchdog_periods', 3.0, 'hold after this many idle periods'))
+        self._frame = p('base_frame', 'fr3_link0', 'robot base frame of all targets')
+        initial = p('initial_mode', 'autonomous', 'mode at start: autonomous, teleop or hold')
+        self._device_name = p('teleop_device', 'joy',
+                              'operator device: spacemouse (read here from hidraw), joy '
+                              '(sensor_msgs/Joy from keyboard_teleop or a gamepad) or none')
+        self._device_path = p('teleop_device_path', '',
+                              'spacemouse: /dev/hidrawN (default: auto-detect)')
+        self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
+        self._period = 1.0 / rate
+        self._filter = SafetyFilter(limits)
+        self._mapper = TeleopMapper(TeleopConfig())
+        self._device = self._open_device()
+        self._joy = JoyDecoder()
+        self._joy_input = TeleopInput()
+        self._gripper_state = 0.0
+        self._observed = None
+        self._ticks = 0
+
+        self._target_pub = self.create_publisher(PoseStamped, topics.TARGET_POSE, qos.COMMAND)
+        self._gripper_pub = self.create_publisher(Float32, topics.GRIPPER_COMMAND, qos.COMMAND)
+        self._iv_pub = self.create_publisher(Intervention, topics.INTERVENTION, qos.RELIABLE)
         self._status_pub = self.create_publisher(SafetyStatus, topics.SAFETY_STATUS, qos.LATCHED)
         self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.COMMAND)
+        self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
+        self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
+        if self._device_name == 'joy':
+            self.create_subscription(Joy, JOY_TOPIC, self._on_joy, qos.COMMAND)
+        self.create_service(SetMode, topics.SET_MODE, self._on_set_mode)
+        self._start_client = self.create_client(StartEpisode, topics.START_EPISODE)
+        self._end_client = self.create_client(EndEpisode, topics.END_EPISODE)
+        self._timer = self.create_timer(self._period, self._tick)
         self._diagnostics = diagnostics.Diagnostics(self, 'safety', self._status)
-        self._publish_status('started in HOLD')
+        if initial not in ('autonomous', 'teleop', 'hold'):
+            raise ValueError(f"initial_mode must be autonomous, teleop or hold, got '{initial}'")
+        self._filter.set_mode(Mode[initial.upper()], reason='initial mode')
+        self._publish_status(None)
 
+    def _declare(self, name, default, description):
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        return self.get_parameter(name).value
+
+    def _open_device(self):
+        name = self._device_name
+        if name in ('none', 'joy'):
+            return None  # joy input arrives as messages
+        if name == 'spacemouse':
+            return SpaceMouseReader.open(self._device_path or None)
+        raise ValueError(f"teleop_device must be spacemouse, joy or none, got '{name}'")
+
+    # --- inputs -------------------------------------------------------------------------------
     def _on_chunk(self, msg: ActionChunk) -> None:
-        del msg
-        self._chunks += 1
+        n = msg.horizon * msg.action_dim
+        if msg.action_dim != ACTION_DIM or len(msg.data) != n:
+            self._filter.policy_chunk(0.0, 1.0, np.zeros((0, ACTION_DIM)))  # counted rejection
+            self.get_logger().warn(f'rejected chunk: {len(msg.data)} values for '
+                                   f'{msg.horizon}x{msg.action_dim}')
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        period = msg.period.sec + msg.period.nanosec * 1e-9
+        actions = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
+        if not self._filter.policy_chunk(stamp, period, actions):
+            self.get_logger().warn(self._filter.last_reason)
 
-    def _publish_status(self, reason: str) -> None:
-        status = SafetyStatus(mode=SafetyStatus.MODE_HOLD, reason=reason)
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self._observed = pose_to_array(msg, self._gripper_state)
+        if np.all(np.isfinite(self._observed)):
+            self._filter.observe(self._now(), self._observed)
+
+    def _on_joy(self, msg: Joy) -> None:
+        try:
+            sample = self._joy.decode(msg.axes, msg.buttons)
+        except ValueError as exc:
+            self.get_logger().warn(f'ignored Joy message: {exc}')
+            return
+        # events are edges: keep them until the next tick consumes them
+        self._joy_input = TeleopInput(twist=sample.twist, takeover=sample.takeover,
+                                      events=self._joy_input.events + sample.events)
+
+    def _on_gripper(self, msg: JointState) -> None:
+        if len(msg.position) >= 2:
+            self._gripper_state = finger_width_to_gripper(msg.position)
+
+    def _on_set_mode(self, request, response):
+        try:
+            accepted, message = self._filter.set_mode(Mode(request.mode), request.clear_estop,
+                                                      request.reason)
+        except ValueError:
+            accepted, message = False, f'unknown mode {request.mode}'
+        response.accepted, response.message = accepted, message
+        response.mode = int(self._filter.mode)
+        self._publish_status(None)
+        return response
+
+    # --- the control tick ---------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _tick(self) -> None:
+        now = self._now()
+        if self._device is not None:
+            sample = self._device.poll(0.0)
+        else:
+            sample, self._joy_input = self._joy_input, TeleopInput(
+                twist=self._joy_input.twist, takeover=self._joy_input.takeover)
+        self._handle_events(sample.events)
+        if self._observed is not None:
+            op = self._mapper.update(now, sample, self._observed, self._period)
+            self._filter.operator_command(op, active=op is not None)
+        result = self._filter.tick(now)
+        if result is None:
+            return  # no robot pose yet: nothing to hold, nothing sent
+        self._ticks += 1
+        stamp = self.get_clock().now().to_msg()
+        self._target_pub.publish(array_to_pose(result.target, self._frame, stamp))
+        self._gripper_pub.publish(Float32(data=float(result.target[6])))
+        iv = Intervention(active=result.intervention, gripper=float(result.target[6]))
+        iv.header.stamp, iv.header.frame_id = stamp, self._frame
+        iv.source = DEVICE_SOURCE.get(self._device_name, Intervention.SOURCE_NONE) \
+            if result.source == Source.OPERATOR else Intervention.SOURCE_NONE
+        iv.target = array_to_pose(result.target, self._frame, stamp).pose
+        self._iv_pub.publish(iv)
+        self._publish_status(result)
+
+    def _handle_events(self, events) -> None:
+        for event in events:
+            if event == Event.ESTOP:
+                self._filter.estop('operator key')
+                self.get_logger().error('E-STOP latched by the operator')
+            elif event == Event.CLEAR_ESTOP:
+                self._filter.set_mode(Mode.HOLD, clear_estop=True, reason='operator cleared')
+            elif event == Event.TOGGLE_TELEOP:
+                new = Mode.TELEOP if self._filter.mode == Mode.AUTONOMOUS else Mode.AUTONOMOUS
+                self._filter.set_mode(new, reason='operator key')
+            elif event == Event.START:
+                self._call(self._start_client, StartEpisode.Request(task=self._task))
+            elif event in (Event.SUCCESS, Event.FAILURE, Event.ABORT):
+                label = LABELS.get(event, EpisodeEvent.LABEL_UNKNOWN)
+                self._call(self._end_client,
+                           EndEpisode.Request(label=label, abort=event == Event.ABORT))
+
+    def _call(self, client, request) -> None:
+        if not client.service_is_ready():
+            self.get_logger().warn(f'{client.srv_name} not available: is the recorder running?')
+            return
+        client.call_async(request)
+
+    def _publish_status(self, result) -> None:
+        f = self._filter
+        status = SafetyStatus(mode=int(f.mode), estop_latched=f.estop_latched,
+                              rejected_commands=f.rejected,
+                              reason=result.reason if result else f.last_reason)
+        if result is not None:
+            status.clipped = int(result.clipped)
+            status.watchdog_tripped = result.watchdog_tripped
         status.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(status)
 
     def _status(self):
-        return diagnostics.OK, 'holding', {'mode': 'hold', 'chunks_received': self._chunks}
+        level = diagnostics.ERROR if self._filter.estop_latched else diagnostics.OK
+        return level, self._filter.mode.name.lower(), {
+            'ticks': self._ticks, 'rejected_commands': self._filter.rejected,
+            'last_reason': self._filter.last_reason}
+
+    def destroy_node(self):
+        if self._device is not None:
+            self._device.close()
+        return super().destroy_node()
 
 
 def main(args=None) -> int:

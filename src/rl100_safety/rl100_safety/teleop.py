@@ -103,3 +103,37 @@ class TeleopMapper:
             self._gripper = 0.0 if self._gripper > 0.5 else 1.0
         target[6] = self._gripper
         return target.copy()
+
+
+# --- sensor_msgs/Joy layout ------------------------------------------------------------------
+# Devices that run in their own process (the keyboard node in its terminal, a gamepad through
+# the standard `joy` package) reach the safety node as sensor_msgs/Joy with this layout:
+# axes[0:6] = twist (vx vy vz wx wy wz, each -1..1); buttons[0] = takeover (held);
+# buttons[1:] = one button per event in JOY_EVENTS (a press is a 0 -> 1 edge).
+JOY_EVENTS = (Event.GRIPPER_TOGGLE, Event.SUCCESS, Event.FAILURE, Event.ABORT, Event.START,
+              Event.ESTOP, Event.CLEAR_ESTOP, Event.TOGGLE_TELEOP)
+JOY_BUTTONS = 1 + len(JOY_EVENTS)
+
+
+def input_to_joy(sample: TeleopInput) -> tuple:
+    """TeleopInput -> (axes list of 6 floats, buttons list of JOY_BUTTONS ints)."""
+    buttons = [int(sample.takeover)] + [int(e in sample.events) for e in JOY_EVENTS]
+    return [float(v) for v in np.asarray(sample.twist, dtype=np.float64)], buttons
+
+
+class JoyDecoder:
+    """sensor_msgs/Joy axes + buttons -> TeleopInput, turning button edges into events."""
+
+    def __init__(self):
+        self._previous = [0] * JOY_BUTTONS
+
+    def decode(self, axes, buttons) -> TeleopInput:
+        if len(axes) < 6 or len(buttons) < JOY_BUTTONS:
+            raise ValueError(f'Joy message needs >= 6 axes and >= {JOY_BUTTONS} buttons, '
+                             f'got {len(axes)} and {len(buttons)}')
+        buttons = [int(b) for b in buttons[:JOY_BUTTONS]]
+        events = tuple(e for i, e in enumerate(JOY_EVENTS, start=1)
+                       if buttons[i] and not self._previous[i])
+        self._previous = buttons
+        return TeleopInput(twist=np.asarray(axes[:6], dtype=np.float64), takeover=bool(buttons[0]),
+                           events=events)

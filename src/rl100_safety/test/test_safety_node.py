@@ -1,38 +1,136 @@
-"""Safety node skeleton: starts in HOLD, publishes a latched SafetyStatus, refuses a bad rate."""
+"""Safety node over DDS: pose in -> target out, chunks followed, takeover flagged, e-stop."""
 
 import time
 
+from geometry_msgs.msg import PoseStamped
+import numpy as np
 import pytest
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rl100_msgs.msg import SafetyStatus
+from rl100_msgs.msg import ActionChunk, Intervention, SafetyStatus
+from rl100_msgs.srv import SetMode
 from rl100_ros import qos, topics
+from rl100_ros.conversions import array_to_pose, pose_to_array
+from rl100_safety.keyboard_teleop import JOY_TOPIC
 from rl100_safety.safety_node import SafetyNode
+from rl100_safety.teleop import Event, input_to_joy, TeleopInput
+from sensor_msgs.msg import Joy
+
+HOME = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.0])
+
+
+class Harness:
+    """The safety node plus a test node playing robot, policy and operator."""
+
+    def __init__(self, **params):
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        self.node = SafetyNode(parameter_overrides=overrides)
+        self.peer = Node('peer')
+        self.targets, self.interventions, self.status = [], [], []
+        self.peer.create_subscription(PoseStamped, topics.TARGET_POSE, self.targets.append,
+                                      qos.RELIABLE)
+        self.peer.create_subscription(Intervention, topics.INTERVENTION, self.interventions.append,
+                                      qos.RELIABLE)
+        self.peer.create_subscription(SafetyStatus, topics.SAFETY_STATUS, self.status.append,
+                                      qos.LATCHED)
+        self.pose_pub = self.peer.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
+        self.chunk_pub = self.peer.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
+        self.joy_pub = self.peer.create_publisher(Joy, JOY_TOPIC, qos.COMMAND)
+        self.executor = rclpy.executors.SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+
+    def now(self):
+        return self.peer.get_clock().now()
+
+    def publish_pose(self, pose=HOME):
+        self.pose_pub.publish(array_to_pose(pose, 'fr3_link0', self.now().to_msg()))
+
+    def spin_until(self, predicate, timeout=10.0, pose=HOME):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.publish_pose(pose)  # the robot keeps reporting its pose
+            self.executor.spin_once(timeout_sec=0.02)
+            if predicate():
+                return True
+        return False
 
 
 @pytest.fixture
-def ros():
+def harness():
     rclpy.init()
-    yield
+    h = Harness(control_rate=20.0, teleop_device='joy')
+    yield h
+    h.node.destroy_node()
     rclpy.try_shutdown()
 
 
-def test_starts_in_hold_and_late_joiners_see_it(ros):
-    node = SafetyNode()
-    listener = Node('late_joiner')
-    got = []
-    listener.create_subscription(SafetyStatus, topics.SAFETY_STATUS, got.append, qos.LATCHED)
-    executor = rclpy.executors.SingleThreadedExecutor()
-    executor.add_node(node)
-    executor.add_node(listener)
-    deadline = time.monotonic() + 10
-    while not got and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    assert got and got[0].mode == SafetyStatus.MODE_HOLD
-    assert got[0].reason == 'started in HOLD'
+def test_holds_the_robot_pose_without_policy(harness):
+    assert harness.spin_until(lambda: len(harness.targets) >= 3)
+    held = pose_to_array(harness.targets[-1], 0.0)
+    np.testing.assert_allclose(held[:3], HOME[:3], atol=1e-6)
+    assert harness.interventions[-1].active is False
 
 
-def test_refuses_non_positive_rate(ros):
-    with pytest.raises(ValueError, match='control_rate must be > 0 Hz, got -1.0'):
-        SafetyNode(parameter_overrides=[Parameter('control_rate', value=-1.0)])
+def test_follows_a_policy_chunk_within_limits(harness):
+    goal = HOME.copy()
+    goal[0] += 0.2  # farther than one tick's step limit (0.05 m)
+    chunk = ActionChunk(horizon=1, action_dim=7, data=goal.astype(np.float32).tolist())
+    chunk.header.stamp = harness.now().to_msg()
+    chunk.period.nanosec = 50_000_000
+    harness.chunk_pub.publish(chunk)
+    assert harness.spin_until(lambda: harness.status and harness.status[-1].clipped)
+    target = pose_to_array(harness.targets[-1], 0.0)
+    assert 0.5 < target[0] <= 0.55 + 1e-6  # moved towards the goal, by at most one step
+    assert harness.status[-1].clipped & SafetyStatus.CLIP_TRANSLATION_STEP
+
+
+def test_joy_takeover_is_flagged_and_estop_latches(harness):
+    axes, buttons = input_to_joy(TeleopInput(twist=np.array([0, 1.0, 0, 0, 0, 0]), takeover=True))
+    harness.joy_pub.publish(Joy(axes=axes, buttons=buttons))
+    assert harness.spin_until(lambda: harness.interventions and harness.interventions[-1].active)
+    iv = harness.interventions[-1]
+    assert iv.source == Intervention.SOURCE_GAMEPAD and iv.target.position.y > 0.0
+
+    axes, buttons = input_to_joy(TeleopInput(events=(Event.ESTOP,)))
+    harness.joy_pub.publish(Joy(axes=axes, buttons=buttons))
+    assert harness.spin_until(lambda: harness.status and harness.status[-1].estop_latched)
+    assert harness.status[-1].mode == SafetyStatus.MODE_ESTOP
+
+    client = harness.peer.create_client(SetMode, topics.SET_MODE)
+    assert client.wait_for_service(timeout_sec=5)
+    future = client.call_async(SetMode.Request(mode=SafetyStatus.MODE_AUTONOMOUS))
+    harness.executor.spin_until_future_complete(future, timeout_sec=5)
+    assert future.result().accepted is False and 'latched' in future.result().message
+    request = SetMode.Request(mode=SafetyStatus.MODE_AUTONOMOUS, clear_estop=True)
+    future = client.call_async(request)
+    harness.executor.spin_until_future_complete(future, timeout_sec=5)
+    assert future.result().accepted and future.result().mode == SafetyStatus.MODE_AUTONOMOUS
+
+
+def test_malformed_chunk_is_rejected_and_counted(harness):
+    harness.chunk_pub.publish(ActionChunk(horizon=2, action_dim=7, data=[0.0] * 5))
+    assert harness.spin_until(lambda: harness.status and harness.status[-1].rejected_commands == 1)
+    target = pose_to_array(harness.targets[-1], 0.0)
+    np.testing.assert_allclose(target[:3], HOME[:3], atol=1e-6)  # still holding
+
+
+def test_refuses_non_positive_rate():
+    rclpy.init()
+    try:
+        with pytest.raises(ValueError, match='control_rate must be > 0 Hz, got -1.0'):
+            SafetyNode(parameter_overrides=[Parameter('control_rate', value=-1.0)])
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_missing_spacemouse_is_named():
+    rclpy.init()
+    try:
+        with pytest.raises(RuntimeError, match='SpaceMouse'):
+            SafetyNode(parameter_overrides=[
+                Parameter('teleop_device', value='spacemouse'),
+                Parameter('teleop_device_path', value='/dev/rl100-no-hidraw')])
+    finally:
+        rclpy.try_shutdown()
