@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("rl100.info", "print versions and the optional components available here"),
     "collect": ("rl100.sim.collect", "record scripted-expert demonstrations into a dataset"),
     "bench-sim": ("rl100.sim.bench", "measure simulation steps/s per task and camera modality"),
+    "ingest": ("rl100.ingest", "turn recorder episode bags (rosbag2 MCAP) into a training dataset"),
 }
 
 

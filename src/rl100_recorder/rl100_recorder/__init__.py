@@ -1,0 +1,1 @@
+"""The rl100 episode recorder: a pure bag writer (bag_writer) and its ROS node."""
