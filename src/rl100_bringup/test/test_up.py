@@ -13,16 +13,17 @@ def _run(args, env, timeout=90):
     return subprocess.run(UP + args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_graph_comes_up_and_stops_cleanly(ros_env):
-    result = _run(['orange_juicer', '--duration', '2'], ros_env)
+def test_graph_comes_up_and_stops_cleanly(ros_env, tmp_path):
+    result = _run(['orange_juicer', f'record_dir:={tmp_path}', '--duration', '2'], ros_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "graph 'orange_juicer' up: policy_node, safety_node" in result.stdout
-    assert 'policy_node=0, safety_node=0' in result.stdout
+    assert "graph 'orange_juicer' up: policy_node, safety_node, recorder_node" in result.stdout
+    assert 'policy_node=0, safety_node=0, recorder_node=0' in result.stdout
     assert '[policy_node]' in result.stdout  # node output is forwarded, prefixed
 
 
-def test_sigint_is_forwarded_to_every_node(ros_env):
-    proc = subprocess.Popen(UP + ['orange_juicer'], env=ros_env, text=True,
+def test_sigint_is_forwarded_to_every_node(ros_env, tmp_path):
+    proc = subprocess.Popen(UP + ['orange_juicer', f'record_dir:={tmp_path}'], env=ros_env,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     deadline = time.monotonic() + 60
@@ -35,7 +36,7 @@ def test_sigint_is_forwarded_to_every_node(ros_env):
     out, _ = proc.communicate(timeout=60)
     text = ''.join(lines) + out
     assert proc.returncode == 0, text
-    assert 'policy_node=0, safety_node=0' in text
+    assert 'policy_node=0, safety_node=0, recorder_node=0' in text
 
 
 def test_bad_launch_argument_fails_with_its_name(ros_env):
@@ -46,7 +47,8 @@ def test_bad_launch_argument_fails_with_its_name(ros_env):
 
 def test_a_node_that_dies_fails_the_graph_naming_it(ros_env, tmp_path):
     # control_rate 0 is refused by the policy node at start-up
-    result = _run(['orange_juicer', 'control_rate:=0', '--ready-timeout', '20'], ros_env)
+    result = _run(['orange_juicer', 'control_rate:=0', f'record_dir:={tmp_path}',
+                   '--ready-timeout', '20'], ros_env)
     assert result.returncode == 1
     assert 'exited unexpectedly with code 1' in result.stderr
     assert 'failed to start: ValueError: control_rate must be > 0 Hz, got 0.0' in result.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -24,8 +25,6 @@ from rl100_recorder.bag_writer import BagWriterError, EpisodeBagWriter, LABELS
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
 
-START_EPISODE = '/rl100/start_episode'
-END_EPISODE = '/rl100/end_episode'
 EVENT_TYPE = 'rl100_msgs/msg/EpisodeEvent'
 
 DEFAULT_TOPICS = [
@@ -33,8 +32,9 @@ DEFAULT_TOPICS = [
     topics.INTERVENTION,
     topics.SAFETY_STATUS,
     topics.EPISODE_EVENT,
-    '/joint_states',
-    '/franka_robot_state_broadcaster/current_pose',
+    topics.JOINT_STATES,
+    topics.CURRENT_POSE,
+    topics.GRIPPER_STATE,
     '/camera/camera/color/image_raw',
     '/camera/camera/aligned_depth_to_color/image_raw',
     '/camera/camera/depth/color/points',
@@ -56,8 +56,8 @@ class RecorderNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
             return self.get_parameter(name).value
 
-        record_dir = param('record_dir', 'episodes',
-                           'directory receiving one rosbag2 MCAP bag per episode')
+        record_dir = os.path.expanduser(param(
+            'record_dir', 'episodes', 'directory receiving one rosbag2 MCAP bag per episode'))
         self._task = param('task', '', 'task name stored with episodes whose StartEpisode '
                                        'request leaves it empty')
         self._source = param('source', 'rollout',
@@ -77,8 +77,8 @@ class RecorderNode(Node):
         self._last_received = 0
         self._errors: list[str] = []
         self._event_pub = self.create_publisher(EpisodeEvent, topics.EPISODE_EVENT, qos.LATCHED)
-        self.create_service(StartEpisode, START_EPISODE, self._on_start)
-        self.create_service(EndEpisode, END_EPISODE, self._on_end)
+        self.create_service(StartEpisode, topics.START_EPISODE, self._on_start)
+        self.create_service(EndEpisode, topics.END_EPISODE, self._on_end)
         self._diagnostics = diagnostics.Diagnostics(self, 'recorder', self._status)
         self.create_timer(0.5, self._discover)
         self._discover()
