@@ -1,0 +1,1 @@
+"""RealSense camera driver of the rl100 stack (realsense-ros compatible topics)."""

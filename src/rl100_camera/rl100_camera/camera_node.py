@@ -1,0 +1,192 @@
+"""Camera node: a RealSense (or a recording of one) on realsense-ros' topics.
+
+Thin wiring over ``RealSenseSource``. Topics are private (``~/...``) and the node is named
+``camera`` in namespace ``/camera``, so the defaults are realsense-ros' names
+(``/camera/camera/color/image_raw``, ...); remap ``__ns`` / ``__node`` to move them.
+
+Threads: a capture thread only reads frames (camera -> numpy) and puts the newest into a
+one-frame slot; a publish thread turns the slot into messages and publishes. A slow
+publisher or subscriber therefore never stalls the camera: frames it could not take are
+counted as dropped and the newest one wins.
+
+Stamps: every message of a frame carries the ROS clock time at which the frame reached the
+host (read back by the capture thread). The camera's own timestamps run on the device
+clock (or on librealsense's estimate of host time, which recordings do not preserve), not
+on the clock the robot state is stamped with; arrival time is comparable with the robot
+topics at the cost of the USB transfer latency (a few ms), and follows /clock under
+use_sim_time, so replays in simulation line up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rl100_ros import diagnostics, qos
+from rl100_ros.node_main import run_node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from .messages import camera_info_msg, image_msg, pointcloud_msg
+from .realsense_source import RealSenseSource, SourceConfig
+
+COLOR_IMAGE = '~/color/image_raw'
+COLOR_INFO = '~/color/camera_info'
+DEPTH_IMAGE = '~/aligned_depth_to_color/image_raw'
+DEPTH_INFO = '~/aligned_depth_to_color/camera_info'
+POINTS = '~/depth/color/points'
+
+
+class CameraNode(Node):
+
+    def __init__(self, **node_kwargs):
+        node_kwargs.setdefault('namespace', '/camera')
+        super().__init__('camera', **node_kwargs)
+        p = self._declare
+        max_depth = p('pointcloud_max_depth', 3.0, 'points farther than this are dropped, m '
+                      '(0: no limit)')
+        config = SourceConfig(
+            serial_no=p('serial_no', '', 'serial number of the camera to open (empty: the '
+                        'first one found)'),
+            recording_file=p('recording_file', '', 'replay this librealsense recording (.db3 '
+                             'or .bag) instead of opening a camera'),
+            width=p('width', 640, 'colour and depth width, px'),
+            height=p('height', 480, 'colour and depth height, px'),
+            fps=p('fps', 30, 'frame rate of both streams, Hz'),
+            real_time=p('playback_real_time', True, 'recordings: replay at the recorded rate '
+                        '(false: as fast as frames are read)'),
+            repeat_playback=p('playback_repeat', False, 'recordings: loop at the end'),
+            pointcloud=p('enable_pointcloud', False, 'publish ~/depth/color/points (x y z '
+                         'float32, m, colour optical frame)'),
+            pointcloud_decimation=p('pointcloud_decimation', 1, 'keep every n-th pixel in '
+                                    'both directions in the point cloud'),
+            min_depth=p('pointcloud_min_depth', 0.0, 'points nearer than this are dropped, m'),
+            max_depth=max_depth if max_depth > 0.0 else math.inf)
+        camera_name = p('camera_name', 'camera', 'prefix of the frame ids, as in realsense-ros')
+        self._frame_id = f'{camera_name}_color_optical_frame'
+
+        self._source = RealSenseSource(config).start()  # SourceError: run_node says why
+        self.get_logger().info(
+            f'{self._source.device_label}: {config.width}x{config.height}@{config.fps}, '
+            f'depth scale {self._source.depth_scale:g} m, frame {self._frame_id}')
+        self._color_pub = self.create_publisher(Image, COLOR_IMAGE, qos.SENSOR)
+        self._color_info_pub = self.create_publisher(CameraInfo, COLOR_INFO, qos.SENSOR)
+        self._depth_pub = self.create_publisher(Image, DEPTH_IMAGE, qos.SENSOR)
+        self._depth_info_pub = self.create_publisher(CameraInfo, DEPTH_INFO, qos.SENSOR)
+        self._points_pub = (self.create_publisher(PointCloud2, POINTS, qos.SENSOR)
+                            if config.pointcloud else None)
+
+        self._lock = threading.Condition()
+        self._slot = None  # (frame, stamp) waiting to be published
+        self._running = True
+        self._state = 'streaming'
+        self._captured = self._published = self._dropped = self._skipped = 0
+        self._window = (time.monotonic(), 0)  # (start, published count) of the fps window
+        self._latencies: list[float] = []
+        self._last_number = None
+        self._threads = [threading.Thread(target=self._capture_loop, name='capture', daemon=True),
+                         threading.Thread(target=self._publish_loop, name='publish', daemon=True)]
+        for t in self._threads:
+            t.start()
+        self._diagnostics = diagnostics.Diagnostics(self, 'camera', self._status)
+
+    def _declare(self, name, default, description):
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        return self.get_parameter(name).value
+
+    # --- threads -------------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        while self._running:
+            try:
+                frame = self._source.read(timeout=0.5)
+            except Exception as exc:  # unplugged camera, USB error: report, keep the node up
+                self._set_state(f'capture failed: {exc}')
+                self.get_logger().error(self._state)
+                return
+            if frame is None:
+                if self._source.finished:
+                    self._set_state('recording finished')
+                    self.get_logger().info('recording finished')
+                    return
+                continue
+            stamp = self.get_clock().now()
+            with self._lock:
+                self._captured += 1
+                if self._last_number is not None and frame.frame_number > self._last_number + 1:
+                    self._skipped += frame.frame_number - self._last_number - 1
+                self._last_number = frame.frame_number
+                if self._slot is not None:
+                    self._dropped += 1  # the publisher did not keep up: newest frame wins
+                self._slot = (frame, stamp)
+                self._lock.notify()
+
+    def _publish_loop(self) -> None:
+        while True:
+            with self._lock:
+                while self._running and self._slot is None:
+                    self._lock.wait(0.5)
+                if not self._running:
+                    return
+                (frame, stamp), self._slot = self._slot, None
+            self._publish(frame, stamp)
+
+    def _publish(self, frame, stamp) -> None:
+        t = stamp.to_msg()
+        info = camera_info_msg(frame.intrinsics, self._frame_id, t)
+        self._color_pub.publish(image_msg(frame.color, self._frame_id, t))
+        self._color_info_pub.publish(info)
+        self._depth_pub.publish(image_msg(frame.depth_mm(), self._frame_id, t))
+        self._depth_info_pub.publish(info)
+        if self._points_pub is not None and frame.points is not None:
+            self._points_pub.publish(pointcloud_msg(frame.points, self._frame_id, t))
+        latency = (self.get_clock().now() - stamp).nanoseconds * 1e-6
+        with self._lock:
+            self._published += 1
+            self._latencies.append(latency)
+
+    def _set_state(self, state: str) -> None:
+        with self._lock:
+            self._state = state
+
+    # --- diagnostics ---------------------------------------------------------------------------
+    def _status(self):
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._window
+            fps = (self._published - count) / max(now - start, 1e-6)
+            self._window = (now, self._published)
+            latencies, self._latencies = self._latencies, []
+            state = self._state
+            values = {'fps': f'{fps:.1f}', 'frames_published': self._published,
+                      'frames_captured': self._captured,
+                      'dropped_frames': self._dropped + self._skipped,
+                      'dropped_by_publisher': self._dropped,
+                      'skipped_by_camera': self._skipped}
+        if latencies:
+            values['latency_ms_mean'] = f'{sum(latencies) / len(latencies):.2f}'
+            values['latency_ms_max'] = f'{max(latencies):.2f}'
+        values['device'] = self._source.device_label
+        if state.startswith('capture failed'):
+            return diagnostics.ERROR, state, values
+        if state == 'streaming' and fps == 0.0:
+            return diagnostics.WARN, 'no frames', values
+        return diagnostics.OK, state, values
+
+    def destroy_node(self):
+        with self._lock:
+            self._running = False
+            self._lock.notify_all()
+        for t in self._threads:
+            t.join(timeout=2.0)
+        self._source.stop()
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(CameraNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
