@@ -50,7 +50,8 @@ class NodeProcess:
             raise graph_mod.GraphError(f'node {node.name!r}: no executable {exe}')
         overrides = os.path.join(workdir, f'{node.name}.params.yaml')
         with open(overrides, 'w', encoding='utf-8') as f:
-            yaml.safe_dump({node.name: {'ros__parameters': node.parameters}}, f)
+            # '/**': this file goes to this one process only, whatever the node's namespace
+            yaml.safe_dump({'/**': {'ros__parameters': node.parameters}}, f)
         cmd = [exe, '--ros-args', '-r', f'__node:={node.name}',
                '--params-file', node.params_file, '--params-file', overrides]
         for src, dst in node.remappings.items():

@@ -31,6 +31,12 @@ def test_orange_juicer_graph_defaults_and_overrides():
     assert nodes['policy_node'].params_file.endswith('orange_juicer.yaml')
 
 
+def test_real_robot_graph_adds_the_camera_driver():
+    graph = graph_mod.load('orange_juicer')
+    assert 'camera' not in [n.name for n in graph.resolve()]
+    assert 'camera' in [n.name for n in graph.resolve({'use_sim': 'false'})]
+
+
 def test_unknown_argument_is_named():
     with pytest.raises(graph_mod.GraphError, match="unknown argument 'contol_rate'"):
         graph_mod.load('orange_juicer').resolve({'contol_rate': '5'})
