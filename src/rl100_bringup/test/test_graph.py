@@ -34,7 +34,8 @@ def test_orange_juicer_graph_defaults_and_overrides():
 def test_real_robot_graph_adds_the_camera_driver():
     graph = graph_mod.load('orange_juicer')
     assert 'camera' not in [n.name for n in graph.resolve()]
-    assert 'camera' in [n.name for n in graph.resolve({'use_sim': 'false'})]
+    real = [n.name for n in graph.resolve({'use_sim': 'false'})]
+    assert 'camera' in real and 'franka_bridge' in real
 
 
 def test_unknown_argument_is_named():

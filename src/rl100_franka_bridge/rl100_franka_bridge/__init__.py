@@ -1,0 +1,1 @@
+"""Bridge from the rl100 safety node to franka_ros2."""
