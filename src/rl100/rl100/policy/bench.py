@@ -1,0 +1,105 @@
+"""Latency benchmark: per-action-chunk inference at batch 1, DDIM-K vs one-step CM, torch eager vs ONNX Runtime.
+
+Random weights (latency does not depend on training), low-dim state observations; prints a Markdown table.
+Example: ``python -m rl100.policy.bench --sizes small paper --repeats 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rl100.keys import OBS_STATE
+from rl100.policy.config import ObsSpec, PolicyConfig
+from rl100.policy.consistency import ConsistencyPolicy
+from rl100.policy.diffusion import DiffusionPolicy
+
+SIZES = {"small": (64, 128, 256), "paper": (256, 512, 1024)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--ddim-steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per cell (after 3 warm-up calls)")
+    parser.add_argument("--threads", type=int, default=0, help="torch / ORT intra-op threads (0: default)")
+    parser.add_argument("--state-dim", type=int, default=15)
+    parser.add_argument("--action-dim", type=int, default=7)
+    parser.add_argument("--no-onnx", action="store_true", help="torch eager only")
+
+
+def _time(fn, repeats: int) -> tuple[float, float]:
+    for _ in range(3):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(ts)), float(np.percentile(ts, 95))
+
+
+def bench(sizes: list[str], ddim_steps: int = 10, repeats: int = 20, threads: int = 0, state_dim: int = 15,
+          action_dim: int = 7, onnx: bool = True) -> list[dict[str, object]]:
+    if threads > 0:
+        torch.set_num_threads(threads)
+    rows = []
+    for size in sizes:
+        cfg = PolicyConfig(obs=[ObsSpec(OBS_STATE, (state_dim,))], action_dim=action_dim, down_dims=SIZES[size],
+                           num_inference_steps=ddim_steps)
+        teacher = DiffusionPolicy(cfg).eval()
+        student = ConsistencyPolicy.from_teacher(teacher).eval()
+        n_params = sum(p.numel() for p in teacher.parameters())
+        obs = {OBS_STATE: torch.randn(1, cfg.n_obs, state_dim)}
+        noise = torch.randn(1, cfg.horizon, action_dim)
+        for name, model in ((f"DDIM-{ddim_steps}", teacher), ("CM-1", student)):
+            with torch.inference_mode():
+                med, p95 = _time(lambda m=model, o=obs, n=noise: m.predict_action(o, n), repeats)
+            rows.append({"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": "torch eager",
+                         "p50_ms": med, "p95_ms": p95})
+            if onnx:
+                rows.append(_bench_onnx(model, size, n_params, name, obs, noise, repeats, threads))
+    return rows
+
+
+def _bench_onnx(model, size, n_params, name, obs, noise, repeats, threads) -> dict[str, object]:
+    import onnxruntime as ort
+
+    from rl100.export.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "policy.onnx"
+        export_onnx(model, path, training_command="bench")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        feeds = {OBS_STATE: obs[OBS_STATE].numpy(), "noise": noise.numpy()}
+        med, p95 = _time(lambda: sess.run(None, feeds), repeats)
+    return {"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": "ONNX Runtime CPU",
+            "p50_ms": med, "p95_ms": p95}
+
+
+def markdown(rows: list[dict[str, object]]) -> str:
+    lines = ["| model | params (M) | sampler | backend | p50 ms | p95 ms | Hz (p50) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['params_M']:.1f} | {r['sampler']} | {r['backend']} | {r['p50_ms']:.2f} "
+                     f"| {r['p95_ms']:.2f} | {1e3 / r['p50_ms']:.0f} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = bench(args.sizes, args.ddim_steps, args.repeats, args.threads, args.state_dim, args.action_dim,
+                 onnx=not args.no_onnx)
+    print(f"batch 1, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    raise SystemExit(run(p.parse_args()))

@@ -1,0 +1,119 @@
+"""One-step consistency policy distilled from a K-step DDIM teacher.
+
+Student ``C(x, tau, obs) = c_skip(tau) x + c_out(tau) F(x, tau, obs)`` (LCM parameterisation: ``c_skip(0) = 1``,
+``c_out(0) = 0``, so the boundary condition ``C(x, 0) = x`` holds by construction). ``F`` is a U-Net with
+the teacher's architecture (initialised from the teacher's weights by default).
+
+:func:`distillation_loss` (RL-100's public code): from the *same* initial noise ``x_T``, the student's one
+step must match the teacher's deterministic (eta = 0) K-step DDIM chain: ``||C(x_T, t_0) - sg[chain(x_T)]||^2``.
+Optional LCM-style trajectory term (``traj_weight > 0``): a random intermediate state ``x^{t_k}`` of the same
+teacher chain must map to the same endpoint, ``||C(x^{t_k}, t_k) - sg[chain(x_T)]||^2`` (self-consistency along
+the probability-flow trajectory, anchored by the boundary condition). Both are in normalised action space.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from rl100.policy.config import PolicyConfig
+from rl100.policy.diffusion import DiffusionPolicy
+from rl100.policy.encoders import ObsEncoder
+from rl100.policy.normalizer import Normalizer
+from rl100.policy.schedule import NoiseSchedule
+from rl100.policy.unet import ConditionalUnet1D
+
+KIND = "consistency"
+SIGMA_DATA = 0.5
+TIME_SCALE = 10.0  # LCM's timestep scaling: c_skip ~ 0 for every t >= 1
+
+
+class ConsistencyPolicy(nn.Module):
+    kind = KIND
+
+    def __init__(self, config: PolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.normalizer = Normalizer(config)
+        self.obs_encoder = ObsEncoder(config)
+        self.unet = ConditionalUnet1D(config.action_dim, self.obs_encoder.out_dim, config.down_dims,
+                                      config.kernel_size, config.n_groups, config.step_embed_dim)
+        self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule, config.clip_sample)
+        self.t_start = self.schedule.ddim_timesteps(config.num_inference_steps)[0]  # the teacher chain's first t
+
+    @classmethod
+    def from_teacher(cls, teacher: DiffusionPolicy, init_weights: bool = True) -> ConsistencyPolicy:
+        student = cls(copy.deepcopy(teacher.config))
+        if init_weights:
+            student.load_state_dict(teacher.state_dict(), strict=True)
+        else:
+            student.normalizer.load_state_dict(teacher.normalizer.state_dict())
+        return student
+
+    def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        to = self.config.n_obs
+        obs = {k: obs[k][:, -to:] for k in self.config.obs_keys}
+        return self.obs_encoder(self.normalizer.normalize_obs(obs))
+
+    def consistency(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``C(x, t)``: x (B, Ta, Da), t (B,) float timesteps, cond (B, C) -> normalised x_0 estimate (B, Ta, Da)."""
+        s = (t.to(x.dtype) * TIME_SCALE).reshape(-1, 1, 1)
+        c_skip = SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2)
+        c_out = s / (s**2 + SIGMA_DATA**2).sqrt()
+        out = c_skip * x + c_out * self.unet(x, t, cond)
+        return out.clamp(-1.0, 1.0) if self.config.clip_sample else out
+
+    def sample_normalized(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        t = torch.full((noise.shape[0],), float(self.t_start), device=noise.device)
+        return self.consistency(noise, t, cond)
+
+    @torch.no_grad()
+    def predict_action(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw observations (B, To, ...) -> unnormalised action chunk (B, Ta, Da), one network evaluation."""
+        cond = self.encode(obs)
+        if noise is None:
+            shape = (cond.shape[0], self.config.horizon, self.config.action_dim)
+            noise = torch.randn(shape, generator=generator, device=cond.device)
+        return self.normalizer.action.inverse(self.sample_normalized(cond, noise))
+
+    def forward(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        return self.predict_action(obs, noise)
+
+
+def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batch: Mapping[str, torch.Tensor],
+                      traj_weight: float = 0.0, generator: torch.Generator | None = None,
+                      noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Consistency-distillation loss (differentiable w.r.t. the student only) and scalar logs.
+
+    ``batch``: raw observations (B, To, ...) (an action key, if present, is ignored). ``noise``: x_T (B, Ta, Da).
+    """
+    cfg = teacher.config
+    with torch.no_grad():
+        t_cond = teacher.encode(batch)
+        b = t_cond.shape[0]
+        if noise is None:
+            noise = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=t_cond.device)
+        target, chain = teacher.sample_normalized(t_cond, noise, eta=0.0, return_chain=True)
+    cond = student.encode(batch)
+    pred = student.sample_normalized(cond, noise)
+    loss_cd = (pred - target).square().mean()
+    logs = {"distill/loss_cd": float(loss_cd.detach())}
+    loss = loss_cd
+    if traj_weight > 0:
+        ts = teacher.schedule.ddim_timesteps(cfg.num_inference_steps)
+        if len(ts) > 1:
+            k = torch.randint(1, len(ts), (b,), generator=generator).to(noise.device)  # (B,) states x^{t_k}, k >= 1
+            states = torch.stack(chain[:-1], dim=1)  # (B, K, Ta, Da): state i is the input of step i (timestep ts[i])
+            xk = states[torch.arange(b, device=noise.device), k]
+            tk = torch.as_tensor(ts, dtype=torch.float32, device=noise.device)[k]
+            loss_traj = (student.consistency(xk, tk, cond) - target).square().mean()
+            loss = loss + traj_weight * loss_traj
+            logs["distill/loss_traj"] = float(loss_traj.detach())
+    logs["distill/loss"] = float(loss.detach())
+    return loss, logs
+
+

@@ -1,0 +1,161 @@
+"""PolicyRuntime: the one object that runs an exported policy, in ``rl100 eval`` and in the ROS policy node.
+
+It loads ``<model>.onnx`` + ``<model>.card.json`` (refusing a card whose sha256 or inputs/outputs do not
+match the graph), opens an ONNX Runtime session (CUDA when available, else CPU), keeps the observation
+history (``n_obs`` steps; at an episode start the first observation is repeated), and schedules action chunks
+with a receding horizon: predict ``(Ta, Da)``, execute ``n_action_steps`` of it starting at ``action_start =
+n_obs - 1``, then replan. With ``temporal_ensemble`` it replans every step and averages, for the current
+step, all still-valid predictions with weights ``exp(-k * i)`` (``i = 0`` the oldest, as in ACT).
+No torch, no rclpy: numpy + onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl100.export.card import (
+    NOISE_INPUT,
+    STEP_NOISE_INPUT,
+    CardError,
+    card_path,
+    check_graph_io,
+    io_spec,
+    read_card,
+    sha256_file,
+)
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(double)": "float64",
+               "tensor(int64)": "int64", "tensor(float16)": "float16"}
+
+
+class PolicyRuntime:
+    """``reset()`` at each episode start, then ``act(obs) -> (Da,)`` once per control step.
+
+    ``obs``: ``{key: per-step array}`` for every key of the card's observation spec (extra keys are ignored).
+    ``seed`` fixes the sampler noise; ``providers`` overrides the ONNX Runtime provider choice.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, *, card: str | os.PathLike | None = None, seed: int = 0,
+                 intra_op_threads: int = 0, providers: Sequence[str] | None = None,
+                 n_action_steps: int | None = None, temporal_ensemble: bool = False, ensemble_k: float = 0.01) -> None:
+        import onnxruntime as ort
+
+        self.onnx_path = Path(onnx_path)
+        self.card_path = Path(card) if card is not None else card_path(self.onnx_path)
+        if not self.card_path.exists():
+            raise CardError(f"no model card at {self.card_path} for {self.onnx_path}")
+        self.card = read_card(self.card_path)
+        digest = sha256_file(self.onnx_path)
+        if digest != self.card["sha256"]:
+            raise CardError(f"{self.onnx_path}: sha256 {digest} does not match the card's {self.card['sha256']} "
+                            f"({self.card_path}): the model file and its card are from different exports")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = 1
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(self.onnx_path), sess_options=opts, providers=list(providers))
+
+        def io(nodes: Any) -> dict[str, tuple[list[Any], str]]:
+            return {n.name: (list(n.shape), _ORT_DTYPES.get(n.type, n.type)) for n in nodes}
+
+        check_graph_io(self.card, io(self.session.get_inputs()), io(self.session.get_outputs()), str(self.onnx_path))
+        self.inputs, _ = io_spec(self.card)
+        self.obs_spec = {o["key"]: (tuple(o["shape"][1:]), np.dtype(o["dtype"])) for o in self.card["observation_spec"]}
+        self.n_obs = int(self.card["n_obs"])
+        self.horizon, self.action_dim = (int(v) for v in self.card["action_spec"]["shape"])
+        self.action_start = int(self.card["action_spec"]["action_start"])
+        self.n_action_steps = int(n_action_steps or self.card["n_action_steps"])
+        if not 1 <= self.n_action_steps <= self.horizon - self.action_start:
+            raise ValueError(f"n_action_steps must be in [1, {self.horizon - self.action_start}], "
+                             f"got {self.n_action_steps}")
+        self.temporal_ensemble = temporal_ensemble
+        self.ensemble_k = float(ensemble_k)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.latencies_ms: list[float] = []
+        self.reset()
+
+    # ---------------------------------------------------------------------------------------------- API
+    @property
+    def control_rate_hz(self) -> float:
+        return float(self.card["control_rate_hz"])
+
+    def reset(self) -> None:
+        """Start a new episode: empty history, no queued actions (the noise RNG continues)."""
+        self.history: dict[str, deque[np.ndarray]] = {k: deque(maxlen=self.n_obs) for k in self.obs_spec}
+        self.queue: deque[np.ndarray] = deque()
+        self.chunks: deque[tuple[int, np.ndarray]] = deque()  # temporal ensembling: (step of chunk[0], chunk)
+        self.step = 0
+
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """Add one observation to the history and return the action (Da,) float32 to execute now."""
+        self._push(obs)
+        if self.temporal_ensemble:
+            action = self._act_ensemble()
+        else:
+            if not self.queue:
+                chunk = self.predict()[0]  # (Ta, Da)
+                self.queue.extend(chunk[self.action_start : self.action_start + self.n_action_steps])
+            action = self.queue.popleft()
+        self.step += 1
+        return np.array(action, dtype=np.float32)
+
+    def predict(self, noise: np.ndarray | None = None) -> np.ndarray:
+        """Run the graph on the current history: (1, Ta, Da) unnormalised actions."""
+        feeds = {k: np.stack(list(h))[None] for k, h in self.history.items()}  # (1, To, *shape)
+        ta, da = self.horizon, self.action_dim
+        feeds[NOISE_INPUT] = (self.rng.standard_normal((1, ta, da), dtype=np.float32) if noise is None
+                              else np.asarray(noise, np.float32))
+        if STEP_NOISE_INPUT in self.inputs:
+            k = int(self.card["num_inference_steps"])
+            feeds[STEP_NOISE_INPUT] = self.rng.standard_normal((1, k, ta, da), dtype=np.float32)
+        t0 = time.perf_counter()
+        (out,) = self.session.run(None, feeds)
+        self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"{self.onnx_path}: non-finite values in output 'action' at step {self.step}")
+        return out
+
+    def latency_stats(self) -> dict[str, float]:
+        """Inference latency over all ``predict`` calls so far (ms): count, mean, p50, p95, max."""
+        lat = np.asarray(self.latencies_ms)
+        if lat.size == 0:
+            return {"count": 0}
+        return {"count": int(lat.size), "mean_ms": float(lat.mean()), "p50_ms": float(np.percentile(lat, 50)),
+                "p95_ms": float(np.percentile(lat, 95)), "max_ms": float(lat.max())}
+
+    # ---------------------------------------------------------------------------------------------- internals
+    def _push(self, obs: Mapping[str, Any]) -> None:
+        checked = {}
+        for key, (shape, dtype) in self.obs_spec.items():
+            if key not in obs:
+                raise KeyError(f"observation {key!r} missing (the model needs {sorted(self.obs_spec)})")
+            x = np.asarray(obs[key])
+            if x.shape != shape:
+                raise ValueError(f"observation {key!r}: shape {x.shape}, the model needs {shape}")
+            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                raise ValueError(f"observation {key!r}: contains NaN or inf at step {self.step}")
+            checked[key] = x.astype(dtype, copy=True)
+        for key, x in checked.items():
+            h = self.history[key]
+            if not h:  # episode start: pad the history by repetition
+                h.extend([x] * (self.n_obs - 1))
+            h.append(x)
+
+    def _act_ensemble(self) -> np.ndarray:
+        chunk = self.predict()[0][self.action_start :]  # (Ta - action_start, Da): chunk[0] is for this step
+        self.chunks.append((self.step, chunk))
+        while self.chunks and self.step - self.chunks[0][0] >= len(self.chunks[0][1]):
+            self.chunks.popleft()
+        preds = np.stack([c[self.step - s] for s, c in self.chunks])  # (M, Da), oldest first
+        w = np.exp(-self.ensemble_k * np.arange(len(preds)))
+        return (w[:, None] * preds).sum(0) / w.sum()

@@ -1,0 +1,105 @@
+"""``rl100 distill``: distil a trained diffusion policy (K-step DDIM teacher) into a one-step consistency policy.
+
+Same loop shape as :mod:`rl100.train.il`; the loss is :func:`rl100.policy.consistency.distillation_loss` on
+dataset observations (same initial noise for teacher and student). Writes ``<out>/policy.*`` (student, EMA
+weights when EMA is on), ``state.*``, ``metrics.csv``, ``tb/``, ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from rl100.data import Dataset
+from rl100.policy.checkpoint import load_policy, save_policy
+from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
+from rl100.policy.diffusion import DiffusionPolicy
+from rl100.policy.ema import EMA
+from rl100.train.common import BatchSource, resolve_device
+from rl100.train.config import TrainConfig, load_config
+from rl100.train.logger import MetricLogger
+from rl100.train.lr import CosineWarmup
+from rl100.train.state import load_train_state, save_train_state
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", required=True, help="teacher policy (<run>/policy.json from train-il)")
+    parser.add_argument("--config", default="distill_small", help="preset name in rl100/configs or a YAML path")
+    parser.add_argument("--dataset", help="dataset root (observations to distil on)")
+    parser.add_argument("--out", help="run directory")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a train field, e.g. train.traj_weight=0.5")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/state.* if it exists")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides, dataset=args.dataset, out=args.out, steps=args.steps)
+    command = shlex.join(["rl100", "distill", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
+    distill(cfg, args.teacher, resume=args.resume, progress=not args.no_progress, command=command)
+    return 0
+
+
+def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, progress: bool = True,
+            command: str = "") -> Path:
+    """Train the student; returns the saved student policy JSON path. ``cfg.policy`` is ignored (teacher's)."""
+    if not cfg.dataset:
+        raise ValueError("no dataset given (train.dataset / --dataset)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict() | {"teacher": str(teacher_path)}, sort_keys=False))
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    teacher = load_policy(teacher_path).to(device).eval().requires_grad_(False)
+    if not isinstance(teacher, DiffusionPolicy):
+        raise ValueError(f"{teacher_path}: the teacher must be a diffusion policy, got {teacher.kind}")
+    student = ConsistencyPolicy.from_teacher(teacher).to(device).train()
+    ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+    source = BatchSource(Dataset(cfg.dataset), teacher.config, cfg.batch_size, cfg.seed, device)
+    logger = MetricLogger(out)
+    step = 0
+    if resume and (out / "state.json").exists():
+        step = int(load_train_state(out / "state", model=student, ema=ema, optimizer=optimizer,
+                                    scheduler=scheduler)["step"])
+    meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset),
+            "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="distill", dynamic_ncols=True)
+    t_last, s_last = time.perf_counter(), step
+    while step < cfg.steps:
+        loss, logs = distillation_loss(student, teacher, source.batch(step), traj_weight=cfg.traj_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(student)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            sps = (step - s_last) / max(now - t_last, 1e-9)
+            t_last, s_last = now, step
+            logger.log(step, {"losses/train": loss.item(), **logs, "charts/lr": scheduler.get_last_lr()[0],
+                              "charts/grad_norm": float(grad_norm), "charts/SPS": sps})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_train_state(out / "state", step=step, model=student, ema=ema, optimizer=optimizer,
+                             scheduler=scheduler, config=cfg.to_dict(), extra=meta)
+    bar.close()
+    final = ema.model if ema is not None else student
+    path = save_policy(out / "policy", final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
+    logger.plot(["losses/train", "distill/loss_cd"])
+    logger.close()
+    return path

@@ -1,0 +1,123 @@
+"""``rl100 train-il``: imitation learning of a diffusion policy (epsilon prediction) on a dataset.
+
+Reads top to bottom: config -> dataset + normaliser stats -> model, EMA, AdamW, cosine-warmup LR -> loop
+(loss, clip, step, EMA, log) with exact-resume checkpoints (``state.*``) -> final ``policy.*`` (EMA weights).
+Run directory: ``policy.{safetensors,json}``, ``state.{safetensors,json}``, ``metrics.csv``, ``tb/``,
+``learning_curve.png``, ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from rl100.data import Dataset, compute_stats
+from rl100.keys import ACTION
+from rl100.policy.checkpoint import save_policy
+from rl100.policy.diffusion import DiffusionPolicy
+from rl100.policy.ema import EMA
+from rl100.train.common import BatchSource, resolve_device
+from rl100.train.config import TrainConfig, load_config, policy_config_for, reduce_axes_for
+from rl100.train.logger import MetricLogger
+from rl100.train.lr import CosineWarmup
+from rl100.train.state import load_train_state, save_train_state
+
+STATE = "state"
+POLICY = "policy"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="il_state_small", help="preset name in rl100/configs or a YAML path")
+    parser.add_argument("--dataset", help="dataset root (overrides train.dataset)")
+    parser.add_argument("--out", help="run directory (overrides train.out)")
+    parser.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field, e.g. train.batch_size=64 or policy.down_dims=[64,128,256]")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/state.* if it exists")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument("--stop-after", type=int, help="leave after this many steps (resume later with --resume)")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides, dataset=args.dataset, out=args.out, steps=args.steps)
+    command = shlex.join(["rl100", "train-il", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
+    train_il(cfg, resume=args.resume, progress=not args.no_progress, command=command, stop_after=args.stop_after)
+    return 0
+
+
+def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, command: str = "",
+             stop_after: int | None = None) -> Path | None:
+    """Train; returns the path of the saved policy JSON (EMA weights when EMA is on).
+
+    ``stop_after``: leave after that many completed steps (a resume point is saved; returns None) -- for
+    preemptible jobs, and to test that a resumed run equals an uninterrupted one.
+    """
+    if not cfg.dataset:
+        raise ValueError("no dataset given (train.dataset / --dataset)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+
+    dataset = Dataset(cfg.dataset)
+    pcfg = policy_config_for(cfg, dataset.specs)
+    model = DiffusionPolicy(pcfg)
+    stats = compute_stats(dataset, [*pcfg.obs_keys, ACTION], reduce_axes=reduce_axes_for(pcfg))
+    model.normalizer.set_stats(stats)
+    model.to(device).train()
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+    source = BatchSource(dataset, pcfg, cfg.batch_size, cfg.seed, device)
+    logger = MetricLogger(out)
+
+    step = 0
+    if resume and (out / f"{STATE}.json").exists():
+        meta = load_train_state(out / STATE, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler)
+        step = int(meta["step"])
+    n_params = sum(p.numel() for p in model.parameters())
+    meta = {"command": command, "dataset": str(cfg.dataset), "n_params": n_params, "windows": len(source)}
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-il", dynamic_ncols=True)
+    t_last, s_last = time.perf_counter(), step
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    while step < end:
+        batch = source.batch(step)
+        loss = model.compute_loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            sps = (step - s_last) / max(now - t_last, 1e-9)
+            t_last, s_last = now, step
+            metrics = {"losses/train": loss.item(), "charts/lr": scheduler.get_last_lr()[0],
+                       "charts/grad_norm": float(grad_norm), "charts/SPS": sps}
+            logger.log(step, metrics)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.ckpt_every == 0 or step == end:
+            save_train_state(out / STATE, step=step, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                             config=cfg.to_dict(), extra=meta)
+    bar.close()
+    if step < cfg.steps:
+        logger.close()
+        return None
+    final = ema.model if ema is not None else model
+    path = save_policy(out / POLICY, final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
+    logger.plot(["losses/train"])
+    logger.close()
+    return path
