@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from rl100 import geometry, keys
+from rl100.robot_state import split_joint_state, state_vector
 
 EPISODE_FILE = "episode.json"  # the recorder's sidecar (rl100_recorder.bag_writer)
 PARTIAL_SUFFIX = ".partial"
@@ -96,19 +97,9 @@ def read_sidecar(bag: Path) -> dict[str, Any]:
         raise IngestError(bag, f"unreadable {EPISODE_FILE}: {exc}") from None
 
 
-def _pose_state(msg: Any) -> np.ndarray:
+def _pose(msg: Any) -> tuple[list[float], list[float]]:
     p, q = msg.pose.position, msg.pose.orientation
-    return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], dtype=np.float32)
-
-
-def _joint_state(msg: Any, n_arm: int) -> np.ndarray:
-    names, pos = list(msg.name), np.asarray(msg.position, dtype=np.float64)
-    finger = [i for i, n in enumerate(names) if "finger" in n]
-    arm = [i for i, n in enumerate(names) if "finger" not in n][:n_arm]
-    if len(arm) < n_arm:
-        raise ValueError(f"joint_states has {len(arm)} arm joints {names}, expected {n_arm}")
-    width = float(pos[finger].sum()) if finger else 0.0
-    return np.concatenate([[width], pos[arm]]).astype(np.float32)
+    return [p.x, p.y, p.z], [q.x, q.y, q.z, q.w]
 
 
 def _action(msg: Any) -> np.ndarray:
@@ -154,13 +145,13 @@ def _steps(bag: Path, spec: IngestSpec, demo: bool) -> Iterator[tuple[dict, np.n
             msg = reader.deserialize(raw, conn.msgtype)
             topic = conn.topic
             if topic == spec.pose_topic:
-                latest["pose"] = _pose_state(msg)
+                latest["pose"] = _pose(msg)
             elif topic == spec.joint_topic:
-                latest["joints"] = _joint_state(msg, spec.n_arm_joints)
+                latest["joints"] = split_joint_state(list(msg.name), msg.position, spec.n_arm_joints)
             elif topic in cams:
                 latest[cams[topic]] = _image(msg, depth=cams[topic] == keys.OBS_DEPTH)
             elif all(k in latest for k in ("pose", "joints", *cams.values())):
-                obs = {keys.OBS_STATE: np.concatenate([latest["pose"], latest["joints"]])}
+                obs = {keys.OBS_STATE: state_vector(*latest["pose"], *latest["joints"])}
                 obs.update({k: latest[k] for k in cams.values()})
                 if demo:
                     flags = keys.FLAG_DEMO
