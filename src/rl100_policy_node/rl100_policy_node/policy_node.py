@@ -1,48 +1,165 @@
-"""Policy node: runs the one-step policy at control rate and publishes ActionChunk.
+"""Policy node: runs the exported one-step policy (PolicyRuntime, ONNX Runtime) at control rate.
 
-Foundation stage: the node declares its parameters, ticks at the control rate and reports
-on /diagnostics that no model is loaded; the PolicyRuntime wiring lands with the ROS
-runtime work. It publishes no action while it has no model.
+At each tick it assembles an observation from the robot topics (stale or skewed inputs skip
+the tick and are counted), asks the shared ``rl100.runtime.PolicyRuntime`` for the action, and
+publishes an ActionChunk: the action for this tick followed by the rest of the planned chunk,
+so the safety node can keep following the plan through a late tick. ``LoadPolicy`` loads a new
+model in a separate callback group and swaps it in between two ticks; a model that fails to
+load (missing file, wrong card, sha256 mismatch, unsupported inputs) is refused with the reason
+and the running one keeps going.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rl100.runtime.policy_runtime import PolicyRuntime
 from rl100_msgs.msg import ActionChunk
+from rl100_msgs.srv import LoadPolicy
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
+from sensor_msgs.msg import JointState
+
+from .observations import Assembler, AssemblyConfig, StaleObservationError
+
+
+def _stamp_s(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+class LoadedPolicy:
+    """A runtime together with the observation assembler its card asks for."""
+
+    def __init__(self, path: str, expected_sha256: str, assembly: AssemblyConfig):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'no model file {path}')
+        self.runtime = PolicyRuntime(path, intra_op_threads=1)
+        sha = self.runtime.card['sha256']
+        if expected_sha256 and expected_sha256 != sha:
+            raise ValueError(f'sha256 {sha} is not the expected {expected_sha256}')
+        self.assembler = Assembler(self.runtime.obs_spec, assembly)
+        self.model_id = f'{os.path.basename(path)}:{sha[:12]}'
 
 
 class PolicyNode(Node):
 
     def __init__(self, **node_kwargs):
         super().__init__('policy_node', **node_kwargs)
-        self.declare_parameter(
-            'model_path', '',
-            ParameterDescriptor(
-                description='ONNX model to run; its model card JSON lies beside it'))
-        self.declare_parameter(
-            'control_rate', 10.0,
-            ParameterDescriptor(description='policy control rate in Hz'))
-        rate = float(self.get_parameter('control_rate').value)
-        if not rate > 0.0:
-            raise ValueError(f'control_rate must be > 0 Hz, got {rate}')
-        self._ticks = 0
+        p = self._declare
+        model_path = p('model_path', '', 'ONNX model to run (its model card JSON beside it); '
+                       'empty: start without a model and wait for LoadPolicy')
+        self._rate = p('control_rate', 10.0, 'policy control rate in Hz')
+        if not self._rate > 0.0:
+            raise ValueError(f'control_rate must be > 0 Hz, got {self._rate}')
+        self._assembly = AssemblyConfig(
+            max_age=p('max_observation_age', 0.2, 'observations older than this are stale, s'),
+            max_skew=p('max_observation_skew', 0.1, 'largest stamp spread in one observation, s'))
+        self._frame = p('base_frame', 'fr3_link0', 'frame of the published targets')
+        self._lock = threading.Lock()
+        self._policy: LoadedPolicy | None = None
+        self._ticks = self._published = self._stale = 0
+        self._last_stale = ''
+        if model_path:
+            self._policy = LoadedPolicy(model_path, '', self._assembly)  # errors end start-up
+            self.get_logger().info(f'running {self._policy.model_id}')
         self._publisher = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
-        self._timer = self.create_timer(1.0 / rate, self._tick)
+        self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
+        self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
+        self._timer = self.create_timer(1.0 / self._rate, self._tick,
+                                        callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self._diagnostics = diagnostics.Diagnostics(self, 'policy', self._status)
-        self.get_logger().info(f'policy node up at {rate:.1f} Hz (no model loaded)')
+        self.get_logger().info(f'policy node up at {self._rate:.1f} Hz')
 
+    def _declare(self, name, default, description):
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        return self.get_parameter(name).value
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _on_pose(self, msg: PoseStamped) -> None:
+        policy = self._policy
+        if policy is not None:
+            p, q = msg.pose.position, msg.pose.orientation
+            policy.assembler.pose(_stamp_s(msg), [p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+    def _on_joints(self, msg: JointState) -> None:
+        policy = self._policy
+        if policy is not None:
+            try:
+                policy.assembler.joints(_stamp_s(msg), msg.name, msg.position)
+            except ValueError as exc:
+                self._last_stale = f'bad joint_states: {exc}'
+
+    def _on_load(self, request, response):
+        try:
+            new = LoadedPolicy(request.path, request.expected_sha256, self._assembly)
+        except Exception as exc:  # any failure: refuse with the reason, keep the running model
+            response.accepted = False
+            response.message = f'{exc.__class__.__name__}: {exc}'
+            response.model_id = self._policy.model_id if self._policy else ''
+            self.get_logger().error(f'LoadPolicy refused {request.path}: {response.message}')
+            return response
+        with self._lock:
+            old, self._policy = self._policy, new
+        if old is not None:  # carry the newest robot data over, so the next tick can act
+            new.assembler.take_over(old.assembler)
+        response.accepted, response.model_id, response.message = True, new.model_id, 'loaded'
+        self.get_logger().info(f'now running {new.model_id}')
+        return response
+
+    # --- the control tick ---------------------------------------------------------------------
     def _tick(self) -> None:
         self._ticks += 1
+        with self._lock:
+            policy = self._policy
+        if policy is None:
+            return
+        now = self.get_clock().now()
+        try:
+            obs = policy.assembler.assemble(now.nanoseconds * 1e-9)
+        except StaleObservationError as exc:
+            self._stale += 1
+            self._last_stale = str(exc)
+            policy.runtime.reset()  # a gap breaks the history: start a fresh one
+            return
+        runtime = policy.runtime
+        try:
+            action = runtime.act(obs)
+        except ValueError as exc:  # NaN in or out: publish nothing, the safety node holds
+            self.get_logger().error(f'policy step failed: {exc}')
+            runtime.reset()
+            return
+        chunk = [action, *runtime.queue]
+        msg = ActionChunk(horizon=len(chunk), action_dim=int(action.shape[0]),
+                          data=[float(v) for a in chunk for v in a], model_id=policy.model_id)
+        msg.header.stamp, msg.header.frame_id = now.to_msg(), self._frame
+        period_ns = int(round(1e9 / self._rate))
+        msg.period.sec, msg.period.nanosec = divmod(period_ns, 1_000_000_000)
+        if runtime.latencies_ms:
+            msg.inference_latency = float(runtime.latencies_ms[-1] * 1e-3)
+        self._publisher.publish(msg)
+        self._published += 1
 
     def _status(self):
-        return diagnostics.WARN, 'no model loaded', {'ticks': self._ticks}
+        policy = self._policy
+        if policy is None:
+            return diagnostics.WARN, 'no model loaded', {'ticks': self._ticks}
+        values = {'model': policy.model_id, 'ticks': self._ticks, 'published': self._published,
+                  'stale_ticks': self._stale, 'last_stale': self._last_stale}
+        values.update({f'latency_{k}': f'{v:.3f}' if isinstance(v, float) else v
+                       for k, v in policy.runtime.latency_stats().items()})
+        level = diagnostics.OK if self._published else diagnostics.WARN
+        return level, 'running' if self._published else 'waiting for observations', values
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, args)
+    return run_node(PolicyNode, args, threads=2)
 
 
 if __name__ == '__main__':

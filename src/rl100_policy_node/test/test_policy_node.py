@@ -1,31 +1,156 @@
-"""Policy node skeleton: declared parameters with descriptions, diagnostics, bad rate refused."""
+"""Policy node over DDS with exported ONNX models: chunks, hot swap, refusals, stale inputs."""
 
+import time
+
+from geometry_msgs.msg import PoseStamped
+import numpy as np
 import pytest
 import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rl100_msgs.msg import ActionChunk
+from rl100_msgs.srv import LoadPolicy
+from rl100_policy_node.observations import Assembler, StaleObservationError
 from rl100_policy_node.policy_node import PolicyNode
+from rl100_ros import qos, topics
+from sensor_msgs.msg import JointState
+
+RATE = 20.0
+JOINTS = [f'fr3_joint{i}' for i in range(1, 8)] + ['fr3_finger_joint1', 'fr3_finger_joint2']
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    """Two tiny one-step policies on the robot state, exported to ONNX with their cards."""
+    torch = pytest.importorskip('torch')
+    from rl100.export.onnx_export import export_onnx
+    from rl100.keys import OBS_STATE
+    from rl100.policy.config import EncoderConfig, ObsSpec, PolicyConfig
+    from rl100.policy.consistency import ConsistencyPolicy
+
+    out = tmp_path_factory.mktemp('models')
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        config = PolicyConfig(
+            obs=[ObsSpec(OBS_STATE, (15,))], action_dim=7, n_obs=2, horizon=8, n_action_steps=4,
+            down_dims=(16, 32), n_groups=8, step_embed_dim=16,
+            encoder=EncoderConfig(lowdim_hidden=32, lowdim_out=16))
+        path = out / f'policy_{seed}.onnx'
+        export_onnx(ConsistencyPolicy(config), path, control_rate_hz=RATE)
+        paths.append(str(path))
+    return paths
+
+
+class Harness:
+
+    def __init__(self, model):
+        self.node = PolicyNode(parameter_overrides=[
+            Parameter('model_path', value=model), Parameter('control_rate', value=RATE)])
+        self.peer = Node('robot')
+        self.chunks = []
+        self.peer.create_subscription(ActionChunk, topics.ACTION_CHUNK, self.chunks.append,
+                                      qos.RELIABLE)
+        self.pose_pub = self.peer.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
+        self.joint_pub = self.peer.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
+        self.client = self.peer.create_client(LoadPolicy, topics.LOAD_POLICY)
+        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self.robot_alive = True
+        self.peer.create_timer(0.02, self._publish_robot)
+
+    def _publish_robot(self):
+        if not self.robot_alive:
+            return
+        stamp = self.peer.get_clock().now().to_msg()
+        pose = PoseStamped()
+        pose.header.stamp = stamp
+        pose.pose.position.x, pose.pose.position.z, pose.pose.orientation.x = 0.5, 0.3, 1.0
+        self.pose_pub.publish(pose)
+        joints = JointState(name=JOINTS, position=[0.0] * 7 + [0.02, 0.02])
+        joints.header.stamp = stamp
+        self.joint_pub.publish(joints)
+
+    def spin_until(self, predicate, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate():
+            self.executor.spin_once(timeout_sec=0.01)
+        return predicate()
+
+    def load(self, path, sha=''):
+        future = self.client.call_async(LoadPolicy.Request(path=path, expected_sha256=sha))
+        assert self.spin_until(future.done), 'LoadPolicy did not answer'
+        return future.result()
 
 
 @pytest.fixture
-def ros():
+def harness(models):
     rclpy.init()
-    yield
+    h = Harness(models[0])
+    yield h
+    h.executor.shutdown()
+    h.node.destroy_node()
     rclpy.try_shutdown()
 
 
-def test_parameters_are_declared_with_descriptions(ros):
-    node = PolicyNode(parameter_overrides=[Parameter('control_rate', value=20.0)])
+def test_publishes_chunks_from_the_model(harness, models):
+    assert harness.spin_until(lambda: len(harness.chunks) >= 3)
+    chunk = harness.chunks[-1]
+    assert chunk.action_dim == 7 and 1 <= chunk.horizon <= 4
+    assert len(chunk.data) == chunk.horizon * 7 and np.all(np.isfinite(chunk.data))
+    assert chunk.model_id.startswith('policy_0.onnx:')
+    assert chunk.period.nanosec == 50_000_000 and chunk.inference_latency >= 0.0
+
+
+def test_hot_swap_refusals_and_acceptance(harness, models):
+    assert harness.spin_until(lambda: len(harness.chunks) >= 2)
+    refused = harness.load('/nonexistent/model.onnx')
+    assert not refused.accepted and 'no model file' in refused.message
+    assert refused.model_id.startswith('policy_0.onnx:')  # still running the old one
+    wrong = harness.load(models[1], sha='00' * 32)
+    assert not wrong.accepted and 'sha256' in wrong.message
+    n = len(harness.chunks)
+    accepted = harness.load(models[1])
+    assert accepted.accepted and accepted.model_id.startswith('policy_1.onnx:')
+    assert harness.spin_until(lambda: harness.chunks[-1].model_id == accepted.model_id)
+    stamps = [c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in harness.chunks[n - 1:]]
+    gaps = np.diff(stamps)
+    assert gaps.max() < 2.5 / RATE, f'control ticks missed around the swap: gaps {gaps}'
+
+
+def test_stale_robot_data_stops_publishing(harness):
+    assert harness.spin_until(lambda: len(harness.chunks) >= 2)
+    harness.robot_alive = False
+    time.sleep(0.3)
+    harness.spin_until(lambda: False, timeout=0.5)
+    n = len(harness.chunks)
+    harness.spin_until(lambda: False, timeout=0.5)
+    assert len(harness.chunks) == n  # nothing published on stale data: the safety node holds
+    assert harness.node._stale > 0 and 'old' in harness.node._last_stale
+
+
+def test_bad_model_at_start_is_named(models, tmp_path):
+    rclpy.init()
     try:
-        assert node.get_parameter('control_rate').value == 20.0
-        for name in ('model_path', 'control_rate'):
-            descriptor = node.describe_parameters([name])[0]
-            assert descriptor.description, f'{name} has no description'
-        level, message, values = node._status()
-        assert message == 'no model loaded' and values['ticks'] == 0
+        with pytest.raises(FileNotFoundError, match='no model file'):
+            missing = str(tmp_path / 'x.onnx')
+            PolicyNode(parameter_overrides=[Parameter('model_path', value=missing)])
     finally:
-        node.destroy_node()
+        rclpy.try_shutdown()
 
 
-def test_refuses_zero_rate(ros):
-    with pytest.raises(ValueError, match='control_rate must be > 0 Hz, got 0.0'):
-        PolicyNode(parameter_overrides=[Parameter('control_rate', value=0.0)])
+def test_assembler_names_what_is_stale():
+    a = Assembler(['observation.state'])
+    with pytest.raises(StaleObservationError, match='no pose received yet'):
+        a.assemble(0.0)
+    a.pose(0.0, [0.5, 0, 0.3], [1, 0, 0, 0])
+    a.joints(0.5, JOINTS, [0.0] * 7 + [0.02, 0.02])
+    with pytest.raises(StaleObservationError, match='pose is 0.500 s old'):
+        a.assemble(0.5)
+    a.pose(0.5, [0.5, 0, 0.3], [-1, 0, 0, 0])
+    state = a.assemble(0.5)['observation.state']
+    assert state.shape == (15,) and state[3] == 1.0 and state[7] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match='cannot assemble'):
+        Assembler(['observation.state', 'observation.points'])

@@ -10,15 +10,18 @@ import sys
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+def run_node(factory: Callable[[], Node], args: list[str] | None = None,
+             threads: int = 1) -> int:
     """Create the node from ``factory`` and spin it until shutdown.
 
-    SIGTERM (what a supervisor or ``docker stop`` sends) is turned into the same clean
-    shutdown as SIGINT. Returns a process exit code.
+    ``threads`` > 1 spins a MultiThreadedExecutor (callbacks in separate callback groups then
+    run concurrently, e.g. a slow service beside a control timer). SIGTERM (what a supervisor
+    or ``docker stop`` sends) is turned into the same clean shutdown as SIGINT. Returns a
+    process exit code.
     """
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
@@ -30,7 +33,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             print(f'[ERROR] {getattr(factory, "__name__", "node")} failed to start: '
                   f'{exc.__class__.__name__}: {exc}', file=sys.stderr, flush=True)
             return 1
-        rclpy.spin(node)
+        if threads > 1:
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
