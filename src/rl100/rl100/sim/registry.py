@@ -1,0 +1,79 @@
+"""Registry of simulated tasks: name -> (config class, env factory, expert factory).
+
+Task modules are imported lazily, so listing tasks needs neither MuJoCo nor Meta-World.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """Where a task lives: ``module:attribute`` strings resolved on first use.
+
+    Attributes:
+        name: registry name (``make_env(name)``).
+        env: ``module:Class`` of the environment (takes ``config=`` plus the common keywords).
+        config: ``module:Class`` of its dataclass config (``**task_kwargs`` go there).
+        expert: ``module:Class`` of its scripted expert (``(env, skill, seed)``).
+        summary: one line for ``--help`` and docs.
+    """
+
+    name: str
+    env: str
+    config: str
+    expert: str
+    summary: str
+
+
+def _resolve(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+TASKS: dict[str, TaskEntry] = {}
+
+
+def register(entry: TaskEntry) -> None:
+    if entry.name in TASKS:
+        raise ValueError(f"task {entry.name!r} is already registered")
+    TASKS[entry.name] = entry
+
+
+register(
+    TaskEntry(
+        name="juicing-place",
+        env="rl100.sim.juicing:JuicingPlaceEnv",
+        config="rl100.sim.juicing:JuicingPlaceConfig",
+        expert="rl100.sim.experts:JuicingExpert",
+        summary="Panda picks an orange and places it on a juicer cone",
+    )
+)
+
+register(
+    TaskEntry(
+        name="bowling",
+        env="rl100.sim.bowling:BowlingEnv",
+        config="rl100.sim.bowling:BowlingConfig",
+        expert="rl100.sim.bowling:BowlingExpert",
+        summary="Panda strikes a ball with its closed gripper to knock down three pins",
+    )
+)
+
+
+def task_names() -> list[str]:
+    """Registered Panda tasks (Meta-World tasks are addressed as ``metaworld/<name>-v3``)."""
+    return sorted(TASKS)
+
+
+def get(name: str) -> TaskEntry:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {task_names()} or 'metaworld/<task>-v3'")
+    return TASKS[name]
+
+
+def resolve(path: str):
+    """Import ``module:attribute``."""
+    return _resolve(path)

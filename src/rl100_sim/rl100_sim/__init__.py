@@ -1,0 +1,1 @@
+"""The MuJoCo simulated robot behind the real robot's topics."""

@@ -1,0 +1,212 @@
+"""Simulated robot node: a MuJoCo task behind the topics of franka_ros2 and realsense-ros.
+
+Publishes ``/joint_states``, ``/franka_robot_state_broadcaster/current_pose``,
+``/franka_gripper/joint_states``, the camera topics (when enabled) and ``/clock``; takes
+``/rl100/target_pose`` and ``/rl100/gripper_command`` like the real robot side; serves
+``/rl100/sim/reset`` (std_srvs/Trigger; the next seed) and ``/rl100/sim/success``
+(std_srvs/Trigger: success = the task's success detector, message = JSON details).
+
+Time: simulated time is published on ``/clock``; the other nodes run with
+``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
+as the graph answers: after publishing the state of tick k it waits (up to
+``lockstep_timeout`` wall seconds) for a target stamped at or after tick k, then steps.
+With ``real_time_factor`` > 0 it steps on a wall-clock schedule and never waits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rl100_ros import qos, topics
+from rl100_ros.node_main import run_node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
+
+from .sim_robot import ARM_JOINTS, CommandRejectedError, FINGER_JOINTS, SimRobot
+
+SIM_RESET = '/rl100/sim/reset'
+SIM_SUCCESS = '/rl100/sim/success'
+
+
+def _time_msg(t: float) -> Time:
+    ns = int(round(t * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class SimRobotNode(Node):
+
+    def __init__(self, **node_kwargs):
+        super().__init__('sim_robot', **node_kwargs)
+        p = self._declare
+        task = p('task', 'juicing-place', 'simulated task (rl100.sim task name)')
+        self._seed = int(p('seed', 0, 'seed of the first episode; each reset uses the next one'))
+        self._rtf = float(p('real_time_factor', 0.0, '0: lockstep, as fast as the graph '
+                            'answers; > 0: wall-clock paced at this multiple of real time'))
+        self._lockstep_timeout = float(p('lockstep_timeout', 1.0, 'lockstep: wall seconds to '
+                                         'wait for a target before stepping on the held one'))
+        cameras = bool(p('enable_camera', False, 'render and publish the scene camera'))
+        self._frame = p('base_frame', 'fr3_link0', 'robot base frame')
+        from rl100.sim import make_env  # imports MuJoCo: keep it out of module import time
+
+        obs = ('state', 'rgb', 'depth') if cameras else ('state',)
+        env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9)
+        self._robot = SimRobot(env, self._frame)
+        self._lock = threading.Lock()
+        self._target_stamp = -1.0
+        self._target_event = threading.Event()
+        self._reset_requested = False
+        self._pubs = {
+            'clock': self.create_publisher(Clock, '/clock', 10),
+            'joints': self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR),
+            'pose': self.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR),
+            'gripper': self.create_publisher(JointState, topics.GRIPPER_STATE, qos.SENSOR),
+        }
+        self._camera = self._make_camera_publishers() if cameras else None
+        self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.COMMAND)
+        self.create_subscription(Float32, topics.GRIPPER_COMMAND, self._on_gripper, qos.COMMAND)
+        self.create_service(Trigger, SIM_RESET, self._on_reset)
+        self.create_service(Trigger, SIM_SUCCESS, self._on_success)
+        with self._lock:
+            self._reading = self._robot.reset(self._seed)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name='sim_loop', daemon=True)
+        self._thread.start()
+        self.get_logger().info(f'sim robot: {task}, seed {self._seed}, dt {self._robot.dt} s, '
+                               f'{"lockstep" if self._rtf == 0 else f"{self._rtf}x real time"}')
+
+    def _declare(self, name, default, description):
+        self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        return self.get_parameter(name).value
+
+    def _make_camera_publishers(self):
+        # message builders shared with the RealSense node (imported only when rendering)
+        from rl100_camera.messages import camera_info_msg, image_msg
+        from rl100_camera.realsense_source import Intrinsics
+        from sensor_msgs.msg import CameraInfo, Image
+        self._camera_msgs = (camera_info_msg, image_msg, Intrinsics)
+        ns = '/camera/camera'
+        return {
+            'color': self.create_publisher(Image, f'{ns}/color/image_raw', qos.SENSOR),
+            'color_info': self.create_publisher(CameraInfo, f'{ns}/color/camera_info', qos.SENSOR),
+            'depth': self.create_publisher(Image, f'{ns}/aligned_depth_to_color/image_raw',
+                                           qos.SENSOR),
+            'depth_info': self.create_publisher(
+                CameraInfo, f'{ns}/aligned_depth_to_color/camera_info', qos.SENSOR),
+        }
+
+    # --- commands -----------------------------------------------------------------------------
+    def _on_target(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        try:
+            with self._lock:
+                self._robot.command_pose(msg.header.frame_id, [p.x, p.y, p.z],
+                                         [q.x, q.y, q.z, q.w])
+        except CommandRejectedError as exc:
+            self.get_logger().warn(f'rejected target: {exc}', throttle_duration_sec=1.0)
+            return
+        self._target_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self._target_event.set()
+
+    def _on_gripper(self, msg: Float32) -> None:
+        try:
+            with self._lock:
+                self._robot.command_gripper(float(msg.data))
+        except CommandRejectedError as exc:
+            self.get_logger().warn(f'rejected gripper command: {exc}', throttle_duration_sec=1.0)
+
+    def _on_reset(self, request, response):
+        del request
+        self._reset_requested = True
+        response.success, response.message = True, f'reset to seed {self._seed + 1} queued'
+        return response
+
+    def _on_success(self, request, response):
+        del request
+        r = self._reading
+        response.success = r.success
+        response.message = json.dumps({'success': r.success, 'steps': r.steps, 'seed': self._seed,
+                                       'time': round(r.time, 6),
+                                       'rejected_commands': self._robot.rejected})
+        return response
+
+    # --- the simulation loop ------------------------------------------------------------------
+    def _loop(self) -> None:
+        wall0 = time.monotonic()
+        while self._running:
+            with self._lock:
+                if self._reset_requested:
+                    self._seed += 1
+                    self._reading = self._robot.reset(self._seed)
+                    self._reset_requested = False
+                reading = self._reading
+            self._publish(reading)
+            if self._rtf > 0:
+                wait = wall0 + reading.time / self._rtf - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            else:  # lockstep: the safety node's answer for this tick, or time out and hold
+                deadline = time.monotonic() + self._lockstep_timeout
+                while self._running and self._target_stamp < reading.time - 1e-6:
+                    self._target_event.wait(max(0.0, deadline - time.monotonic()))
+                    self._target_event.clear()
+                    if time.monotonic() >= deadline:
+                        break
+            with self._lock:
+                self._reading = self._robot.advance()
+
+    def _publish(self, r) -> None:
+        stamp = _time_msg(r.time)
+        self._pubs['clock'].publish(Clock(clock=stamp))
+        finger = r.gripper_width / 2
+        joints = JointState(name=ARM_JOINTS + FINGER_JOINTS,
+                            position=[*map(float, r.joints), finger, finger])
+        joints.header.stamp = stamp
+        self._pubs['joints'].publish(joints)
+        gripper = JointState(name=FINGER_JOINTS, position=[finger, finger])
+        gripper.header.stamp = stamp
+        self._pubs['gripper'].publish(gripper)
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self._frame
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, r.position)
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = map(float, r.quat_xyzw)
+        self._pubs['pose'].publish(pose)
+        if self._camera is not None:
+            self._publish_camera(stamp)
+
+    def _publish_camera(self, stamp) -> None:
+        camera_info_msg, image_msg, Intrinsics = self._camera_msgs  # noqa: N806
+        rgb, depth = self._robot.camera_images()
+        info = self._robot.env.camera_info()
+        intr = Intrinsics(width=info.width, height=info.height, fx=info.fx, fy=info.fy,
+                          cx=info.cx, cy=info.cy, model='brown_conrady')
+        frame = 'camera_color_optical_frame'
+        depth_mm = np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
+        self._camera['color'].publish(image_msg(rgb, frame, stamp))
+        self._camera['color_info'].publish(camera_info_msg(intr, frame, stamp))
+        self._camera['depth'].publish(image_msg(depth_mm, frame, stamp))
+        self._camera['depth_info'].publish(camera_info_msg(intr, frame, stamp))
+
+    def destroy_node(self):
+        self._running = False
+        self._target_event.set()
+        self._thread.join(timeout=5.0)
+        self._robot.env.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(SimRobotNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
