@@ -16,6 +16,7 @@ With ``real_time_factor`` > 0 it steps on a wall-clock schedule and never waits.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -78,6 +79,8 @@ class SimRobotNode(Node):
         with self._lock:
             self._reading = self._robot.reset(self._seed)
         self._running = True
+        self._steps = 0
+        self._wall_start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name='sim_loop', daemon=True)
         self._thread.start()
         self.get_logger().info(f'sim robot: {task}, seed {self._seed}, dt {self._robot.dt} s, '
@@ -140,6 +143,15 @@ class SimRobotNode(Node):
 
     # --- the simulation loop ------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except Exception as exc:  # noqa: BLE001 - decide by whether we are shutting down
+            if not self._running or not self.context.ok():
+                return  # the context went away under a publish during shutdown: expected
+            self.get_logger().fatal(f'simulation loop failed: {exc.__class__.__name__}: {exc}')
+            os._exit(1)  # a dead simulator must be visible to the supervisor
+
+    def _run_loop(self) -> None:
         wall0 = time.monotonic()
         while self._running:
             with self._lock:
@@ -162,6 +174,7 @@ class SimRobotNode(Node):
                         break
             with self._lock:
                 self._reading = self._robot.advance()
+            self._steps += 1
 
     def _publish(self, r) -> None:
         stamp = _time_msg(r.time)
@@ -197,6 +210,10 @@ class SimRobotNode(Node):
         self._camera['depth_info'].publish(camera_info_msg(intr, frame, stamp))
 
     def destroy_node(self):
+        wall = time.monotonic() - self._wall_start
+        rtf = self._robot.time / max(wall, 1e-9)
+        self.get_logger().info(f'simulated {self._robot.time:.1f} s ({self._steps} steps) in '
+                               f'{wall:.1f} s wall: real-time factor {rtf:.2f}')
         self._running = False
         self._target_event.set()
         self._thread.join(timeout=5.0)
