@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("rl100.ingest", "turn recorder episode bags (rosbag2 MCAP) into a training dataset"),
     "train-il": ("rl100.train.il", "imitation: train a diffusion policy on a dataset"),
     "distill": ("rl100.train.distill", "distil a one-step consistency policy from a DDIM teacher"),
+    "offline-round": ("rl100.rl.offline_cli", "one offline RL round: IQL critics -> denoising PPO -> OPE gate"),
     "export": ("rl100.export.cli", "export a policy to ONNX with its model card"),
     "eval": ("rl100.train.evaluate", "evaluate an exported policy in simulation through PolicyRuntime"),
     "bench-policy": ("rl100.policy.bench", "per-action latency: torch eager vs ONNX Runtime, DDIM-K vs CM-1"),

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~rl100.policy.config` (dataclass configs, no torch), :mod:`~rl100.policy.schedule` (DDPM/DDIM),
 :mod:`~rl100.policy.normalizer`, :mod:`~rl100.policy.encoders`, :mod:`~rl100.policy.unet`,
-:mod:`~rl100.policy.diffusion`, :mod:`~rl100.policy.consistency` (+ ``distillation_loss``), :mod:`~rl100.policy.ema`,
+:mod:`~rl100.policy.base` (their shared body), :mod:`~rl100.policy.diffusion`,
+:mod:`~rl100.policy.consistency` (+ ``distillation_loss``), :mod:`~rl100.policy.ema`,
 :mod:`~rl100.policy.checkpoint` (safetensors + JSON, strict), :mod:`~rl100.policy.bench` (latency command).
 Torch is imported only when a torch-backed name is first used.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from rl100.policy.config import EncoderConfig, ObsSpec, PolicyConfig
 
 _LAZY = {
+    "PolicyBase": "rl100.policy.base",
     "DiffusionPolicy": "rl100.policy.diffusion",
     "ConsistencyPolicy": "rl100.policy.consistency",
     "distillation_loss": "rl100.policy.consistency",

@@ -17,31 +17,21 @@ import copy
 from collections.abc import Mapping
 
 import torch
-from torch import nn
 
+from rl100.policy.base import PolicyBase
 from rl100.policy.config import PolicyConfig
 from rl100.policy.diffusion import DiffusionPolicy
-from rl100.policy.encoders import ObsEncoder
-from rl100.policy.normalizer import Normalizer
-from rl100.policy.schedule import NoiseSchedule
-from rl100.policy.unet import ConditionalUnet1D
 
 KIND = "consistency"
 SIGMA_DATA = 0.5
 TIME_SCALE = 10.0  # LCM's timestep scaling: c_skip ~ 0 for every t >= 1
 
 
-class ConsistencyPolicy(nn.Module):
+class ConsistencyPolicy(PolicyBase):
     kind = KIND
 
     def __init__(self, config: PolicyConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.normalizer = Normalizer(config)
-        self.obs_encoder = ObsEncoder(config)
-        self.unet = ConditionalUnet1D(config.action_dim, self.obs_encoder.out_dim, config.down_dims,
-                                      config.kernel_size, config.n_groups, config.step_embed_dim)
-        self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule, config.clip_sample)
+        super().__init__(config)
         self.t_start = self.schedule.ddim_timesteps(config.num_inference_steps)[0]  # the teacher chain's first t
 
     @classmethod
@@ -52,11 +42,6 @@ class ConsistencyPolicy(nn.Module):
         else:
             student.normalizer.load_state_dict(teacher.normalizer.state_dict())
         return student
-
-    def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        to = self.config.n_obs
-        obs = {k: obs[k][:, -to:] for k in self.config.obs_keys}
-        return self.obs_encoder(self.normalizer.normalize_obs(obs))
 
     def consistency(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``C(x, t)``: x (B, Ta, Da), t (B,) float timesteps, cond (B, C) -> normalised x_0 estimate (B, Ta, Da)."""

@@ -11,37 +11,17 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from rl100.keys import ACTION
-from rl100.policy.config import PolicyConfig
-from rl100.policy.encoders import ObsEncoder
-from rl100.policy.normalizer import Normalizer
-from rl100.policy.schedule import NoiseSchedule
-from rl100.policy.unet import ConditionalUnet1D
+from rl100.policy.base import PolicyBase
 
 KIND = "diffusion"
 
 
-class DiffusionPolicy(nn.Module):
+class DiffusionPolicy(PolicyBase):
     kind = KIND
 
-    def __init__(self, config: PolicyConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.normalizer = Normalizer(config)
-        self.obs_encoder = ObsEncoder(config)
-        self.unet = ConditionalUnet1D(config.action_dim, self.obs_encoder.out_dim, config.down_dims,
-                                      config.kernel_size, config.n_groups, config.step_embed_dim)
-        self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule, config.clip_sample)
-
     # ------------------------------------------------------------------------------------------ helpers
-    def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Raw ``{key: (B, To, *shape)}`` (only the last ``n_obs`` steps are used) -> condition (B, C)."""
-        to = self.config.n_obs
-        obs = {k: obs[k][:, -to:] for k in self.config.obs_keys}
-        return self.obs_encoder(self.normalizer.normalize_obs(obs))
-
     def denoise(self, x: torch.Tensor, t: int | torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Predicted epsilon for ``x`` (B, Ta, Da) at timestep ``t`` (int, or (B,) tensor)."""
         if not torch.is_tensor(t):
@@ -60,22 +40,34 @@ class DiffusionPolicy(nn.Module):
         return F.mse_loss(self.unet(xt, t, cond), noise)
 
     # ------------------------------------------------------------------------------------------ sampling
+    def step_distribution(self, x: torch.Tensor, i: int, cond: torch.Tensor, k: int, eta: float,
+                          sigma_range: tuple[float, float] | None = None) -> tuple[torch.Tensor, float]:
+        """Step ``i`` (0-based) of the K-step DDIM chain as the Gaussian ``N(mean, sigma^2 I)`` over x_{t'}.
+
+        ``x`` (B, Ta, Da) is the state before the step; ``sigma_range`` clips sigma (the RL denoising MDP),
+        None keeps the DDIM sigma (0 when ``eta = 0``). The mean is the DDIM mean at ``eta`` either way.
+        """
+        t = self.schedule.ddim_timesteps(k)[i]
+        mean, sigma = self.schedule.ddim_step(x, self.denoise(x, t, cond), t, t - self.schedule.num_steps // k, eta)
+        if sigma_range is not None:
+            sigma = min(max(sigma, sigma_range[0]), sigma_range[1])
+        return mean, sigma
+
     def sample_normalized(self, cond: torch.Tensor, noise: torch.Tensor, k: int | None = None,
                           eta: float | None = None, step_noise: torch.Tensor | None = None,
-                          return_chain: bool = False):
+                          return_chain: bool = False, sigma_range: tuple[float, float] | None = None):
         """DDIM chain from ``noise`` = x_T (B, Ta, Da) to normalised actions (B, Ta, Da).
 
-        ``step_noise`` (B, K, Ta, Da): the per-step Gaussian draws when ``eta > 0`` (drawn here if None).
+        ``step_noise`` (B, K, Ta, Da): the per-step Gaussian draws when ``sigma > 0`` (drawn here if None).
         ``return_chain``: also return the list of the K+1 states ``[x_T, ..., x_0]``.
+        ``sigma_range``: clip each step's sigma (see :meth:`step_distribution`).
         """
         k = self.config.num_inference_steps if k is None else k
         eta = self.config.eta if eta is None else eta
-        ts = self.schedule.ddim_timesteps(k)
         x = noise
         chain = [x]
-        r = self.schedule.num_steps // k
-        for i, t in enumerate(ts):
-            mean, sigma = self.schedule.ddim_step(x, self.denoise(x, t, cond), t, t - r, eta)
+        for i in range(k):
+            mean, sigma = self.step_distribution(x, i, cond, k, eta, sigma_range)
             if sigma > 0:
                 z = step_noise[:, i] if step_noise is not None else torch.randn_like(mean)
                 x = mean + sigma * z

@@ -5,8 +5,8 @@ same absolute TCP-pose action a policy would, so its demonstrations are valid tr
 
 ``skill`` in [0, 1]: 1 = a careful operator (deterministic, no noise); lower values add what novice
 teleoperators do -- grasp and placement offsets, jitter, pauses, higher drops -- so that success
-falls (about 50-70 % near 0.3-0.5; the measured curve is in the package README/report) and RL has
-room to improve. Each expert owns a seeded generator: the same seed and env seed give the same demo.
+falls (juicing-place: 1.00 at skill 1, ~0.63 at 0.5, ~0.45 at 0.3; see rl100/sim/README.md) and RL
+has room to improve. Each expert owns a seeded generator: the same seed and env seed give the same demo.
 """
 
 from __future__ import annotations

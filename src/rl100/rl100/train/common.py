@@ -1,14 +1,26 @@
-"""Pieces shared by the training loops: device choice, seeding, and deterministic batches over a dataset."""
+"""Pieces shared by the training loops: device choice, deterministic batches, and the one optimisation loop.
+
+:func:`optimizer_step` is the single gradient step (zero_grad, backward, grad-norm clip, step, LR schedule,
+EMA); :func:`train_steps` is the loop around it used by ``train-il``, ``distill`` and the RL trainers
+(logging with SPS every ``log_every`` steps, exact-resume checkpoints every ``ckpt_every`` steps).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+
 import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from rl100.data import Dataset, SequenceSampler
 from rl100.data.sampler import EPISODE_INDEX, STEP_INDEX
 from rl100.keys import ACTION
 from rl100.policy.config import PolicyConfig
+from rl100.policy.ema import EMA
+from rl100.train.logger import MetricLogger
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,3 +58,56 @@ class BatchSource:
         out[EPISODE_INDEX] = torch.as_tensor(np.stack([s[EPISODE_INDEX] for s in samples]))
         out[STEP_INDEX] = torch.as_tensor(np.stack([s[STEP_INDEX] for s in samples]))
         return out
+
+
+def optimizer_step(loss: torch.Tensor, params: Iterable[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   grad_clip: float = 0.0, scheduler=None, ema: EMA | None = None,
+                   model: nn.Module | None = None) -> float:
+    """One gradient step on ``loss``; returns the pre-clip global grad norm. ``grad_clip <= 0``: no clipping.
+
+    ``ema`` (with ``model``, the module it averages) is updated after the step; ``scheduler`` is stepped.
+    """
+    params = list(params)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else 1e12)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    if ema is not None:
+        if model is None:
+            raise ValueError("optimizer_step: an EMA update needs the model it averages")
+        ema.update(model)
+    return float(grad_norm)
+
+
+def train_steps(model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]], *,
+                optimizer: torch.optim.Optimizer, scheduler, ema: EMA | None, logger: MetricLogger,
+                start: int, end: int, total: int, grad_clip: float, log_every: int, ckpt_every: int,
+                save_state: Callable[[int], object] | None = None, progress: bool = True,
+                desc: str = "train") -> int:
+    """Run steps ``start .. end - 1`` of a ``total``-step run; returns the number of completed steps (``end``).
+
+    ``loss_fn(step) -> (loss, logs)``: the scalar loss of that step and extra scalars to log. Logged every
+    ``log_every`` steps and at ``total``: ``losses/train``, the extra logs, ``charts/lr``, ``charts/grad_norm``,
+    ``charts/SPS``. ``save_state(step)`` runs every ``ckpt_every`` steps and at ``end``.
+    """
+    bar = tqdm(total=total, initial=start, disable=not progress, desc=desc, dynamic_ncols=True)
+    t_last, s_last = time.perf_counter(), start
+    step = start
+    while step < end:
+        loss, logs = loss_fn(step)
+        grad_norm = optimizer_step(loss, model.parameters(), optimizer, grad_clip, scheduler, ema, model)
+        step += 1
+        bar.update(1)
+        if step % log_every == 0 or step == total:
+            now = time.perf_counter()
+            sps = (step - s_last) / max(now - t_last, 1e-9)
+            t_last, s_last = now, step
+            logger.log(step, {"losses/train": loss.item(), **logs, "charts/lr": scheduler.get_last_lr()[0],
+                              "charts/grad_norm": grad_norm, "charts/SPS": sps})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if save_state is not None and (step % ckpt_every == 0 or step == end):
+            save_state(step)
+    bar.close()
+    return step

@@ -1,8 +1,9 @@
 """``rl100 distill``: distil a trained diffusion policy (K-step DDIM teacher) into a one-step consistency policy.
 
-Same loop shape as :mod:`rl100.train.il`; the loss is :func:`rl100.policy.consistency.distillation_loss` on
-dataset observations (same initial noise for teacher and student). Writes ``<out>/policy.*`` (student, EMA
-weights when EMA is on), ``state.*``, ``metrics.csv``, ``tb/``, ``learning_curve.png``.
+Same loop as :mod:`rl100.train.il` (:func:`rl100.train.common.train_steps`); the loss is
+:func:`rl100.policy.consistency.distillation_loss` on dataset observations (same initial noise for teacher and
+student). Writes ``<out>/policy.*`` (student, EMA weights when EMA is on), ``state.*``, ``metrics.csv``, ``tb/``,
+``learning_curve.png``.
 """
 
 from __future__ import annotations
@@ -10,19 +11,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from tqdm import tqdm
 
 from rl100.data import Dataset
 from rl100.policy.checkpoint import load_policy, save_policy
 from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
-from rl100.train.common import BatchSource, resolve_device
+from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config
 from rl100.train.logger import MetricLogger
 from rl100.train.lr import CosineWarmup
@@ -74,30 +73,16 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset),
             "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="distill", dynamic_ncols=True)
-    t_last, s_last = time.perf_counter(), step
-    while step < cfg.steps:
-        loss, logs = distillation_loss(student, teacher, source.batch(step), traj_weight=cfg.traj_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(student)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            sps = (step - s_last) / max(now - t_last, 1e-9)
-            t_last, s_last = now, step
-            logger.log(step, {"losses/train": loss.item(), **logs, "charts/lr": scheduler.get_last_lr()[0],
-                              "charts/grad_norm": float(grad_norm), "charts/SPS": sps})
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_train_state(out / "state", step=step, model=student, ema=ema, optimizer=optimizer,
-                             scheduler=scheduler, config=cfg.to_dict(), extra=meta)
-    bar.close()
+    def save_state(at: int) -> None:
+        save_train_state(out / "state", step=at, model=student, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                         config=cfg.to_dict(), extra=meta)
+
+    def loss_fn(at: int):
+        return distillation_loss(student, teacher, source.batch(at), traj_weight=cfg.traj_weight)
+
+    step = train_steps(student, loss_fn, optimizer=optimizer, scheduler=scheduler, ema=ema, logger=logger,
+                       start=step, end=cfg.steps, total=cfg.steps, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
+                       ckpt_every=cfg.ckpt_every, save_state=save_state, progress=progress, desc="distill")
     final = ema.model if ema is not None else student
     path = save_policy(out / "policy", final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
     logger.plot(["losses/train", "distill/loss_cd"])

@@ -11,19 +11,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from tqdm import tqdm
 
 from rl100.data import Dataset, compute_stats
 from rl100.keys import ACTION
 from rl100.policy.checkpoint import save_policy
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
-from rl100.train.common import BatchSource, resolve_device
+from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config, policy_config_for, reduce_axes_for
 from rl100.train.logger import MetricLogger
 from rl100.train.lr import CosineWarmup
@@ -86,33 +84,16 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     n_params = sum(p.numel() for p in model.parameters())
     meta = {"command": command, "dataset": str(cfg.dataset), "n_params": n_params, "windows": len(source)}
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train-il", dynamic_ncols=True)
-    t_last, s_last = time.perf_counter(), step
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    while step < end:
-        batch = source.batch(step)
-        loss = model.compute_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else 1e12)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            sps = (step - s_last) / max(now - t_last, 1e-9)
-            t_last, s_last = now, step
-            metrics = {"losses/train": loss.item(), "charts/lr": scheduler.get_last_lr()[0],
-                       "charts/grad_norm": float(grad_norm), "charts/SPS": sps}
-            logger.log(step, metrics)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % cfg.ckpt_every == 0 or step == end:
-            save_train_state(out / STATE, step=step, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler,
-                             config=cfg.to_dict(), extra=meta)
-    bar.close()
+
+    def save_state(at: int) -> None:
+        save_train_state(out / STATE, step=at, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                         config=cfg.to_dict(), extra=meta)
+
+    step = train_steps(model, lambda s: (model.compute_loss(source.batch(s)), {}), optimizer=optimizer,
+                       scheduler=scheduler, ema=ema, logger=logger, start=step, end=end, total=cfg.steps,
+                       grad_clip=cfg.grad_clip, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                       save_state=save_state, progress=progress, desc="train-il")
     if step < cfg.steps:
         logger.close()
         return None
