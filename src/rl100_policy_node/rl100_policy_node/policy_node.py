@@ -7,6 +7,11 @@ so the safety node can keep following the plan through a late tick. ``LoadPolicy
 model in a separate callback group and swaps it in between two ticks; a model that fails to
 load (missing file, wrong card, sha256 mismatch, unsupported inputs) is refused with the reason
 and the running one keeps going.
+
+Models with a point-cloud input take ``/rl100/points`` (PointCloud2 xyz float32 in the base
+frame, e.g. from the sim robot node's ``enable_points``), cropped and downsampled as the card
+says (see ``observations``); the subscription is always there so a hot-swapped points model
+finds its input, and clouds are only decoded while such a model runs.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from rl100_msgs.msg import ActionChunk
 from rl100_msgs.srv import LoadPolicy
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, PointCloud2
 
 from .observations import Assembler, AssemblyConfig, StaleObservationError
 
@@ -42,7 +47,7 @@ class LoadedPolicy:
         sha = self.runtime.card['sha256']
         if expected_sha256 and expected_sha256 != sha:
             raise ValueError(f'sha256 {sha} is not the expected {expected_sha256}')
-        self.assembler = Assembler(self.runtime.obs_spec, assembly)
+        self.assembler = Assembler(self.runtime.card['observation_spec'], assembly)
         self.model_id = f'{os.path.basename(path)}:{sha[:12]}'
 
 
@@ -56,10 +61,13 @@ class PolicyNode(Node):
         self._rate = p('control_rate', 10.0, 'policy control rate in Hz')
         if not self._rate > 0.0:
             raise ValueError(f'control_rate must be > 0 Hz, got {self._rate}')
+        self._frame = p('base_frame', 'fr3_link0', 'frame of the published targets and of the '
+                        'point clouds the policy accepts')
         self._assembly = AssemblyConfig(
             max_age=p('max_observation_age', 0.2, 'observations older than this are stale, s'),
-            max_skew=p('max_observation_skew', 0.1, 'largest stamp spread in one observation, s'))
-        self._frame = p('base_frame', 'fr3_link0', 'frame of the published targets')
+            max_skew=p('max_observation_skew', 0.1, 'largest stamp spread in one observation, s'),
+            base_frame=self._frame,
+            seed=p('points_seed', 0, 'seed of the point-cloud downsampling rng'))
         self._lock = threading.Lock()
         self._policy: LoadedPolicy | None = None
         self._ticks = self._published = self._stale = 0
@@ -70,6 +78,7 @@ class PolicyNode(Node):
         self._publisher = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
+        self.create_subscription(PointCloud2, topics.POINTS, self._on_points, qos.SENSOR)
         self._timer = self.create_timer(1.0 / self._rate, self._tick,
                                         callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load,
@@ -95,6 +104,20 @@ class PolicyNode(Node):
                 policy.assembler.joints(_stamp_s(msg), msg.name, msg.position)
             except ValueError as exc:
                 self._last_stale = f'bad joint_states: {exc}'
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        policy = self._policy
+        if policy is None or not policy.assembler.wants_points:
+            return
+        from rl100_camera.messages import pointcloud_to_array
+        try:
+            if msg.point_step != 12 or [f.name for f in msg.fields[:3]] != ['x', 'y', 'z']:
+                raise ValueError(f'expected x y z float32 points (point_step 12), got '
+                                 f'{[f.name for f in msg.fields]} step {msg.point_step}')
+            policy.assembler.cloud(_stamp_s(msg), msg.header.frame_id, pointcloud_to_array(msg))
+        except ValueError as exc:
+            self._last_stale = f'bad point cloud: {exc}'
+            self.get_logger().warn(self._last_stale, throttle_duration_sec=1.0)
 
     def _on_load(self, request, response):
         try:

@@ -153,4 +153,6 @@ def test_assembler_names_what_is_stale():
     state = a.assemble(0.5)['observation.state']
     assert state.shape == (15,) and state[3] == 1.0 and state[7] == pytest.approx(0.04)
     with pytest.raises(ValueError, match='cannot assemble'):
-        Assembler(['observation.state', 'observation.points'])
+        Assembler(['observation.state', 'observation.rgb'])
+    with pytest.raises(ValueError, match='no usable point-cloud preprocessing'):
+        Assembler(['observation.state', 'observation.points'])  # points need their card entry

@@ -14,5 +14,6 @@ GRIPPER_COMMAND = '/rl100/gripper_command'  # std_msgs/Float32, 0 open .. 1 clos
 CURRENT_POSE = '/franka_robot_state_broadcaster/current_pose'  # geometry_msgs/PoseStamped
 GRIPPER_STATE = '/franka_gripper/joint_states'  # sensor_msgs/JointState, two finger joints (m)
 JOINT_STATES = '/joint_states'  # sensor_msgs/JointState
+POINTS = '/rl100/points'  # sensor_msgs/PointCloud2 xyz float32, base frame, cropped, all points
 START_EPISODE = '/rl100/start_episode'  # rl100_msgs/srv/StartEpisode
 END_EPISODE = '/rl100/end_episode'  # rl100_msgs/srv/EndEpisode

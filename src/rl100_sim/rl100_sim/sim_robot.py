@@ -108,3 +108,19 @@ class SimRobot:
     def camera_images(self) -> tuple:
         """(rgb (H, W, 3) uint8 | None, depth (H, W) float32 m | None) of the scene camera."""
         return self._obs.get(OBS_RGB), self._obs.get(OBS_DEPTH)
+
+    def points(self) -> np.ndarray:
+        """(M, 3) float32 scene-camera cloud in the base frame, cropped to the task's box.
+
+        The full cropped cloud, not downsampled: consumers (the policy node) apply the crop box
+        and sampler their model was trained with (``rl100.pointcloud``). Needs the depth image
+        (the env made with ``depth`` in its observations).
+        """
+        from rl100.pointcloud import crop, depth_to_points
+
+        depth = self._obs.get(OBS_DEPTH)
+        if depth is None:
+            raise RuntimeError('no depth image: make the env with depth observations')
+        pts, _ = depth_to_points(depth, self.env.camera_info())
+        cfg = self.env.config
+        return pts[crop(pts, cfg.points_lo, cfg.points_hi)].astype(np.float32)

@@ -1,7 +1,10 @@
 """Simulated robot node: a MuJoCo task behind the topics of franka_ros2 and realsense-ros.
 
 Publishes ``/joint_states``, ``/franka_robot_state_broadcaster/current_pose``,
-``/franka_gripper/joint_states``, the camera topics (when enabled) and ``/clock``; takes
+``/franka_gripper/joint_states``, the camera topics (``enable_camera``), the scene camera's
+point cloud in the robot base frame on ``/rl100/points`` (``enable_points``: PointCloud2, the
+full cloud cropped to the task's box, not downsampled) and ``/clock``, all stamped with the
+tick's simulated time; takes
 ``/rl100/target_pose`` and ``/rl100/gripper_command`` like the real robot side; serves
 ``/rl100/sim/reset`` (std_srvs/Trigger; the next seed) and ``/rl100/sim/success``
 (std_srvs/Trigger: success = the task's success detector, message = JSON details).
@@ -55,10 +58,12 @@ class SimRobotNode(Node):
         self._lockstep_timeout = float(p('lockstep_timeout', 1.0, 'lockstep: wall seconds to '
                                          'wait for a target before stepping on the held one'))
         cameras = bool(p('enable_camera', False, 'render and publish the scene camera'))
+        points = bool(p('enable_points', False, 'publish the scene camera point cloud (base '
+                        'frame, cropped to the task box) on /rl100/points'))
         self._frame = p('base_frame', 'fr3_link0', 'robot base frame')
         from rl100.sim import make_env  # imports MuJoCo: keep it out of module import time
 
-        obs = ('state', 'rgb', 'depth') if cameras else ('state',)
+        obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
         env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9)
         self._robot = SimRobot(env, self._frame)
         self._lock = threading.Lock()
@@ -72,17 +77,31 @@ class SimRobotNode(Node):
             'gripper': self.create_publisher(JointState, topics.GRIPPER_STATE, qos.SENSOR),
         }
         self._camera = self._make_camera_publishers() if cameras else None
+        self._points = None
+        if points:
+            from rl100_camera.messages import pointcloud_msg  # shared with the camera node
+            from sensor_msgs.msg import PointCloud2
+            self._pointcloud_msg = pointcloud_msg
+            self._points = self.create_publisher(PointCloud2, topics.POINTS, qos.SENSOR)
         self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.COMMAND)
         self.create_subscription(Float32, topics.GRIPPER_COMMAND, self._on_gripper, qos.COMMAND)
         self.create_service(Trigger, SIM_RESET, self._on_reset)
         self.create_service(Trigger, SIM_SUCCESS, self._on_success)
-        with self._lock:
-            self._reading = self._robot.reset(self._seed)
+        # the loop thread resets, steps, renders and closes the env: an EGL context (camera,
+        # points) is current in one thread only
+        self._reading = None
+        self._ready = threading.Event()
+        self._start_error: Exception | None = None
         self._running = True
         self._steps = 0
         self._wall_start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name='sim_loop', daemon=True)
         self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            self._running = False
+            self._thread.join(timeout=5.0)
+            raise self._start_error
         self.get_logger().info(f'sim robot: {task}, seed {self._seed}, dt {self._robot.dt} s, '
                                f'{"lockstep" if self._rtf == 0 else f"{self._rtf}x real time"}')
 
@@ -144,12 +163,22 @@ class SimRobotNode(Node):
     # --- the simulation loop ------------------------------------------------------------------
     def _loop(self) -> None:
         try:
+            try:
+                with self._lock:
+                    self._reading = self._robot.reset(self._seed)
+            except Exception as exc:  # noqa: BLE001 - handed to the constructor to raise
+                self._start_error = exc
+                return
+            finally:
+                self._ready.set()
             self._run_loop()
         except Exception as exc:  # noqa: BLE001 - decide by whether we are shutting down
             if not self._running or not self.context.ok():
                 return  # the context went away under a publish during shutdown: expected
             self.get_logger().fatal(f'simulation loop failed: {exc.__class__.__name__}: {exc}')
             os._exit(1)  # a dead simulator must be visible to the supervisor
+        finally:
+            self._robot.env.close()  # frees the renderer in the thread that made it current
 
     def _run_loop(self) -> None:
         wall0 = time.monotonic()
@@ -195,6 +224,10 @@ class SimRobotNode(Node):
         self._pubs['pose'].publish(pose)
         if self._camera is not None:
             self._publish_camera(stamp)
+        if self._points is not None:
+            with self._lock:
+                cloud = self._robot.points()
+            self._points.publish(self._pointcloud_msg(cloud, self._frame, stamp))
 
     def _publish_camera(self, stamp) -> None:
         camera_info_msg, image_msg, Intrinsics = self._camera_msgs  # noqa: N806
@@ -216,8 +249,7 @@ class SimRobotNode(Node):
                                f'{wall:.1f} s wall: real-time factor {rtf:.2f}')
         self._running = False
         self._target_event.set()
-        self._thread.join(timeout=5.0)
-        self._robot.env.close()
+        self._thread.join(timeout=5.0)  # the loop closes the env on its way out
         return super().destroy_node()
 
 

@@ -51,9 +51,29 @@ def io_spec(card: dict[str, Any]) -> tuple[dict[str, tuple[list[Any], str]], dic
     return inputs, {ACTION_OUTPUT: ([BATCH_DIM, ta, da], "float32")}
 
 
+def obs_entry(obs: dict[str, Any], n_obs: int, points_preprocessing: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``observation_spec`` entry; a ``points`` input also carries its preprocessing when known.
+
+    The preprocessing (``crop_lo``, ``crop_hi`` (3,) m in the robot base frame, ``sampler`` "random" | "fps";
+    N is ``shape[1]``) is what a runtime fed raw clouds (the ROS policy node) must apply, with
+    :func:`rl100.pointcloud.crop_and_sample`, to reproduce the training inputs.
+    """
+    entry = {"key": obs["key"], "shape": [n_obs, *obs["shape"]], "dtype": obs["dtype"], "kind": obs["kind"]}
+    if obs["kind"] == "points" and points_preprocessing is not None:
+        from rl100.pointcloud import check_preprocessing
+
+        entry.update(check_preprocessing(points_preprocessing))
+    return entry
+
+
 def make_card(*, kind: str, onnx_file: str | os.PathLike, config: dict[str, Any], control_rate_hz: float,
-              training_command: str, normalizer: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Card for ``onnx_file`` (already written) from a :class:`PolicyConfig` dict."""
+              training_command: str, normalizer: dict[str, Any], extra: dict[str, Any] | None = None,
+              points_preprocessing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Card for ``onnx_file`` (already written) from a :class:`PolicyConfig` dict.
+
+    ``points_preprocessing``: ``{"crop_lo", "crop_hi", "sampler"}`` the point-cloud inputs were made with
+    (see :func:`obs_entry`); None leaves them out (a runtime that crops live clouds will refuse the model).
+    """
     if kind not in CARD_KINDS:
         raise CardError(f"kind must be one of {CARD_KINDS}, got {kind!r}")
     to, ta, da = config["n_obs"], config["horizon"], config["action_dim"]
@@ -63,8 +83,7 @@ def make_card(*, kind: str, onnx_file: str | os.PathLike, config: dict[str, Any]
         "kind": kind,
         "onnx_file": Path(onnx_file).name,
         "sha256": sha256_file(onnx_file),
-        "observation_spec": [{"key": o["key"], "shape": [to, *o["shape"]], "dtype": o["dtype"], "kind": o["kind"]}
-                             for o in config["obs"]],
+        "observation_spec": [obs_entry(o, to, points_preprocessing) for o in config["obs"]],
         "action_spec": {"key": ACTION_OUTPUT, "shape": [ta, da], "dtype": "float32", "action_start": to - 1,
                         "units": "absolute end-effector target (see rl100.keys.ACTION)"},
         "n_obs": to,

@@ -70,8 +70,13 @@ def example_inputs(card_like: dict[str, Any], batch: int = 1, seed: int = 0) -> 
 
 
 def export_onnx(policy: nn.Module, onnx_path: str | os.PathLike, *, control_rate_hz: float = 10.0,
-                training_command: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``onnx_path`` and its card (``<stem>.card.json``); returns the card."""
+                training_command: str | None = None, extra: dict[str, Any] | None = None,
+                points_preprocessing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``onnx_path`` and its card (``<stem>.card.json``); returns the card.
+
+    ``points_preprocessing``: crop box + sampler of the point-cloud inputs, written into their card entries
+    (see :func:`rl100.export.card.obs_entry`).
+    """
     kind = kind_of(policy)
     policy = policy.eval().cpu()
     onnx_path = Path(onnx_path)
@@ -94,7 +99,8 @@ def export_onnx(policy: nn.Module, onnx_path: str | os.PathLike, *, control_rate
     command = training_command if training_command is not None else " ".join(["rl100", *sys.argv[1:]])
     card = make_card(kind=kind, onnx_file=onnx_path, config=config, control_rate_hz=control_rate_hz,
                      training_command=command, normalizer=policy.normalizer.to_json(),
-                     extra={"inputs": names, "torch_version": torch.__version__, **(extra or {})})
+                     extra={"inputs": names, "torch_version": torch.__version__, **(extra or {})},
+                     points_preprocessing=points_preprocessing)
     write_card(card, onnx_path)
     return card
 

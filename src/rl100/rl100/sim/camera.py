@@ -11,7 +11,8 @@ Frames and shapes:
 - :class:`CameraInfo` holds the pinhole intrinsics (fx, fy, cx, cy in pixels, OpenCV/ROS convention:
   pixel centres at integer coordinates) and the camera pose ``base_T_cam`` (4, 4) of the *optical*
   frame (x right, y down, z forward), i.e. what a ROS ``camera_info`` + tf would publish;
-- point clouds are (N, 3) xyz or (N, 6) xyz + rgb in [0, 1], float32, in the robot base frame.
+- point clouds are (N, 3) xyz or (N, 6) xyz + rgb in [0, 1], float32, in the robot base frame; the
+  pure back-projection, crop and sampling functions live in :mod:`rl100.pointcloud` (re-exported here).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
+
+from rl100.pointcloud import crop_and_sample, depth_to_points, farthest_point_indices  # noqa: F401 - re-exported
 
 # MuJoCo cameras look along -z with y up; the optical frame looks along +z with y down
 _MJ_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])
@@ -165,73 +168,6 @@ class CameraRenderer:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to free
             pass
-
-
-def depth_to_points(depth: np.ndarray, info: CameraInfo) -> tuple[np.ndarray, np.ndarray]:
-    """Back-project a z-depth image into the base frame.
-
-    Args:
-        depth: (H, W) float32 metres, 0 = no return.
-        info: the image's intrinsics and pose.
-
-    Returns:
-        points (M, 3) float64 in the base frame for the M pixels with a return, and their flat
-        pixel indices (M,) into the (H, W) image (to pick colours).
-    """
-    h, w = depth.shape
-    idx = np.flatnonzero(depth > 0)
-    z = depth.reshape(-1)[idx].astype(np.float64)
-    v, u = np.divmod(idx, w)
-    cam = np.stack([(u - info.cx) * z / info.fx, (v - info.cy) * z / info.fy, z], axis=1)  # (M, 3) optical frame
-    pts = cam @ info.base_T_cam[:3, :3].T + info.base_T_cam[:3, 3]
-    return pts, idx
-
-
-def crop_and_sample(
-    points: np.ndarray,
-    colors: np.ndarray | None,
-    box_lo: np.ndarray,
-    box_hi: np.ndarray,
-    n: int,
-    rng: np.random.Generator,
-    method: str = "random",
-) -> np.ndarray:
-    """Keep the points inside an axis-aligned box and return exactly ``n`` of them.
-
-    Args:
-        points: (M, 3) base-frame xyz.
-        colors: (M, 3) rgb in [0, 1] or None.
-        box_lo, box_hi: (3,) corners of the crop box.
-        n: number of points returned (sampled with replacement when fewer are inside; zeros if none).
-        rng: source of randomness (seeded by the environment, so the output is reproducible).
-        method: ``"random"`` (uniform subset) or ``"fps"`` (farthest-point sampling from a random start).
-
-    Returns:
-        (n, 3) or (n, 6) float32.
-    """
-    inside = np.all((points >= box_lo) & (points <= box_hi), axis=1)
-    pts = points[inside]
-    cols = colors[inside] if colors is not None else None
-    dim = 3 if colors is None else 6
-    if len(pts) == 0:
-        return np.zeros((n, dim), dtype=np.float32)
-    if method == "fps" and len(pts) > n:
-        sel = farthest_point_indices(pts, n, int(rng.integers(len(pts))))
-    else:
-        sel = rng.choice(len(pts), size=n, replace=len(pts) < n)
-    out = pts[sel] if cols is None else np.concatenate([pts[sel], cols[sel]], axis=1)
-    return out.astype(np.float32)
-
-
-def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
-    """Greedy farthest-point sampling: (M, 3) points -> (n,) indices, O(M n)."""
-    chosen = np.empty(n, dtype=np.int64)
-    chosen[0] = start
-    dist = np.sum((points - points[start]) ** 2, axis=1)
-    for i in range(1, n):
-        chosen[i] = int(np.argmax(dist))
-        np.minimum(dist, np.sum((points - points[chosen[i]]) ** 2, axis=1), out=dist)
-    return chosen
 
 
 def look_at_quat(pos: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:

@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         "obs": wanted,
         "camera_size": list(env.unwrapped.camera_size),
         "n_points": int(args.n_points),
+        # the point-cloud preprocessing; ``rl100 export`` copies it into the model card (rl100.pointcloud)
+        "points_lo": [float(v) for v in env.unwrapped.config.points_lo],
+        "points_hi": [float(v) for v in env.unwrapped.config.points_hi],
+        "points_sampler": str(env.unwrapped.config.points_sampler),
         "python": platform.python_version(),
     }
     max_attempts = args.max_attempts or 3 * args.episodes

@@ -60,3 +60,24 @@ def test_ddim_parity(h, tmp_path, eta):
         ref = policy.predict_action(obs, inputs["noise"]).numpy()
         (out,) = sess.run(None, {k: v.numpy() for k, v in inputs.items()})
         np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_card_carries_points_preprocessing(h, tmp_path):
+    """The crop box / sampler of the training dataset's meta land in the card's points entry (CLI overrides win)."""
+    import argparse
+
+    from rl100.data import DatasetWriter
+    from rl100.export.cli import points_preprocessing
+
+    with DatasetWriter(tmp_path / "ds", meta={"points_lo": [0.1, -0.5, 0.0], "points_hi": [0.9, 0.5, 0.6],
+                                              "points_sampler": "random"}):
+        pass
+    args = argparse.Namespace(crop_lo=None, crop_hi="1,0.5,0.7", sampler="fps")
+    pre = points_preprocessing(args, {"dataset": str(tmp_path / "ds")})
+    assert pre == {"crop_lo": [0.1, -0.5, 0.0], "crop_hi": [1.0, 0.5, 0.7], "sampler": "fps"}
+    none = argparse.Namespace(crop_lo=None, crop_hi=None, sampler=None)
+    assert points_preprocessing(none, {}) is None
+    card = export_onnx(ConsistencyPolicy(h.tiny_config("all")).eval(), tmp_path / "p.onnx", points_preprocessing=pre)
+    points = card["observation_spec"][1]
+    assert points == {"key": "observation.points", "shape": [2, 32, 3], "dtype": "float32", "kind": "points", **pre}
+    assert "crop_lo" not in card["observation_spec"][0]
