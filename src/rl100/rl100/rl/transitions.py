@@ -72,9 +72,29 @@ class TransitionSource:
         out[EPISODE_INDEX], out[STEP_INDEX] = cur[EPISODE_INDEX], cur[STEP_INDEX]
         return out
 
+    def transitions(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`transition` of every window in ``indices`` (B,), stacked, with two vectorised sampler reads."""
+        cfg = self.config
+        s, n = cfg.action_start, cfg.n_action_steps
+        cur = self.sampler.batch(indices, keys=[*cfg.obs_keys, ACTION, REWARD, TERMINAL, VALID,
+                                                EPISODE_INDEX, STEP_INDEX])
+        ep, t = cur[EPISODE_INDEX], cur[STEP_INDEX]  # (B,), (B,)
+        nxt = self.sampler.batch(self._first[ep] + np.minimum(t + n, self._counts[ep] - 1), keys=cfg.obs_keys)
+        valid = cur[VALID][:, s : s + n]  # (B, n)
+        rewards = cur[REWARD][:, s : s + n] * valid
+        terminal = (cur[TERMINAL][:, s : s + n] & valid).any(axis=1)  # (B,)
+        out = {k: cur[k] for k in cfg.obs_keys}
+        out |= {NEXT + k: nxt[k] for k in cfg.obs_keys}
+        out[ACTION] = cur[ACTION]
+        out[CHUNK] = cur[ACTION][:, s : s + n]
+        out[REWARD] = np.sum(rewards * self.gamma ** np.arange(n), axis=1).astype(np.float32)  # as transition()
+        out[DISCOUNT] = np.where(terminal, np.float32(0.0), np.float32(self.gamma**n)).astype(np.float32)
+        out[EPISODE_INDEX], out[STEP_INDEX] = ep, t
+        return out
+
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        items = [self.transition(int(i)) for i in self.indices(step)]
-        return {k: torch.as_tensor(np.stack([it[k] for it in items])).to(self.device) for k in items[0]}
+        items = self.transitions(self.indices(step))
+        return {k: torch.as_tensor(np.ascontiguousarray(v)).to(self.device) for k, v in items.items()}
 
 
 def next_obs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

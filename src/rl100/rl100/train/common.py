@@ -33,7 +33,9 @@ class BatchSource:
     """Training windows of ``config``'s shape over ``dataset``; ``batch(step)`` is a pure function of (seed, step).
 
     Indices are drawn with replacement from ``np.random.default_rng([seed, step])``: resuming at step ``s``
-    sees exactly the batches an uninterrupted run would. Returns ``{obs key: (B, To, ...), action: (B, Ta, Da)}``.
+    sees exactly the batches an uninterrupted run would. The windows are gathered in one vectorised
+    :meth:`SequenceSampler.batch` call (identical to stacking ``sampler[i]``).
+    Returns ``{obs key: (B, To, ...), action: (B, Ta, Da)}``.
     """
 
     def __init__(self, dataset: Dataset, config: PolicyConfig, batch_size: int, seed: int,
@@ -53,10 +55,10 @@ class BatchSource:
         return np.random.default_rng([self.seed, step]).integers(0, len(self.sampler), self.batch_size)
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        samples = [self.sampler[int(i)] for i in self.indices(step)]
-        out = {k: torch.as_tensor(np.stack([s[k] for s in samples])).to(self.device) for k in self.keys}
-        out[EPISODE_INDEX] = torch.as_tensor(np.stack([s[EPISODE_INDEX] for s in samples]))
-        out[STEP_INDEX] = torch.as_tensor(np.stack([s[STEP_INDEX] for s in samples]))
+        arrays = self.sampler.batch(self.indices(step), keys=[*self.keys, EPISODE_INDEX, STEP_INDEX])
+        out = {k: torch.as_tensor(arrays[k]).to(self.device) for k in self.keys}
+        out[EPISODE_INDEX] = torch.as_tensor(arrays[EPISODE_INDEX])
+        out[STEP_INDEX] = torch.as_tensor(arrays[STEP_INDEX])
         return out
 
 
