@@ -103,6 +103,7 @@ class _State:
     observed: np.ndarray | None = None  # (7,) latest measured ee pose + gripper
     observed_at: float = -np.inf
     last_target: np.ndarray | None = None
+    last_emit: float = -np.inf  # time of last_target
     rejected: int = 0
     last_reason: str = 'started in HOLD'
 
@@ -123,6 +124,7 @@ class SafetyFilter:
         self._lo = np.asarray(self.limits.workspace_min, float)
         self._hi = np.asarray(self.limits.workspace_max, float)
         self._s = _State()
+        self._now = 0.0
 
     # --- state ----------------------------------------------------------------------------
     @property
@@ -208,6 +210,7 @@ class SafetyFilter:
         s, lim = self._s, self.limits
         if s.observed is None:
             return None
+        self._now = float(now)
         hold = s.last_target if s.last_target is not None else s.observed
         window = lim.watchdog_periods * lim.period
         if s.mode in (Mode.ESTOP, Mode.HOLD):
@@ -232,32 +235,42 @@ class SafetyFilter:
 
     def _emit(self, wanted: np.ndarray, source: Source, intervention: bool = False,
               watchdog: bool = False, reason: str = '') -> TickResult:
-        target, clipped = self._limit(wanted)
-        self._s.last_target = target
+        target, clipped = self._limit(wanted, self._now)
+        self._s.last_target, self._s.last_emit = target, self._now
         return TickResult(target=target.copy(), source=source, mode=self._s.mode, clipped=clipped,
                           intervention=intervention, watchdog_tripped=watchdog, reason=reason)
 
-    def _limit(self, wanted: np.ndarray) -> tuple:
-        """Step limits relative to the previous target, then the workspace box."""
+    def _limit(self, wanted: np.ndarray, now: float) -> tuple:
+        """Step limits relative to the previous target, then the workspace box.
+
+        The step limits are per control period: a tick that comes sooner than one period after
+        the previous target (an extra tick on chunk arrival, timer jitter) may move only the
+        elapsed fraction of a step, so the commanded speed never exceeds step / period.
+        """
         lim = self.limits
         ref = self._s.last_target if self._s.last_target is not None else self._s.observed
+        fraction = 1.0 if self._s.last_target is None else min(
+            max((now - self._s.last_emit) / lim.period, 0.0), 1.0)
+        max_trans = lim.max_translation_step * fraction
+        max_rot = lim.max_rotation_step * fraction
+        max_grip = lim.max_gripper_step * fraction
         out = np.array(wanted, dtype=np.float64)
         clipped = Clip.NONE
         step = out[:3] - ref[:3]
         dist = float(np.linalg.norm(step))
-        if dist > lim.max_translation_step:
-            out[:3] = ref[:3] + step * (lim.max_translation_step / dist)
+        if dist > max_trans + 1e-12:
+            out[:3] = ref[:3] + step * (max_trans / dist)
             clipped |= Clip.TRANSLATION_STEP
         r_ref, r_new = rotvec_to_mat(ref[3:6]), rotvec_to_mat(out[3:6])
         delta = mat_to_rotvec(r_new @ r_ref.T)
         angle = float(np.linalg.norm(delta))
-        if angle > lim.max_rotation_step:
-            delta *= lim.max_rotation_step / angle
+        if angle > max_rot + 1e-12:
+            delta *= max_rot / angle
             out[3:6] = rotvec_near(mat_to_rotvec(rotvec_to_mat(delta) @ r_ref), ref[3:6])
             clipped |= Clip.ROTATION_STEP
         grip_step = out[6] - ref[6]
-        if abs(grip_step) > lim.max_gripper_step:
-            out[6] = ref[6] + np.sign(grip_step) * lim.max_gripper_step
+        if abs(grip_step) > max_grip + 1e-12:
+            out[6] = ref[6] + np.sign(grip_step) * max_grip
             clipped |= Clip.GRIPPER_STEP
         boxed = np.clip(out[:3], self._lo, self._hi)
         if not np.array_equal(boxed, out[:3]):

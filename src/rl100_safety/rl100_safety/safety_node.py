@@ -55,6 +55,10 @@ class SafetyNode(Node):
         self._device_path = p('teleop_device_path', '',
                               'spacemouse: /dev/hidrawN (default: auto-detect)')
         self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
+        self._tick_on_chunk = bool(p('tick_on_chunk', True, 'also send a command as soon as a '
+                                     'policy chunk arrives (lower latency; limits scale with '
+                                     'the elapsed time, so the speed limit holds)'))
+        self._last_tick = None
         self._period = 1.0 / rate
         self._filter = SafetyFilter(limits)
         self._mapper = TeleopMapper(TeleopConfig())
@@ -109,6 +113,8 @@ class SafetyNode(Node):
         actions = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
         if not self._filter.policy_chunk(stamp, period, actions):
             self.get_logger().warn(self._filter.last_reason)
+        elif self._tick_on_chunk:
+            self._tick()
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self._observed = pose_to_array(msg, self._gripper_state)
@@ -146,6 +152,9 @@ class SafetyNode(Node):
 
     def _tick(self) -> None:
         now = self._now()
+        dt = self._period if self._last_tick is None else min(max(now - self._last_tick, 0.0),
+                                                              self._period)
+        self._last_tick = now
         if self._device is not None:
             sample = self._device.poll(0.0)
         else:
@@ -153,7 +162,7 @@ class SafetyNode(Node):
                 twist=self._joy_input.twist, takeover=self._joy_input.takeover)
         self._handle_events(sample.events)
         if self._observed is not None:
-            op = self._mapper.update(now, sample, self._observed, self._period)
+            op = self._mapper.update(now, sample, self._observed, dt)
             self._filter.operator_command(op, active=op is not None)
         result = self._filter.tick(now)
         if result is None:

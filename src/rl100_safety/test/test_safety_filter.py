@@ -58,6 +58,23 @@ def test_translation_step_and_workspace_limits():
     assert out.clipped & Clip.WORKSPACE
 
 
+def test_extra_ticks_do_not_raise_the_speed_limit():
+    """Ticks faster than the control period move only the elapsed fraction of a step.
+
+    Timer jitter or an extra tick on chunk arrival never raise the speed above step / period.
+    """
+    f = _autonomous(max_translation_step=0.02, period=0.1)
+    far = HOME.copy()
+    far[0] += 0.5
+    f.policy_chunk(0.0, 0.1, far[None])
+    start = f.tick(0.0).target
+    for k in range(1, 11):  # ten ticks in one period
+        f.observe(k * 0.01, HOME)
+        out = f.tick(k * 0.01)
+    assert out.target[0] - start[0] == pytest.approx(0.02)
+    assert f.tick(0.1).target[0] == pytest.approx(out.target[0])  # same instant: no motion
+
+
 def test_rotation_step_limit_takes_the_short_way():
     f = _autonomous(max_rotation_step=0.1)
     turned = HOME.copy()
