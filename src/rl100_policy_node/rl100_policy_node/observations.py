@@ -113,6 +113,10 @@ class Assembler:
         """Start from the newest samples of another assembler (after a model swap)."""
         self._latest.update(other._latest)
 
+    def newest_stamp(self) -> float:
+        """Stamp (s) of the newest sample of any source, -inf before the first."""
+        return max((stamp for stamp, _ in self._latest.values()), default=float('-inf'))
+
     def assemble(self, now: float) -> dict:
         cfg = self.config
         for source in self._sources:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -79,8 +80,15 @@ class PolicyNode(Node):
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(PointCloud2, topics.POINTS, self._on_points, qos.SENSOR)
-        self._timer = self.create_timer(1.0 / self._rate, self._tick,
-                                        callback_group=MutuallyExclusiveCallbackGroup())
+        self._trigger = p('trigger', 'timer', 'timer: act at control_rate on the newest data; '
+                          'observation: act as soon as a new joint_states message arrives '
+                          '(at most control_rate), for the lowest latency')
+        if self._trigger not in ('timer', 'observation'):
+            raise ValueError(f"trigger must be timer or observation, got '{self._trigger}'")
+        self._last_act_stamp = float('-inf')
+        if self._trigger == 'timer':
+            self._timer = self.create_timer(1.0 / self._rate, self._tick,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load,
                             callback_group=MutuallyExclusiveCallbackGroup())
         self._diagnostics = diagnostics.Diagnostics(self, 'policy', self._status)
@@ -104,6 +112,11 @@ class PolicyNode(Node):
                 policy.assembler.joints(_stamp_s(msg), msg.name, msg.position)
             except ValueError as exc:
                 self._last_stale = f'bad joint_states: {exc}'
+                return
+            stamp = _stamp_s(msg)
+            if self._trigger == 'observation' and stamp - self._last_act_stamp >= 0.5 / self._rate:
+                self._last_act_stamp = stamp
+                self._tick()
 
     def _on_points(self, msg: PointCloud2) -> None:
         policy = self._policy
@@ -161,7 +174,10 @@ class PolicyNode(Node):
         chunk = [action, *runtime.queue]
         msg = ActionChunk(horizon=len(chunk), action_dim=int(action.shape[0]),
                           data=[float(v) for a in chunk for v in a], model_id=policy.model_id)
-        msg.header.stamp, msg.header.frame_id = now.to_msg(), self._frame
+        # stamp = the newest observation the chunk was computed from (rl100_msgs/ActionChunk)
+        newest_ns = int(round(policy.assembler.newest_stamp() * 1e9))
+        msg.header.stamp = Time(sec=newest_ns // 10**9, nanosec=newest_ns % 10**9)
+        msg.header.frame_id = self._frame
         period_ns = int(round(1e9 / self._rate))
         msg.period.sec, msg.period.nanosec = divmod(period_ns, 1_000_000_000)
         if runtime.latencies_ms:
