@@ -1,0 +1,149 @@
+"""Latency of the control path: observation message -> command leaving the safety node.
+
+    python -m rl100_bringup.bench_latency [--rate 100] [--seconds 20] [--model policy.onnx]
+
+Starts the policy node (``trigger:=observation``) and the safety node (``tick_on_chunk``) as
+separate processes through ``up``, plays the robot from this process (joint_states + pose at
+``--rate`` Hz, stamped with the wall clock), and measures for every ActionChunk (stamped with
+the observation it was computed from) the time until the next target pose from the safety
+node arrives here. Without ``--model`` a small (~3.5M) one-step policy with random weights is
+exported first: latency does not depend on the weights. Prints p50 / p99 and the sustained rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from geometry_msgs.msg import PoseStamped
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rl100_msgs.msg import ActionChunk
+from rl100_ros import qos, topics
+from sensor_msgs.msg import JointState
+import yaml
+
+JOINTS = [f'fr3_joint{i}' for i in range(1, 8)] + ['fr3_finger_joint1', 'fr3_finger_joint2']
+
+
+def export_random_cm(path: str) -> None:
+    """A random-weight small consistency policy on the 15-d robot state (~3.5M params)."""
+    from rl100.export.onnx_export import export_onnx
+    from rl100.keys import OBS_STATE
+    from rl100.policy.config import ObsSpec, PolicyConfig
+    from rl100.policy.consistency import ConsistencyPolicy
+    import torch
+
+    torch.manual_seed(0)
+    config = PolicyConfig(obs=[ObsSpec(OBS_STATE, (15,))], action_dim=7, n_obs=2, horizon=16,
+                          n_action_steps=8, down_dims=(64, 128, 256))
+    export_onnx(ConsistencyPolicy(config), path, control_rate_hz=100.0)
+
+
+def write_graph(workdir: str, model: str, rate: float) -> str:
+    params = os.path.join(workdir, 'bench.yaml')
+    with open(params, 'w', encoding='utf-8') as f:
+        yaml.safe_dump({}, f)
+    graph = {
+        'params_file': 'bench.yaml',
+        'nodes': [
+            {'name': 'policy_node', 'package': 'rl100_policy_node', 'executable': 'policy_node',
+             'parameters': {'model_path': model, 'control_rate': rate, 'trigger': 'observation',
+                            'max_observation_age': 0.05}},
+            {'name': 'safety_node', 'package': 'rl100_safety', 'executable': 'safety_node',
+             'parameters': {'control_rate': rate, 'teleop_device': 'none',
+                            'tick_on_chunk': True}},
+        ]}
+    path = os.path.join(workdir, 'bench.graph.yaml')
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump(graph, f)
+    return path
+
+
+class Robot(Node):
+    """Publishes the robot state at a fixed rate and timestamps what comes back."""
+
+    def __init__(self, rate: float):
+        super().__init__('bench_robot')
+        self.pose_pub = self.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
+        self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
+        self.pending = []  # observation stamps (s) of chunks waiting for their command
+        self.latencies, self.chunks = [], 0
+        self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.RELIABLE)
+        self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.RELIABLE)
+        self.create_timer(1.0 / rate, self._publish)
+
+    def _publish(self):
+        stamp = self.get_clock().now().to_msg()
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, 'fr3_link0'
+        pose.pose.position.x, pose.pose.position.z, pose.pose.orientation.x = 0.5, 0.3, 1.0
+        self.pose_pub.publish(pose)
+        joints = JointState(name=JOINTS, position=[0.0] * 7 + [0.02, 0.02])
+        joints.header.stamp = stamp
+        self.joint_pub.publish(joints)
+
+    def _on_chunk(self, msg):
+        self.chunks += 1
+        self.pending.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+
+    def _on_target(self, msg):
+        now = self.get_clock().now().nanoseconds * 1e-9
+        for stamp in self.pending:
+            self.latencies.append(now - stamp)
+        self.pending.clear()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rate', type=float, default=100.0, help='state and control rate, Hz')
+    parser.add_argument('--seconds', type=float, default=20.0, help='measured duration')
+    parser.add_argument('--model', default='', help='ONNX policy (default: random small CM)')
+    args = parser.parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix='rl100_bench_')
+    model = args.model or os.path.join(workdir, 'cm.onnx')
+    if not args.model:
+        export_random_cm(model)
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    up = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.up', write_graph(workdir, model,
+                                                                                  args.rate)],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in up.stdout:
+        if "graph 'bench' up" in line or '[up] error' in line:
+            break
+    rclpy.init()
+    robot = Robot(args.rate)
+    try:
+        warmup = time.monotonic() + 3.0
+        while time.monotonic() < warmup:
+            rclpy.spin_once(robot, timeout_sec=0.01)
+        robot.latencies.clear()
+        robot.chunks = 0
+        start = time.monotonic()
+        while time.monotonic() - start < args.seconds:
+            rclpy.spin_once(robot, timeout_sec=0.01)
+        elapsed = time.monotonic() - start
+    finally:
+        robot.destroy_node()
+        rclpy.try_shutdown()
+        up.send_signal(signal.SIGINT)
+        up.communicate(timeout=30)
+    lat = np.asarray(robot.latencies) * 1e3
+    if lat.size == 0:
+        print('no commands measured: did the graph come up?', file=sys.stderr)
+        return 1
+    print(f'| rate asked | chunks/s | commands measured | p50 ms | p99 ms | max ms |\n'
+          f'|---:|---:|---:|---:|---:|---:|\n'
+          f'| {args.rate:.0f} Hz | {robot.chunks / elapsed:.1f} | {lat.size} | '
+          f'{np.percentile(lat, 50):.2f} | {np.percentile(lat, 99):.2f} | {lat.max():.2f} |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
