@@ -63,6 +63,17 @@ register(
 )
 
 
+register(
+    TaskEntry(
+        name="pouring",
+        env="rl100.sim.pouring:PouringEnv",
+        config="rl100.sim.pouring:PouringConfig",
+        expert="rl100.sim.pouring:PouringExpert",
+        summary="Panda grasps a cup of small balls, carries it over a bowl and pours them in",
+    )
+)
+
+
 def task_names() -> list[str]:
     """Registered Panda tasks (Meta-World tasks are addressed as ``metaworld/<name>-v3``)."""
     return sorted(TASKS)
