@@ -13,7 +13,7 @@ import numpy as np
 
 from rl100.sim import make_env, make_expert
 
-DEFAULT_TASKS = ("juicing-place", "bowling")
+DEFAULT_TASKS = ("juicing-place", "bowling", "pouring")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
