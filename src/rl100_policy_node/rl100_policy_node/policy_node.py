@@ -45,6 +45,7 @@ class LoadedPolicy:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'no model file {path}')
         self.runtime = PolicyRuntime(path, intra_op_threads=1)
+        self.runtime.warmup()  # the first ONNX Runtime calls are slow: not in the control loop
         sha = self.runtime.card['sha256']
         if expected_sha256 and expected_sha256 != sha:
             raise ValueError(f'sha256 {sha} is not the expected {expected_sha256}')

@@ -49,17 +49,21 @@ class Harness:
         self.node = PolicyNode(parameter_overrides=[
             Parameter('model_path', value=model), Parameter('control_rate', value=RATE)])
         self.peer = Node('robot')
-        self.chunks = []
-        self.peer.create_subscription(ActionChunk, topics.ACTION_CHUNK, self.chunks.append,
+        self.chunks, self.arrivals = [], []
+        self.peer.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk,
                                       qos.RELIABLE)
         self.pose_pub = self.peer.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
         self.joint_pub = self.peer.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
         self.client = self.peer.create_client(LoadPolicy, topics.LOAD_POLICY)
-        self.executor = MultiThreadedExecutor(num_threads=3)
+        self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self.robot_alive = True
         self.peer.create_timer(0.02, self._publish_robot)
+
+    def _on_chunk(self, msg):
+        self.chunks.append(msg)
+        self.arrivals.append(time.monotonic())
 
     def _publish_robot(self):
         if not self.robot_alive:
@@ -111,13 +115,30 @@ def test_hot_swap_refusals_and_acceptance(harness, models):
     assert refused.model_id.startswith('policy_0.onnx:')  # still running the old one
     wrong = harness.load(models[1], sha='00' * 32)
     assert not wrong.accepted and 'sha256' in wrong.message
-    n = len(harness.chunks)
     accepted = harness.load(models[1])
     assert accepted.accepted and accepted.model_id.startswith('policy_1.onnx:')
     assert harness.spin_until(lambda: harness.chunks[-1].model_id == accepted.model_id)
-    stamps = [c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in harness.chunks[n - 1:]]
-    gaps = np.diff(stamps)
-    assert gaps.max() < 2.5 / RATE, f'control ticks missed around the swap: gaps {gaps}'
+
+
+def test_loading_a_model_does_not_stop_the_control_loop(harness, models, monkeypatch):
+    """A slow load (a big model, a slow disk) runs beside the control timer, not in its way."""
+    from rl100_policy_node import policy_node
+
+    original = policy_node.LoadedPolicy.__init__
+
+    def slow_init(self, *args, **kwargs):
+        time.sleep(0.8)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(policy_node.LoadedPolicy, '__init__', slow_init)
+    assert harness.spin_until(lambda: len(harness.chunks) >= 2)
+    before = len(harness.chunks)
+    accepted = harness.load(models[1])
+    during = [c for c in harness.chunks[before:] if c.model_id.startswith('policy_0.onnx:')]
+    assert accepted.accepted
+    # 0.8 s at 20 Hz is 16 ticks; a blocked loop gives 0-1, a loaded 2-core machine ~5-16
+    assert len(during) >= 3, f'only {len(during)} chunks while loading: the loop was blocked'
+    assert harness.spin_until(lambda: harness.chunks[-1].model_id == accepted.model_id)
 
 
 def test_stale_robot_data_stops_publishing(harness):

@@ -1,12 +1,15 @@
 """Latency benchmark: per-action-chunk inference at batch 1, DDIM-K vs one-step CM, torch eager vs ONNX Runtime.
 
 Random weights (latency does not depend on training), low-dim state observations; prints a Markdown table.
+The ONNX rows time :meth:`rl100.runtime.PolicyRuntime.predict` on the exported graph (session options of
+:func:`rl100.runtime.policy_runtime.session_options`); ``--reference-graph`` adds the unfused export.
 Example: ``python -m rl100.policy.bench --sizes small paper --repeats 20``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dim", type=int, default=15)
     parser.add_argument("--action-dim", type=int, default=7)
     parser.add_argument("--no-onnx", action="store_true", help="torch eager only")
+    parser.add_argument("--reference-graph", action="store_true",
+                        help="also time the unfused reference export (export_onnx(fast=False)) for comparison")
+    parser.add_argument("--spin", action="store_true", help="let idle ORT intra-op threads busy-wait")
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
@@ -44,7 +50,8 @@ def _time(fn, repeats: int) -> tuple[float, float]:
 
 
 def bench(sizes: list[str], ddim_steps: int = 10, repeats: int = 20, threads: int = 0, state_dim: int = 15,
-          action_dim: int = 7, onnx: bool = True) -> list[dict[str, object]]:
+          action_dim: int = 7, onnx: bool = True, reference_graph: bool = False,
+          spin: bool = False) -> list[dict[str, object]]:
     if threads > 0:
         torch.set_num_threads(threads)
     rows = []
@@ -62,25 +69,25 @@ def bench(sizes: list[str], ddim_steps: int = 10, repeats: int = 20, threads: in
             rows.append({"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": "torch eager",
                          "p50_ms": med, "p95_ms": p95})
             if onnx:
-                rows.append(_bench_onnx(model, size, n_params, name, obs, noise, repeats, threads))
+                for fast in (True, False) if reference_graph else (True,):
+                    rows.append(_bench_onnx(model, size, n_params, name, obs, noise, repeats, threads, fast, spin))
     return rows
 
 
-def _bench_onnx(model, size, n_params, name, obs, noise, repeats, threads) -> dict[str, object]:
-    import onnxruntime as ort
-
+def _bench_onnx(model, size, n_params, name, obs, noise, repeats, threads, fast=True, spin=False) -> dict[str, object]:
+    """Times :meth:`PolicyRuntime.predict` (what ``rl100 eval`` and the robot's policy node call per chunk)."""
     from rl100.export.onnx_export import export_onnx
+    from rl100.runtime.policy_runtime import PolicyRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "policy.onnx"
-        export_onnx(model, path, training_command="bench")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        feeds = {OBS_STATE: obs[OBS_STATE].numpy(), "noise": noise.numpy()}
-        med, p95 = _time(lambda: sess.run(None, feeds), repeats)
-    return {"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": "ONNX Runtime CPU",
-            "p50_ms": med, "p95_ms": p95}
+        export_onnx(model, path, training_command="bench", fast=fast)
+        rt = PolicyRuntime(path, intra_op_threads=threads, providers=["CPUExecutionProvider"], allow_spinning=spin)
+        rt.act({OBS_STATE: obs[OBS_STATE][0, -1].numpy()})  # fills the observation history
+        med, p95 = _time(rt.predict, repeats)
+    backend = "ONNX Runtime CPU" if fast else "ONNX Runtime CPU (reference graph)"
+    return {"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": backend, "p50_ms": med,
+            "p95_ms": p95}
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
@@ -93,8 +100,10 @@ def markdown(rows: list[dict[str, object]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rows = bench(args.sizes, args.ddim_steps, args.repeats, args.threads, args.state_dim, args.action_dim,
-                 onnx=not args.no_onnx)
-    print(f"batch 1, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+                 onnx=not args.no_onnx, reference_graph=args.reference_graph, spin=args.spin)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"batch 1, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"ORT intra-op threads {args.threads or 'default'}{' (spinning)' if args.spin else ''}, load average {load}")
     print(markdown(rows))
     return 0
 
