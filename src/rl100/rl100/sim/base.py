@@ -17,12 +17,13 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from rl100.geometry import rotvec_to_quat_wxyz
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB, OBS_STATE
 from rl100.pointcloud import crop_and_sample, depth_to_points
+from rl100.robot_state import STATE_DIM
 from rl100.sim.camera import CameraInfo, CameraRenderer
 from rl100.sim.obs import OBS_NAMES, OBS_WRIST_DEPTH, OBS_WRIST_RGB, parse_obs
-from rl100.sim.panda import HOME_QPOS, STATE_DIM, ImpedanceConfig, PandaArm, build_model
-from rl100.sim.rotations import rotvec_to_quat_wxyz
+from rl100.sim.panda import HOME_QPOS, ImpedanceConfig, PandaArm, build_model
 
 ACTION_DIM = 7
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rl100.geometry import mat_to_rotvec, yaw_down_mat
 from rl100.keys import OBS_ENV_STATE
 from rl100.sim.base import PandaTaskConfig, PandaTaskEnv
 from rl100.sim.experts import ScriptedExpert
 from rl100.sim.panda import ImpedanceConfig
-from rl100.sim.rotations import mat_to_rotvec, yaw_down_mat
 from rl100.sim.scene import WORLD_COLLIDE, fixed_camera, table_assets, table_worldbody
 
 N_PINS = 3

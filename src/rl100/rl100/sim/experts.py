@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rl100.geometry import mat_to_rotvec, rotvec_near, yaw_down_mat
 from rl100.keys import OBS_ENV_STATE, OBS_STATE
-from rl100.sim.rotations import mat_to_rotvec, rotvec_near, yaw_down_mat
 
 DOWN_ROTVEC = mat_to_rotvec(yaw_down_mat(0.0))  # (pi, 0, 0): gripper pointing down, fingers along y
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from rl100.geometry import quat_wxyz_to_xyzw
 from rl100.sim.base import PandaTaskConfig, PandaTaskEnv
-from rl100.sim.rotations import quat_wxyz_to_xyzw
 from rl100.sim.scene import (
     WORLD_COLLIDE,
     fixed_camera,

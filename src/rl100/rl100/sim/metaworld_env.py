@@ -24,12 +24,12 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from rl100.geometry import quat_wxyz_to_xyzw
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB, OBS_STATE
 from rl100.pointcloud import crop_and_sample, depth_to_points
 from rl100.sim.base import validate_action
 from rl100.sim.camera import CameraInfo, CameraRenderer
 from rl100.sim.obs import OBS_NAMES, parse_obs
-from rl100.sim.rotations import quat_wxyz_to_xyzw
 
 SAWYER_JOINTS = tuple(f"right_j{i}" for i in range(7))
 CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from rl100.sim.rotations import canonical_quat_xyzw, quat_wxyz_to_xyzw
+from rl100.geometry import quat_wxyz_to_xyzw
+from rl100.robot_state import state_vector
 
 ARM_JOINTS = tuple(f"robot:panda0_joint{i}" for i in range(1, 8))
 FINGER_JOINTS = ("robot:panda0_finger_joint1", "robot:panda0_finger_joint2")
@@ -44,8 +45,6 @@ TARGET_BODY = "tcp_target"
 ROBOT_ROOT_BODY = "panda0_link0"
 FINGER_BODIES = ("panda0_leftfinger", "panda0_rightfinger")
 HOME_QPOS = np.array([0.0, -0.284, 0.0, -2.4, 0.0, 0.546, 0.0])  # TCP at (0.45, 0, 0.32), pointing down, yaw 0
-HOME_QUAT_XYZW = np.array([1.0, 0.0, 0.0, 0.0])  # diag(1, -1, -1): the sign reference for OBS_STATE quaternions
-STATE_DIM = 15  # ee pos(3), ee quat xyzw(4), gripper width(1), joint pos(7)
 MAX_FINGER = 0.04  # m, per finger; gripper width = sum of both fingers (0..0.08)
 JOINT_TORQUE_LIMITS = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)  # N m, Franka datasheet
 LIBFRANKA_JOINT_OFFSET = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.57, np.pi / 4])  # add to MJCF q (chain.xml: 1.57)
@@ -316,9 +315,8 @@ class PandaArm:
         """(15,) float32: ee pos(3), ee quat xyzw(4, sign towards HOME_QUAT_XYZW), gripper width(1), joint pos(7)."""
         d = self.data
         mujoco.mju_mat2Quat(self._tmp_quat, d.site_xmat[self.site])
-        quat = canonical_quat_xyzw(quat_wxyz_to_xyzw(self._tmp_quat), HOME_QUAT_XYZW)
-        state = np.concatenate([d.site_xpos[self.site], quat, [self.gripper_width()], d.qpos[self.qadr]])
-        return state.astype(np.float32)
+        quat = quat_wxyz_to_xyzw(self._tmp_quat)
+        return state_vector(d.site_xpos[self.site], quat, self.gripper_width(), d.qpos[self.qadr])
 
     # -- commands ---------------------------------------------------------------------------------
     def command(self, pos: np.ndarray, quat_wxyz: np.ndarray, gripper: float) -> None:

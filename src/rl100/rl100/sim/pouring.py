@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from rl100.geometry import mat_to_rotvec, quat_wxyz_to_xyzw, rotvec_to_mat, yaw_down_mat
 from rl100.keys import OBS_ENV_STATE
 from rl100.sim.base import PandaTaskConfig, PandaTaskEnv
 from rl100.sim.experts import ScriptedExpert
-from rl100.sim.rotations import mat_to_rotvec, quat_wxyz_to_xyzw, rotvec_to_mat, yaw_down_mat
 from rl100.sim.scene import WORLD_COLLIDE, fixed_camera, table_assets, table_worldbody
 
 # cup geometry (m), in the cup body frame (origin at the centre of its bottom face)

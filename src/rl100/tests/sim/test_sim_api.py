@@ -8,11 +8,7 @@ import pytest
 pytest.importorskip("mujoco")
 pytest.importorskip("gymnasium_robotics")
 
-from rl100.keys import OBS_ENV_STATE, OBS_STATE  # noqa: E402
-from rl100.sim import make_config, make_env, make_expert, task_names  # noqa: E402
-from rl100.sim.base import validate_action  # noqa: E402
-from rl100.sim.obs import parse_obs  # noqa: E402
-from rl100.sim.rotations import (  # noqa: E402
+from rl100.geometry import (  # noqa: E402
     mat_to_rotvec,
     quat_wxyz_to_mat,
     rotvec_near,
@@ -20,6 +16,10 @@ from rl100.sim.rotations import (  # noqa: E402
     rotvec_to_quat_wxyz,
     yaw_down_mat,
 )
+from rl100.keys import OBS_ENV_STATE, OBS_STATE  # noqa: E402
+from rl100.sim import make_config, make_env, make_expert, task_names  # noqa: E402
+from rl100.sim.base import validate_action  # noqa: E402
+from rl100.sim.obs import parse_obs  # noqa: E402
 
 
 def test_registry_lists_the_panda_tasks():
