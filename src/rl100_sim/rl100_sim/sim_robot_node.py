@@ -245,8 +245,9 @@ class SimRobotNode(Node):
     def destroy_node(self):
         wall = time.monotonic() - self._wall_start
         rtf = self._robot.time / max(wall, 1e-9)
-        self.get_logger().info(f'simulated {self._robot.time:.1f} s ({self._steps} steps) in '
-                               f'{wall:.1f} s wall: real-time factor {rtf:.2f}')
+        # printed, not logged: at shutdown the context (and /rosout) may already be gone
+        print(f'[sim_robot] simulated {self._robot.time:.1f} s ({self._steps} steps) in '
+              f'{wall:.1f} s wall: real-time factor {rtf:.2f}', flush=True)
         self._running = False
         self._target_event.set()
         self._thread.join(timeout=5.0)  # the loop closes the env on its way out
