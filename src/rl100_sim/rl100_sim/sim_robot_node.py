@@ -246,7 +246,7 @@ class SimRobotNode(Node):
         wall = time.monotonic() - self._wall_start
         rtf = self._robot.time / max(wall, 1e-9)
         # printed, not logged: at shutdown the context (and /rosout) may already be gone
-        print(f'[sim_robot] simulated {self._robot.time:.1f} s ({self._steps} steps) in '
+        print(f'simulated {self._robot.time:.1f} s ({self._steps} steps) in '
               f'{wall:.1f} s wall: real-time factor {rtf:.2f}', flush=True)
         self._running = False
         self._target_event.set()
