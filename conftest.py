@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 import random
 
-import pytest
+# Tests use tiny networks on a shared 2-core machine: one math thread per process, set before
+# torch / onnxruntime / numpy load (many threads there slow the ROS nodes' timers to a crawl)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 
