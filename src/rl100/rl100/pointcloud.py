@@ -96,6 +96,17 @@ def crop_and_sample(
     return out.astype(np.float32)
 
 
+def camera_points(rgb: np.ndarray | None, depth: np.ndarray, view: PinholeView, box_lo, box_hi, n: int,
+                  rng: np.random.Generator, sampler: str = "random", color: bool = False) -> np.ndarray:
+    """One camera image -> the policy's point cloud: deproject, crop to the box, sample ``n``.
+
+    rgb (H, W, 3) uint8 (needed when ``color``), depth (H, W) m -> (n, 3) or (n, 6) float32.
+    """
+    pts, idx = depth_to_points(depth, view)
+    colors = rgb.reshape(-1, 3)[idx].astype(np.float64) / 255.0 if color else None
+    return crop_and_sample(pts, colors, np.asarray(box_lo), np.asarray(box_hi), n, rng, sampler)
+
+
 def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.ndarray:
     """Greedy farthest-point sampling: (M, 3) points -> (n,) indices, O(M n)."""
     chosen = np.empty(n, dtype=np.int64)

@@ -28,6 +28,7 @@ import shutil
 import time
 from typing import Any, Iterator
 
+from rl100.data.files import fsync_dir, write_json_atomic
 from rl100_recorder.msg_types import build_typestore, ensure_type
 from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -45,25 +46,6 @@ class BagWriterError(RuntimeError):
 
 class DiskBudgetError(BagWriterError):
     """Refusal to start an episode: too little free disk, or the directory is full."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, data: dict, fsync: bool) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write('\n')
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def new_episode_id(index: int) -> str:
@@ -169,7 +151,7 @@ class EpisodeBagWriter:
         writer.open()
         self._record = {'format': FORMAT, 'episode_id': episode_id, 'task': task, 'meta': meta,
                         'started': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'pid': os.getpid()}
-        _write_json(partial / RECORDING_FILE, self._record, fsync=False)
+        write_json_atomic(partial / RECORDING_FILE, self._record, fsync=False)
         self._writer, self.episode_id, self.path = writer, episode_id, partial
         self._connections, self._counts = {}, {}
         self._steps = self._interventions = 0
@@ -255,18 +237,18 @@ class EpisodeBagWriter:
                        for (t, m) in sorted(self._counts)},
         }
         sidecar.pop('pid', None)
-        _write_json(partial / EPISODE_FILE, sidecar, fsync=self.fsync)
+        write_json_atomic(partial / EPISODE_FILE, sidecar, fsync=self.fsync)
         (partial / RECORDING_FILE).unlink()
         if self.fsync:
             for name in (mcap_new.name, 'metadata.yaml'):
                 fd = os.open(partial / name, os.O_RDONLY)
                 os.fsync(fd)
                 os.close(fd)
-            _fsync_dir(partial)
+            fsync_dir(partial)
         final = self.root / episode_id
         os.rename(partial, final)
         if self.fsync:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self.episode_id = self.path = None
         return final
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from rl100.geometry import rotvec_to_quat_wxyz
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB, OBS_STATE
-from rl100.pointcloud import crop_and_sample, depth_to_points
+from rl100.pointcloud import camera_points
 from rl100.robot_state import STATE_DIM
 from rl100.sim.camera import CameraInfo, CameraRenderer
 from rl100.sim.obs import OBS_NAMES, OBS_WRIST_DEPTH, OBS_WRIST_RGB, parse_obs
@@ -258,10 +258,8 @@ class PandaTaskEnv(gym.Env):
 
     def _points(self, rgb: np.ndarray | None, depth: np.ndarray) -> np.ndarray:
         cfg = self.config
-        pts, idx = depth_to_points(depth, self.camera_info())
-        colors = rgb.reshape(-1, 3)[idx].astype(np.float64) / 255.0 if cfg.points_color else None
-        lo, hi = np.asarray(cfg.points_lo), np.asarray(cfg.points_hi)
-        return crop_and_sample(pts, colors, lo, hi, self.n_points, self._points_rng, cfg.points_sampler)
+        return camera_points(rgb, depth, self.camera_info(), cfg.points_lo, cfg.points_hi, self.n_points,
+                             self._points_rng, cfg.points_sampler, cfg.points_color)
 
     # -- helpers for tasks ------------------------------------------------------------------------
     def robot_touches(self, body_id: int) -> bool:

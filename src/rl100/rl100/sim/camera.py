@@ -12,7 +12,7 @@ Frames and shapes:
   pixel centres at integer coordinates) and the camera pose ``base_T_cam`` (4, 4) of the *optical*
   frame (x right, y down, z forward), i.e. what a ROS ``camera_info`` + tf would publish;
 - point clouds are (N, 3) xyz or (N, 6) xyz + rgb in [0, 1], float32, in the robot base frame; the
-  pure back-projection, crop and sampling functions live in :mod:`rl100.pointcloud` (re-exported here).
+  pure back-projection, crop and sampling functions live in :mod:`rl100.pointcloud`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import mujoco
 import numpy as np
-
-from rl100.pointcloud import crop_and_sample, depth_to_points, farthest_point_indices  # noqa: F401 - re-exported
 
 # MuJoCo cameras look along -z with y up; the optical frame looks along +z with y down
 _MJ_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])

@@ -26,7 +26,7 @@ import numpy as np
 
 from rl100.geometry import quat_wxyz_to_xyzw
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB, OBS_STATE
-from rl100.pointcloud import crop_and_sample, depth_to_points
+from rl100.pointcloud import camera_points
 from rl100.sim.base import validate_action
 from rl100.sim.camera import CameraInfo, CameraRenderer
 from rl100.sim.obs import OBS_NAMES, parse_obs
@@ -193,11 +193,8 @@ class MetaWorldEnv(gym.Env):
             if "depth" in names:
                 obs[OBS_DEPTH] = depth
             if "points" in names:
-                pts, idx = depth_to_points(depth, self.camera_info())
-                colors = rgb.reshape(-1, 3)[idx] / 255.0 if cfg.points_color else None
-                lo, hi = np.asarray(cfg.points_lo), np.asarray(cfg.points_hi)
-                rng, n = self._points_rng, self.n_points
-                obs[OBS_POINTS] = crop_and_sample(pts, colors, lo, hi, n, rng, cfg.points_sampler)
+                obs[OBS_POINTS] = camera_points(rgb, depth, self.camera_info(), cfg.points_lo, cfg.points_hi,
+                                                self.n_points, self._points_rng, cfg.points_sampler, cfg.points_color)
         if "wrist_rgb" in names or "wrist_depth" in names:
             rgb, depth = self._get_renderer().render(
                 self.data, "gripperPOV", rgb="wrist_rgb" in names, depth="wrist_depth" in names

@@ -10,8 +10,8 @@ pytest.importorskip("gymnasium_robotics")
 import mujoco  # noqa: E402
 
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB  # noqa: E402
+from rl100.pointcloud import crop_and_sample, depth_to_points, farthest_point_indices  # noqa: E402
 from rl100.sim import make_env  # noqa: E402
-from rl100.sim.camera import crop_and_sample, depth_to_points, farthest_point_indices  # noqa: E402
 from rl100.sim.obs import OBS_WRIST_DEPTH, OBS_WRIST_RGB  # noqa: E402
 
 H, W = 96, 128
