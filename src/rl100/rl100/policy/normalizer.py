@@ -3,6 +3,10 @@
 Each key gets ``y = x * scale + offset`` on its last axis (``scale``, ``offset``: (C,) buffers).
 Modes: ``minmax`` maps [min, max] to [-1, 1] (a constant channel maps to 0), ``meanstd`` standardises,
 ``image`` maps uint8 [0, 255] to [-1, 1], ``identity`` leaves values alone. Actions always use minmax.
+
+Observation channels that barely move in the demonstrations (the end-effector quaternion of a top-down
+grasp varies by ~1e-3) are not stretched to [-1, 1]: their range is floored at ``OBS_MIN_RANGE`` (1 cm,
+~0.6 deg), so closed-loop noise of that size does not look like a huge out-of-distribution input.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rl100.keys import ACTION
 from rl100.policy.config import PolicyConfig
 
 RANGE_EPS = 1e-4
+OBS_MIN_RANGE = 1e-2
 
 
 def module_name(key: str) -> str:
@@ -25,9 +30,10 @@ def module_name(key: str) -> str:
 
 
 class AffineNorm(nn.Module):
-    def __init__(self, channels: int, mode: str) -> None:
+    def __init__(self, channels: int, mode: str, min_range: float = RANGE_EPS) -> None:
         super().__init__()
         self.mode = mode
+        self.min_range = min_range
         scale, offset = (torch.full((channels,), 2 / 255), torch.full((channels,), -1.0)) if mode == "image" else (
             torch.ones(channels), torch.zeros(channels))
         self.register_buffer("scale", scale)
@@ -40,9 +46,13 @@ class AffineNorm(nn.Module):
         if self.mode == "minmax":
             lo, hi = np.asarray(stats["min"], np.float64), np.asarray(stats["max"], np.float64)
             rng = hi - lo
-            ok = rng > RANGE_EPS
-            scale = np.where(ok, 2.0 / np.where(ok, rng, 1.0), 1.0)
-            offset = np.where(ok, -1.0 - lo * scale, -(lo + hi) / 2)
+            if self.min_range > RANGE_EPS:
+                scale = 2.0 / np.maximum(rng, self.min_range)
+                offset = -(lo + hi) / 2 * scale
+            else:
+                ok = rng > RANGE_EPS
+                scale = np.where(ok, 2.0 / np.where(ok, rng, 1.0), 1.0)
+                offset = np.where(ok, -1.0 - lo * scale, -(lo + hi) / 2)
         else:
             mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
             scale = 1.0 / np.maximum(std, RANGE_EPS)
@@ -65,7 +75,8 @@ class Normalizer(nn.Module):
     def __init__(self, config: PolicyConfig) -> None:
         super().__init__()
         self.keys = config.obs_keys
-        self.obs = nn.ModuleDict({module_name(o.key): AffineNorm(o.shape[-1], o.norm) for o in config.obs})
+        self.obs = nn.ModuleDict({module_name(o.key): AffineNorm(o.shape[-1], o.norm, OBS_MIN_RANGE)
+                                   for o in config.obs})
         self.action = AffineNorm(config.action_dim, "minmax")
 
     def set_stats(self, stats: Mapping[str, Mapping[str, np.ndarray]]) -> None:

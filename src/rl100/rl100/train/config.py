@@ -50,6 +50,9 @@ class TrainConfig:
     log_every: int = 50
     ckpt_every: int = 1000
     """steps between exact-resume checkpoints (state.*) and policy snapshots"""
+    init: str = ""
+    """policy checkpoint (policy.json) to start from instead of random weights -- fine-tuning, or re-imitation on
+    merged data; its normaliser is kept (not recomputed from this dataset) and its config must match"""
     traj_weight: float = 0.0
     """distillation only: weight of the LCM-style trajectory-consistency term"""
     policy: dict[str, Any] = field(default_factory=dict)

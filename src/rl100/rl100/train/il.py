@@ -18,7 +18,7 @@ import yaml
 
 from rl100.data import Dataset, compute_stats
 from rl100.keys import ACTION
-from rl100.policy.checkpoint import save_policy
+from rl100.policy.checkpoint import CheckpointError, load_policy, save_policy
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
 from rl100.train.common import BatchSource, resolve_device, train_steps
@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. train.batch_size=64 or policy.down_dims=[64,128,256]")
+    parser.add_argument("--init", help="start from this policy checkpoint (overrides train.init)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/state.* if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("--stop-after", type=int, help="leave after this many steps (resume later with --resume)")
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides, dataset=args.dataset, out=args.out, steps=args.steps)
+    if args.init:
+        cfg.init = args.init
     command = shlex.join(["rl100", "train-il", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
     train_il(cfg, resume=args.resume, progress=not args.no_progress, command=command, stop_after=args.stop_after)
     return 0
@@ -68,8 +71,11 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     dataset = Dataset(cfg.dataset)
     pcfg = policy_config_for(cfg, dataset.specs)
     model = DiffusionPolicy(pcfg)
-    stats = compute_stats(dataset, [*pcfg.obs_keys, ACTION], reduce_axes=reduce_axes_for(pcfg))
-    model.normalizer.set_stats(stats)
+    if cfg.init:
+        init_from(model, cfg.init)
+    else:
+        stats = compute_stats(dataset, [*pcfg.obs_keys, ACTION], reduce_axes=reduce_axes_for(pcfg))
+        model.normalizer.set_stats(stats)
     model.to(device).train()
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -102,3 +108,16 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     logger.plot(["losses/train"])
     logger.close()
     return path
+
+
+def init_from(model: DiffusionPolicy, path: str) -> None:
+    """Copy the weights and normaliser of the diffusion-policy checkpoint ``path`` into ``model`` (same config)."""
+    init = load_policy(path)
+    if not isinstance(init, DiffusionPolicy):
+        raise CheckpointError(f"{path}: --init needs a diffusion policy (train-il output), got kind {init.kind!r}")
+    want, got = model.config.to_dict(), init.config.to_dict()
+    diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    if diff:
+        raise CheckpointError(f"{path}: --init checkpoint config differs from this run's in {diff}: "
+                              + "; ".join(f"{k}: run {want.get(k)!r} vs checkpoint {got.get(k)!r}" for k in diff))
+    model.load_state_dict(init.state_dict(), strict=True)
