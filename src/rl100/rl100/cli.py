@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-il": ("rl100.train.il", "imitation: train a diffusion policy on a dataset"),
     "distill": ("rl100.train.distill", "distil a one-step consistency policy from a DDIM teacher"),
     "offline-round": ("rl100.rl.offline_cli", "one offline RL round: IQL critics -> denoising PPO -> OPE gate"),
+    "online": ("rl100.rl.online_cli", "online RL in simulation: PPO + GAE over the denoising MDP (+ distillation)"),
     "export": ("rl100.export.cli", "export a policy to ONNX with its model card"),
     "eval": ("rl100.train.evaluate", "evaluate an exported policy in simulation through PolicyRuntime"),
+    "robustness": ("rl100.robustness", "success per robustness family (pushes, shifted conditions, sensor faults)"),
     "bench-policy": ("rl100.policy.bench", "per-action latency: torch eager vs ONNX Runtime, DDIM-K vs CM-1"),
 }
 

@@ -133,6 +133,10 @@ class PandaTaskEnv(gym.Env):
         self._renderer: CameraRenderer | None = None
         self._points_rng = np.random.default_rng(0)
         self._steps = 0
+        # robustness families (rl100.sim.disturbances.attach); None = nominal, no per-step cost
+        self.disturbances: Any = None
+        self._cloud_src: np.ndarray | None = None  # depth image the last point cloud was made from
+        self._cloud: np.ndarray | None = None
         self.metadata = {**self.metadata, "render_fps": self.config.control_hz}
         self.action_space = gym.spaces.Box(
             low=np.concatenate([self._ws_lo, [-2 * np.pi] * 3, [0.0]]).astype(np.float32),
@@ -169,9 +173,14 @@ class PandaTaskEnv(gym.Env):
         rng = self.np_random
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
+        dist = self.disturbances
+        if dist is not None:  # nominal model back, this episode's draws (from a copy of rng: rng is untouched)
+            dist.begin_episode(self, rng)
         noise = rng.uniform(-1.0, 1.0, size=7) * self.config.init_joint_noise
         self.arm.reset(HOME_QPOS + noise, gripper=0.0)
         self._randomize(rng)
+        if dist is not None:  # shifted conditions: model and object edits after the task's own placement
+            dist.apply_conditions(self)
         self._points_rng = np.random.default_rng(int(rng.integers(2**63)))
         mujoco.mj_forward(m, d)
         self.arm.command(self.arm.goal_pos.copy(), self.arm.goal_quat.copy(), 0.0)
@@ -185,7 +194,12 @@ class PandaTaskEnv(gym.Env):
         pos = np.clip(a[:3], self._ws_lo, self._ws_hi)
         quat = rotvec_to_quat_wxyz(a[3:6])
         self.arm.command(pos, quat, float(np.clip(a[6], 0.0, 1.0)))
+        dist = self.disturbances
+        if dist is not None:  # pushes, object moves
+            dist.before_physics(self, a)
         self.arm.step(self.config.substeps)
+        if dist is not None:
+            dist.after_physics(self)
         mujoco.mj_forward(self.model, self.data)
         self._steps += 1
         success = bool(self._success())
@@ -207,7 +221,10 @@ class PandaTaskEnv(gym.Env):
     # -- observations -----------------------------------------------------------------------------
     def camera_info(self, camera: str | None = None) -> CameraInfo:
         """Intrinsics + pose (base_T_cam, optical frame) of ``camera`` (default: the scene camera)."""
-        return self._get_renderer().info(self.data, camera or self.scene_camera)
+        info = self._get_renderer().info(self.data, camera or self.scene_camera)
+        if self.disturbances is not None:  # a bumped camera still reports its calibrated pose
+            info = self.disturbances.reported_camera_info(info)
+        return info
 
     def _get_renderer(self) -> CameraRenderer:
         if self._renderer is None:
@@ -240,12 +257,10 @@ class PandaTaskEnv(gym.Env):
             want_rgb = "rgb" in names or ("points" in names and self.config.points_color)
             want_depth = "depth" in names or "points" in names
             rgb, depth = self._get_renderer().render(self.data, self.scene_camera, rgb=want_rgb, depth=want_depth)
-            if "rgb" in names:
+            if want_rgb:
                 obs[OBS_RGB] = rgb
-            if "depth" in names:
+            if want_depth:
                 obs[OBS_DEPTH] = depth
-            if "points" in names:
-                obs[OBS_POINTS] = self._points(rgb, depth)
         if "wrist_rgb" in names or "wrist_depth" in names:
             rgb, depth = self._get_renderer().render(
                 self.data, "wrist", rgb="wrist_rgb" in names, depth="wrist_depth" in names
@@ -254,6 +269,17 @@ class PandaTaskEnv(gym.Env):
                 obs[OBS_WRIST_RGB] = rgb
             if depth is not None:
                 obs[OBS_WRIST_DEPTH] = depth
+        if self.disturbances is not None:  # sensor noise, dropped frames, latency: before the cloud is made
+            obs = self.disturbances.filter_observation(obs)
+        if "points" in names:
+            depth = obs[OBS_DEPTH]
+            if depth is not self._cloud_src:  # a repeated (dropped) frame keeps its cloud
+                self._cloud, self._cloud_src = self._points(obs.get(OBS_RGB), depth), depth
+            obs[OBS_POINTS] = self._cloud
+            if "depth" not in names:
+                del obs[OBS_DEPTH]
+            if "rgb" not in names:
+                obs.pop(OBS_RGB, None)
         return obs
 
     def _points(self, rgb: np.ndarray | None, depth: np.ndarray) -> np.ndarray:

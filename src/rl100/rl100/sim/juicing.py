@@ -146,6 +146,22 @@ class JuicingPlaceEnv(PandaTaskEnv):
         m.body_inertia[b] = 0.4 * mass * r * r
         self.orange_radius = float(r)
 
+    def set_object_shape(self, semi_axes: tuple[float, float, float]) -> None:
+        """Robustness hook (:mod:`rl100.sim.disturbances`): the orange becomes an ellipsoid with semi-axes
+        (a, b, c) m (a sphere if equal), mass and inertia from its density, still resting on the table;
+        ``orange_radius`` (privileged state, expert) becomes c, its vertical half-height."""
+        a, b, c = (float(v) for v in semi_axes)
+        m, g, body = self.model, self._orange_geom, self._orange_body
+        m.geom_type[g] = mujoco.mjtGeom.mjGEOM_SPHERE if a == b == c else mujoco.mjtGeom.mjGEOM_ELLIPSOID
+        m.geom_size[g] = (a, b, c)
+        m.geom_rbound[g] = max(a, b, c)
+        m.geom_aabb[g] = (0.0, 0.0, 0.0, a, b, c)
+        mass = ORANGE_DENSITY * 4.0 / 3.0 * np.pi * a * b * c
+        m.body_mass[body] = mass
+        m.body_inertia[body] = (mass / 5.0) * np.array([b * b + c * c, a * a + c * c, a * a + b * b])
+        self.data.qpos[self._orange_qadr + 2] += c - self.orange_radius
+        self.orange_radius = c
+
     def _randomize(self, rng: np.random.Generator) -> None:
         cfg, m, d = self.config, self.model, self.data
         self._set_orange_radius(rng.uniform(*cfg.orange_radius))

@@ -19,6 +19,8 @@ class TaskEntry:
         config: ``module:Class`` of its dataclass config (``**task_kwargs`` go there).
         expert: ``module:Class`` of its scripted expert (``(env, skill, seed)``).
         summary: one line for ``--help`` and docs.
+        manipuland: MJCF body name of the object the task manipulates (the robustness families of
+            :mod:`rl100.sim.disturbances` push, move and reshape it); ``""``: none.
     """
 
     name: str
@@ -26,6 +28,7 @@ class TaskEntry:
     config: str
     expert: str
     summary: str
+    manipuland: str = ""
 
 
 def _resolve(path: str):
@@ -49,6 +52,7 @@ register(
         config="rl100.sim.juicing:JuicingPlaceConfig",
         expert="rl100.sim.experts:JuicingExpert",
         summary="Panda picks an orange and places it on a juicer cone",
+        manipuland="orange",
     )
 )
 
@@ -59,6 +63,7 @@ register(
         config="rl100.sim.bowling:BowlingConfig",
         expert="rl100.sim.bowling:BowlingExpert",
         summary="Panda strikes a ball with its closed gripper to knock down three pins",
+        manipuland="ball",
     )
 )
 
@@ -70,6 +75,7 @@ register(
         config="rl100.sim.pouring:PouringConfig",
         expert="rl100.sim.pouring:PouringExpert",
         summary="Panda grasps a cup of small balls, carries it over a bowl and pours them in",
+        manipuland="cup",
     )
 )
 
