@@ -46,7 +46,7 @@ def test_episode_with_takeover_is_recorded_and_ingested(ros_env, tmp_path):
 
     record = tmp_path / "episodes"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rl100_bringup.up", "orange_juicer", f"record_dir:={record}"],
+        [sys.executable, "-m", "rl100_bringup.up", "orange_juicer", "model:=none", f"record_dir:={record}"],
         env=ros_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))

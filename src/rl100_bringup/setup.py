@@ -27,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'up = rl100_bringup.up:main',
+            'run_episodes = rl100_bringup.run_episodes:main',
         ],
     },
 )

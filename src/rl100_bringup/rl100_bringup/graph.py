@@ -4,7 +4,10 @@ A graph file (``config/<name>.graph.yaml``) lists launch arguments (default, des
 type), a parameters file keyed by node name, and the nodes. ``$(arg NAME)`` inside a node's
 ``parameters``, ``condition`` or ``unless`` is replaced by the argument's value converted to
 its declared type, so ``control_rate:=25`` reaches a node as the double 25.0 that its
-parameter declaration requires. Nothing is evaluated as code.
+parameter declaration requires. An argument of type ``model`` names a policy file: empty means
+the shipped model, ``none`` no model (see :mod:`rl100_bringup.models`); it is checked when the
+graph is resolved, so a missing file stops the start-up with its name. Nothing is evaluated as
+code.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ class GraphError(ValueError):
     """A graph file or a launch argument is invalid; the message names the culprit."""
 
 
-TYPES = {'str': str, 'float': float, 'int': int, 'bool': None}
+TYPES = {'str': str, 'float': float, 'int': int, 'bool': None, 'model': None}
 
 
 @dataclass(frozen=True)
@@ -31,17 +34,24 @@ class Argument:
     name: str
     default: str
     description: str
-    type: str = 'str'  # str, float, int or bool: what a whole-value $(arg NAME) becomes
+    type: str = 'str'  # str, float, int, bool or model: what a whole-value $(arg NAME) becomes
 
     def __post_init__(self):
         if not self.description.strip():
             raise GraphError(f'launch argument {self.name!r} has no description')
         if self.type not in TYPES:
             raise GraphError(f'launch argument {self.name!r}: type must be one of {list(TYPES)}')
-        self.convert(self.default)
+        if self.type != 'model':  # a model file is looked for when the graph is resolved
+            self.convert(self.default)
 
     def convert(self, text: str):
         """The typed value of ``text`` (so ``control_rate:=25`` is the float 25.0)."""
+        if self.type == 'model':
+            from .models import ModelError, resolve_model
+            try:
+                return resolve_model(text)
+            except ModelError as exc:
+                raise GraphError(f'argument {self.name!r}: {exc}') from None
         if self.type == 'bool':
             if text.lower() not in ('true', 'false'):
                 raise GraphError(f'argument {self.name!r} must be true or false, got {text!r}')

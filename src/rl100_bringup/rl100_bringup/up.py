@@ -1,12 +1,17 @@
 """Start a node graph without ROS 2 launch: one process per node, supervised.
 
     python -m rl100_bringup.up orange_juicer [NAME:=VALUE ...] [--duration S]
+    python -m rl100_bringup.up orange_juicer --episodes 10 [--results-json PATH]
 
 Reads the same graph file as ``launch/<graph>.launch.py``; starts each node's installed
 executable (``<prefix>/lib/<package>/<executable>``, what ``ros2 run`` runs) with
 ``--ros-args --params-file``; prefixes each node's output with its name; forwards SIGINT /
 SIGTERM to every node; restarts nodes marked ``respawn``; and exits non-zero, naming the
 node, if a node dies or does not join the ROS graph in time.
+
+With ``--episodes N`` (a simulated graph with a policy) it runs N evaluation episodes through
+the graph once every node has joined (:mod:`rl100_bringup.run_episodes`), stops the graph and
+prints the results table; the exit code is 0 when all N episodes ran.
 """
 
 from __future__ import annotations
@@ -79,8 +84,12 @@ def wait_for_graph(names: list, timeout: float) -> list:
     """Wait until every node name is visible over DDS; return the missing ones."""
     import rclpy
     from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=['--ros-args', '-r', '__node:=rl100_up_observer'])
+    # no rclpy signal handlers: they would shut down every context on Ctrl-C, the episode
+    # runner's too, before it could stop the robot and discard its open episode
+    rclpy.init(args=['--ros-args', '-r', '__node:=rl100_up_observer'],
+               signal_handler_options=SignalHandlerOptions.NO)
     node = Node('rl100_up_observer')
     missing = list(names)
     try:
@@ -139,6 +148,51 @@ class Supervisor:
         return {p.node.name: p.proc.wait() for p in self.procs}
 
 
+def _episodes_meta(graph, nodes: list, args) -> dict:
+    """Check the graph can run episodes; what the results JSON records about the run."""
+    packages = {n.package: n for n in nodes}
+    if 'rl100_sim' not in packages:
+        raise graph_mod.GraphError('--episodes needs the simulated robot (use_sim:=true)')
+    policy = packages.get('rl100_policy_node')
+    model = policy.parameters.get('model_path', '') if policy is not None else ''
+    if not model:
+        raise graph_mod.GraphError('--episodes needs a policy: this graph starts the policy '
+                                   'node without a model (model:=none)')
+    return {'graph': graph.name, 'launch_args': list(args.launch_args), 'model': model}
+
+
+class EpisodesThread:
+    """The episode runner beside the supervisor loop (which keeps watching the nodes)."""
+
+    def __init__(self, args, meta: dict):
+        from .run_episodes import evaluate  # rclpy messages: only when episodes are asked for
+
+        self.cancel = threading.Event()
+        self.report = None
+        parameters = {'episodes': args.episodes, 'time_limit': float(args.time_limit),
+                      'results_json': args.results_json}
+
+        def target():
+            self.report = evaluate(parameters, self.cancel, meta,
+                                   log=lambda line: print(line, flush=True))
+
+        self.thread = threading.Thread(target=target, name='episodes', daemon=True)
+        self.thread.start()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def finish(self):
+        """Stop the run if it is still going (its open episode is aborted); its Report."""
+        from .run_episodes import Report
+
+        self.cancel.set()
+        self.thread.join(timeout=30.0)
+        if self.report is None:
+            return Report([], '', 'the episode runner did not stop within 30 s')
+        return self.report
+
+
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m rl100_bringup.up', description=__doc__.splitlines()[0])
@@ -146,12 +200,22 @@ def main(argv: list | None = None) -> int:
         'graph', help='graph name (config/<graph>.graph.yaml) or path to a graph file')
     parser.add_argument('launch_args', nargs='*', metavar='NAME:=VALUE', help='launch arguments')
     parser.add_argument('--duration', type=float, default=0.0,
-                        help='stop the graph after this many seconds (0 = run until Ctrl-C)')
+                        help='stop the graph after this many seconds (0 = run until Ctrl-C, '
+                        'or until the episodes are done); with --episodes: fail if they are '
+                        'not done by then')
+    parser.add_argument('--episodes', type=int, default=0,
+                        help='run this many evaluation episodes through the graph (simulated '
+                        'robot and a policy needed), then stop it and print the results')
+    parser.add_argument('--time-limit', type=float, default=0.0,
+                        help='with --episodes: simulated seconds per episode (0 = the time '
+                        'limit of the task)')
+    parser.add_argument('--results-json', default='',
+                        help='with --episodes: also write the results to this JSON file')
     parser.add_argument('--ready-timeout', type=float, default=30.0,
                         help='seconds for every node to join the ROS graph')
     parser.add_argument(
         '--show-args', action='store_true', help='list the launch arguments and exit')
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # NAME:=VALUE before or after the options
 
     try:
         graph = graph_mod.load(args.graph)
@@ -161,6 +225,10 @@ def main(argv: list | None = None) -> int:
                       f"        (default: '{arg.default}')")
             return 0
         nodes = graph.resolve(graph_mod.parse_launch_args(args.launch_args))
+        if args.episodes < 0:
+            raise graph_mod.GraphError(f'--episodes must be >= 0, got {args.episodes}')
+        if args.episodes:
+            episodes_meta = _episodes_meta(graph, nodes, args)
         workdir = tempfile.TemporaryDirectory(prefix=f'rl100_up_{graph.name}_')
         supervisor = Supervisor(nodes, workdir.name)
     except graph_mod.GraphError as exc:
@@ -181,17 +249,32 @@ def main(argv: list | None = None) -> int:
     if not error:
         print(f'[up] graph {graph.name!r} up: {", ".join(n.name for n in nodes)} '
               f'({time.monotonic() - t0:.1f} s)', flush=True)
+    episodes = None
+    if args.episodes and not error:
+        episodes = EpisodesThread(args, episodes_meta)
     while not error and not stop_requested.is_set():
+        if episodes is not None and episodes.done():
+            break
         if args.duration and time.monotonic() - t0 >= args.duration:
+            if episodes is not None:
+                error = f'the episodes did not finish within --duration {args.duration:g} s'
             break
         error = supervisor.poll()
         stop_requested.wait(0.1)
+    if episodes is not None:
+        if not episodes.done():
+            print('[up] stopping the episodes', flush=True)
+        report = episodes.finish()
+        if report.error and not error:
+            error = report.error
 
     codes = supervisor.stop()
     workdir.cleanup()
     clean = {0, -signal.SIGINT, 128 + signal.SIGINT}
     unclean = {name: code for name, code in codes.items() if code not in clean}
     print(f'[up] stopped: {", ".join(f"{n}={c}" for n, c in codes.items())}', flush=True)
+    if episodes is not None:
+        print(f'\n{report.text}\n', flush=True)
     if error:
         print(f'[up] error: {error}', file=sys.stderr)
         return 1

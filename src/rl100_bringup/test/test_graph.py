@@ -18,23 +18,25 @@ def test_orange_juicer_graph_defaults_and_overrides():
     expected = {'use_sim', 'model', 'control_rate', 'teleop_device', 'record_dir'}
     assert expected <= set(graph.arguments)
     assert all(arg.description for arg in graph.arguments.values())
-    nodes = {n.name: n for n in graph.resolve()}
+    nodes = {n.name: n for n in graph.resolve({'model': 'none'})}
     assert {'policy_node', 'safety_node'} <= set(nodes)
+    assert nodes['policy_node'].parameters['model_path'] == ''  # none: wait for LoadPolicy
     assert nodes['policy_node'].parameters['control_rate'] == 10.0  # typed, not '10.0'
-    resolved = graph.resolve({'control_rate': '25', 'teleop_device': 'spacemouse'})
+    resolved = graph.resolve({'control_rate': '25', 'teleop_device': 'spacemouse',
+                              'model': 'none'})
     nodes = {n.name: n for n in resolved}
     assert nodes['policy_node'].parameters['control_rate'] == 25.0
     assert isinstance(nodes['policy_node'].parameters['control_rate'], float)  # not int 25
     with pytest.raises(graph_mod.GraphError, match="'control_rate' must be a float, got 'fast'"):
-        graph.resolve({'control_rate': 'fast'})
+        graph.resolve({'control_rate': 'fast', 'model': 'none'})
     assert nodes['safety_node'].parameters['teleop_device'] == 'spacemouse'
     assert nodes['policy_node'].params_file.endswith('orange_juicer.yaml')
 
 
 def test_real_robot_graph_adds_the_camera_driver():
     graph = graph_mod.load('orange_juicer')
-    assert 'camera' not in [n.name for n in graph.resolve()]
-    real = [n.name for n in graph.resolve({'use_sim': 'false'})]
+    assert 'camera' not in [n.name for n in graph.resolve({'model': 'none'})]
+    real = [n.name for n in graph.resolve({'use_sim': 'false', 'model': 'none'})]
     assert 'camera' in real and 'franka_bridge' in real
 
 

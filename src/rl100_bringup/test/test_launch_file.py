@@ -63,8 +63,9 @@ def test_launch_file_declares_every_argument_and_starts_the_graph(monkeypatch):
     opaque = entities[-1]
     context = {name: arg.default for name, arg in graph.arguments.items()}
     context['control_rate'] = '20.0'
+    context['model'] = 'none'  # the default (the shipped model) need not exist here
     nodes = opaque.kwargs['function'](context)
-    expected = graph.resolve({'control_rate': '20.0'})
+    expected = graph.resolve({'control_rate': '20.0', 'model': 'none'})
     assert [n.kwargs['name'] for n in nodes] == [n.name for n in expected]
     for launched, node in zip(nodes, expected, strict=True):
         assert launched.kwargs['executable'] == node.executable

@@ -6,6 +6,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 UP = [sys.executable, '-m', 'rl100_bringup.up']
 
 
@@ -14,7 +16,8 @@ def _run(args, env, timeout=90):
 
 
 def test_graph_comes_up_and_stops_cleanly(ros_env, tmp_path):
-    result = _run(['orange_juicer', f'record_dir:={tmp_path}', '--duration', '2'], ros_env)
+    result = _run(['orange_juicer', 'model:=none', f'record_dir:={tmp_path}', '--duration', '2'],
+                  ros_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "graph 'orange_juicer' up: policy_node, safety_node, recorder_node" in result.stdout
     assert 'policy_node=0, safety_node=0, recorder_node=0' in result.stdout
@@ -22,7 +25,8 @@ def test_graph_comes_up_and_stops_cleanly(ros_env, tmp_path):
 
 
 def test_sigint_is_forwarded_to_every_node(ros_env, tmp_path):
-    proc = subprocess.Popen(UP + ['orange_juicer', f'record_dir:={tmp_path}'], env=ros_env,
+    proc = subprocess.Popen(UP + ['orange_juicer', 'model:=none', f'record_dir:={tmp_path}'],
+                            env=ros_env,
                             text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
@@ -47,7 +51,7 @@ def test_bad_launch_argument_fails_with_its_name(ros_env):
 
 def test_a_node_that_dies_fails_the_graph_naming_it(ros_env, tmp_path):
     # control_rate 0 is refused by the policy node at start-up
-    result = _run(['orange_juicer', 'control_rate:=0', f'record_dir:={tmp_path}',
+    result = _run(['orange_juicer', 'model:=none', 'control_rate:=0', f'record_dir:={tmp_path}',
                    '--ready-timeout', '20'], ros_env)
     assert result.returncode == 1
     assert 'exited unexpectedly with code 1' in result.stderr
@@ -71,3 +75,23 @@ def test_show_args_lists_descriptions(ros_env):
     result = _run(['orange_juicer', '--show-args'], ros_env)
     assert result.returncode == 0
     assert "'control_rate':" in result.stdout and 'Hz' in result.stdout
+
+
+def test_missing_model_file_is_named_before_anything_starts(ros_env, tmp_path):
+    result = _run(['orange_juicer', f'model:={tmp_path}/nope.onnx'], ros_env)
+    assert result.returncode == 2
+    assert f"argument 'model': no model file {tmp_path}/nope.onnx" in result.stderr
+    (tmp_path / 'no_card.onnx').write_bytes(b'onnx')
+    result = _run(['orange_juicer', f'model:={tmp_path}/no_card.onnx'], ros_env)
+    assert result.returncode == 2 and 'no_card.card.json beside it' in result.stderr
+    assert '[up] started' not in result.stdout
+
+
+@pytest.mark.parametrize('args, message', [
+    (['model:=none', '--episodes', '2'], '--episodes needs a policy'),
+    (['use_sim:=false', 'model:=none', '--episodes', '2'], '--episodes needs the simulated robot'),
+    (['model:=none', '--episodes', '-1'], '--episodes must be >= 0'),
+])
+def test_episodes_need_a_simulated_graph_with_a_policy(ros_env, args, message):
+    result = _run(['orange_juicer', *args], ros_env)
+    assert result.returncode == 2 and message in result.stderr

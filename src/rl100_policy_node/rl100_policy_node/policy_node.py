@@ -12,6 +12,10 @@ Models with a point-cloud input take ``/rl100/points`` (PointCloud2 xyz float32 
 frame, e.g. from the sim robot node's ``enable_points``), cropped and downsampled as the card
 says (see ``observations``); the subscription is always there so a hot-swapped points model
 finds its input, and clouds are only decoded while such a model runs.
+
+Each episode starts with a fresh observation history and no queued actions: the recorder's
+EpisodeEvent START (``/rl100/episode_event``) resets the runtime before the next tick, so an
+episode never executes actions planned from the previous one's observations.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rl100.runtime.policy_runtime import PolicyRuntime
-from rl100_msgs.msg import ActionChunk
+from rl100_msgs.msg import ActionChunk, EpisodeEvent
 from rl100_msgs.srv import LoadPolicy
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
@@ -41,10 +45,12 @@ def _stamp_s(msg) -> float:
 class LoadedPolicy:
     """A runtime together with the observation assembler its card asks for."""
 
-    def __init__(self, path: str, expected_sha256: str, assembly: AssemblyConfig):
+    def __init__(self, path: str, expected_sha256: str, assembly: AssemblyConfig,
+                 temporal_ensemble: bool = False, ensemble_k: float = 0.01):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'no model file {path}')
-        self.runtime = PolicyRuntime(path, intra_op_threads=1)
+        self.runtime = PolicyRuntime(path, intra_op_threads=1,
+                                     temporal_ensemble=temporal_ensemble, ensemble_k=ensemble_k)
         self.runtime.warmup()  # the first ONNX Runtime calls are slow: not in the control loop
         sha = self.runtime.card['sha256']
         if expected_sha256 and expected_sha256 != sha:
@@ -70,17 +76,27 @@ class PolicyNode(Node):
             max_skew=p('max_observation_skew', 0.1, 'largest stamp spread in one observation, s'),
             base_frame=self._frame,
             seed=p('points_seed', 0, 'seed of the point-cloud downsampling rng'))
+        self._execution = {
+            'temporal_ensemble': bool(p('temporal_ensemble', False, 'replan at every tick and '
+                                        'average the still valid chunk predictions for it '
+                                        '(PolicyRuntime; rl100 eval --temporal-ensemble)')),
+            'ensemble_k': float(p('ensemble_k', 0.01, 'temporal ensembling: weight exp(-k i) '
+                                  'of the i-th oldest prediction'))}
         self._lock = threading.Lock()
         self._policy: LoadedPolicy | None = None
         self._ticks = self._published = self._stale = 0
         self._last_stale = ''
+        self._episode_started = False  # set by EpisodeEvent START, consumed by the next tick
         if model_path:
-            self._policy = LoadedPolicy(model_path, '', self._assembly)  # errors end start-up
+            self._policy = LoadedPolicy(model_path, '', self._assembly,  # errors end start-up
+                                        **self._execution)
             self.get_logger().info(f'running {self._policy.model_id}')
         self._publisher = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(PointCloud2, topics.POINTS, self._on_points, qos.SENSOR)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENT, self._on_episode_event,
+                                 qos.LATCHED)
         self._trigger = p('trigger', 'timer', 'timer: act at control_rate on the newest data; '
                           'observation: act as soon as a new joint_states message arrives '
                           '(at most control_rate), for the lowest latency')
@@ -133,9 +149,14 @@ class PolicyNode(Node):
             self._last_stale = f'bad point cloud: {exc}'
             self.get_logger().warn(self._last_stale, throttle_duration_sec=1.0)
 
+    def _on_episode_event(self, msg: EpisodeEvent) -> None:
+        if msg.event == EpisodeEvent.EVENT_START:
+            self._episode_started = True  # the tick resets the runtime (no race with act())
+
     def _on_load(self, request, response):
         try:
-            new = LoadedPolicy(request.path, request.expected_sha256, self._assembly)
+            new = LoadedPolicy(request.path, request.expected_sha256, self._assembly,
+                               **self._execution)
         except Exception as exc:  # any failure: refuse with the reason, keep the running model
             response.accepted = False
             response.message = f'{exc.__class__.__name__}: {exc}'
@@ -157,6 +178,9 @@ class PolicyNode(Node):
             policy = self._policy
         if policy is None:
             return
+        if self._episode_started:
+            self._episode_started = False
+            policy.runtime.reset()
         now = self.get_clock().now()
         try:
             obs = policy.assembler.assemble(now.nanoseconds * 1e-9)
@@ -172,7 +196,11 @@ class PolicyNode(Node):
             self.get_logger().error(f'policy step failed: {exc}')
             runtime.reset()
             return
-        chunk = [action, *runtime.queue]
+        if runtime.temporal_ensemble and runtime.chunks:  # the newest prediction's plan
+            plan = list(runtime.chunks[-1][1][1:runtime.n_action_steps])
+        else:
+            plan = list(runtime.queue)
+        chunk = [action, *plan]
         msg = ActionChunk(horizon=len(chunk), action_dim=int(action.shape[0]),
                           data=[float(v) for a in chunk for v in a], model_id=policy.model_id)
         # stamp = the newest observation the chunk was computed from (rl100_msgs/ActionChunk)

@@ -9,7 +9,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rl100_msgs.msg import ActionChunk
+from rl100_msgs.msg import ActionChunk, EpisodeEvent
 from rl100_msgs.srv import LoadPolicy
 from rl100_policy_node.observations import Assembler, StaleObservationError
 from rl100_policy_node.policy_node import PolicyNode
@@ -45,9 +45,10 @@ def models(tmp_path_factory):
 
 class Harness:
 
-    def __init__(self, model):
+    def __init__(self, model, **params):
         self.node = PolicyNode(parameter_overrides=[
-            Parameter('model_path', value=model), Parameter('control_rate', value=RATE)])
+            Parameter('model_path', value=model), Parameter('control_rate', value=RATE),
+            *(Parameter(k, value=v) for k, v in params.items())])
         self.peer = Node('robot')
         self.chunks, self.arrivals = [], []
         self.peer.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk,
@@ -152,6 +153,45 @@ def test_stale_robot_data_stops_publishing(harness):
     harness.spin_until(lambda: False, timeout=0.5)
     assert len(harness.chunks) == n  # nothing published on stale data: the safety node holds
     assert harness.node._stale > 0 and 'old' in harness.node._last_stale
+
+
+def test_episode_start_resets_the_runtime(harness):
+    """An episode never runs actions planned from the previous episode's observations."""
+    assert harness.spin_until(lambda: len(harness.chunks) >= 2)
+    runtime = harness.node._policy.runtime
+    resets, original = [], runtime.reset
+
+    def counted_reset():
+        resets.append(runtime.step)
+        original()
+
+    runtime.reset = counted_reset
+    events = harness.peer.create_publisher(EpisodeEvent, topics.EPISODE_EVENT, qos.LATCHED)
+    events.publish(EpisodeEvent(event=EpisodeEvent.EVENT_END, episode_id='e0'))
+    n = len(harness.chunks)
+    assert harness.spin_until(lambda: len(harness.chunks) >= n + 3)
+    assert resets == []  # only a start resets
+    events.publish(EpisodeEvent(event=EpisodeEvent.EVENT_START, episode_id='e1'))
+    assert harness.spin_until(lambda: resets)
+    n = len(harness.chunks)
+    assert harness.spin_until(lambda: len(harness.chunks) >= n + 3)  # and it keeps acting
+    assert len(resets) == 1 and resets[0] > 0  # once, dropping the history it had
+
+
+def test_temporal_ensemble_replans_at_every_tick(models):
+    rclpy.init()
+    h = Harness(models[0], temporal_ensemble=True)
+    try:
+        assert h.spin_until(lambda: len(h.chunks) >= 6)
+        runtime = h.node._policy.runtime
+        assert runtime.temporal_ensemble
+        assert len(runtime.latencies_ms) >= len(h.chunks)  # one prediction per published chunk
+        # the action for this tick, then the rest of the newest prediction as the plan
+        assert {c.horizon for c in h.chunks[2:]} == {runtime.n_action_steps}
+    finally:
+        h.executor.shutdown()
+        h.node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def test_bad_model_at_start_is_named(models, tmp_path):

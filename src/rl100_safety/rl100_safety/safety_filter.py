@@ -158,6 +158,17 @@ class SafetyFilter:
         self._s.last_reason = f'mode {mode.name.lower()}' + (f': {reason}' if reason else '')
         return True, self._s.last_reason
 
+    def reanchor(self, reason: str = '') -> None:
+        """Take the measured pose and gripper as the reference of the next tick.
+
+        For when something other than this filter moved the robot (a simulator reset, a homing
+        routine): holding and step limits then start from where the robot is, not from the
+        last command. Mode, e-stop latch and chunk are unchanged.
+        """
+        self._s.last_target = None
+        self._s.last_reason = 're-anchored on the measured pose' + (
+            f': {reason}' if reason else '')
+
     def estop(self, reason: str) -> None:
         self._s.mode = Mode.ESTOP
         self._s.estop_latched = True

@@ -76,6 +76,8 @@ class SafetyNode(Node):
         self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.COMMAND)
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENT, self._on_episode_event,
+                                 qos.LATCHED)
         if self._device_name == 'joy':
             self.create_subscription(Joy, JOY_TOPIC, self._on_joy, qos.COMMAND)
         self.create_service(SetMode, topics.SET_MODE, self._on_set_mode)
@@ -130,6 +132,10 @@ class SafetyNode(Node):
         # events are edges: keep them until the next tick consumes them
         self._joy_input = TeleopInput(twist=sample.twist, takeover=sample.takeover,
                                       events=self._joy_input.events + sample.events)
+
+    def _on_episode_event(self, msg: EpisodeEvent) -> None:
+        if msg.event == EpisodeEvent.EVENT_START:  # an episode starts where the robot is
+            self._filter.reanchor(f'episode {msg.episode_id} started')
 
     def _on_gripper(self, msg: JointState) -> None:
         if len(msg.position) >= 2:

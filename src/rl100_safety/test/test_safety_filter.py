@@ -183,3 +183,24 @@ def test_mode_change_drops_the_old_chunk():
 def test_invalid_limits_are_refused(kwargs):
     with pytest.raises(ValueError):
         SafetyLimits(**kwargs)
+
+
+def test_reanchor_holds_the_measured_pose_after_the_robot_was_moved():
+    """A simulator reset (or a homing routine) moves the robot behind the filter's back."""
+    f = _autonomous()
+    moved = HOME.copy()
+    moved[:3] += [0.1, -0.2, -0.1]
+    moved[6] = 1.0  # gripper closed at the end of the last episode
+    for k in range(10):  # the policy drove the robot away from HOME
+        f.policy_chunk(k * 0.1, 0.1, moved[None])
+        f.observe(k * 0.1, moved)
+        f.tick(k * 0.1)
+    assert f.set_mode(Mode.HOLD)[0]
+    f.observe(1.0, HOME)  # reset: the robot is back at HOME, gripper open
+    np.testing.assert_allclose(f.tick(1.0).target, moved, atol=1e-9)  # holds the old command
+    f.reanchor('episode started')
+    out = f.tick(1.1)
+    np.testing.assert_allclose(out.target, HOME, atol=1e-9)
+    assert out.clipped == Clip.NONE and 're-anchored' in f.last_reason
+    f.observe(1.2, HOME)
+    np.testing.assert_allclose(f.tick(1.2).target, HOME, atol=1e-9)  # and keeps holding it

@@ -7,7 +7,10 @@ full cloud cropped to the task's box, not downsampled) and ``/clock``, all stamp
 tick's simulated time; takes
 ``/rl100/target_pose`` and ``/rl100/gripper_command`` like the real robot side; serves
 ``/rl100/sim/reset`` (std_srvs/Trigger; the next seed) and ``/rl100/sim/success``
-(std_srvs/Trigger: success = the task's success detector, message = JSON details).
+(std_srvs/Trigger: success = the task's success detector now, message = JSON details: seed,
+steps and ``episode_time`` since the last reset, ``success_time`` (episode time of the first
+successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
+``time``).
 
 Time: simulated time is published on ``/clock``; the other nodes run with
 ``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
@@ -61,11 +64,23 @@ class SimRobotNode(Node):
         points = bool(p('enable_points', False, 'publish the scene camera point cloud (base '
                         'frame, cropped to the task box) on /rl100/points'))
         self._frame = p('base_frame', 'fr3_link0', 'robot base frame')
-        from rl100.sim import make_env  # imports MuJoCo: keep it out of module import time
+        disturbance = str(p('disturbance', 'none', 'robustness families (rl100.sim.disturbances) '
+                            "acting from each reset: 'none', names or name:severity, "
+                            "comma-separated ('push_arm,latency:mild'), or a JSON list of "
+                            'family configs'))
+        from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
 
         obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
         env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9)
+        if disturbance.strip().lower() not in ('', 'none'):  # a bad spec fails start-up
+            from rl100.sim.disturbances import attach
+            families = attach(env, disturbance).configs()
+            self.get_logger().info(f'disturbance: {json.dumps(families)}')
         self._robot = SimRobot(env, self._frame)
+        # episodes never truncate here; the task's own limit is reported for episode runners
+        self._time_limit = make_config(task).max_steps * self._robot.dt
+        self._episode_start = 0.0  # simulated time of the last reset
+        self._success_time = None  # episode time of the first successful tick since then
         self._lock = threading.Lock()
         self._target_stamp = -1.0
         self._target_event = threading.Event()
@@ -153,11 +168,15 @@ class SimRobotNode(Node):
 
     def _on_success(self, request, response):
         del request
-        r = self._reading
+        with self._lock:
+            r, start, success_time = self._reading, self._episode_start, self._success_time
+            seed = self._seed
         response.success = r.success
-        response.message = json.dumps({'success': r.success, 'steps': r.steps, 'seed': self._seed,
-                                       'time': round(r.time, 6),
-                                       'rejected_commands': self._robot.rejected})
+        response.message = json.dumps({
+            'success': r.success, 'steps': r.steps, 'seed': seed, 'time': round(r.time, 6),
+            'episode_time': round(r.time - start, 6),
+            'success_time': None if success_time is None else round(success_time, 6),
+            'time_limit': round(self._time_limit, 6), 'rejected_commands': self._robot.rejected})
         return response
 
     # --- the simulation loop ------------------------------------------------------------------
@@ -187,6 +206,7 @@ class SimRobotNode(Node):
                 if self._reset_requested:
                     self._seed += 1
                     self._reading = self._robot.reset(self._seed)
+                    self._episode_start, self._success_time = self._reading.time, None
                     self._reset_requested = False
                 reading = self._reading
             self._publish(reading)
@@ -203,6 +223,8 @@ class SimRobotNode(Node):
                         break
             with self._lock:
                 self._reading = self._robot.advance()
+                if self._reading.success and self._success_time is None:
+                    self._success_time = self._reading.time - self._episode_start
             self._steps += 1
 
     def _publish(self, r) -> None:

@@ -98,10 +98,15 @@ def test_node_lockstep_over_dds():
         assert spin_until(future.done)
         report = json.loads(future.result().message)
         assert report['success'] is False and report['steps'] >= 15
+        assert report['episode_time'] == pytest.approx(report['steps'] * 0.1, abs=1e-6)
+        assert report['success_time'] is None
+        assert report['time_limit'] == pytest.approx(20.0)  # juicing-place: 200 steps at 10 Hz
         reset = peer.create_client(Trigger, SIM_RESET).call_async(Trigger.Request())
         assert spin_until(reset.done) and reset.result().success
         assert spin_until(lambda: json.loads(
             _call(peer, executor, SIM_SUCCESS).message)['seed'] == 1)
+        after = json.loads(_call(peer, executor, SIM_SUCCESS).message)
+        assert after['episode_time'] < after['time'] - 1.0  # counted from the reset
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

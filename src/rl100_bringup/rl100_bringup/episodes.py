@@ -1,0 +1,399 @@
+"""Evaluation episodes through the running stack: a state machine with no ROS in it.
+
+One episode goes through these phases (:class:`Phase`), each one call to the stack:
+
+    HOLD_FOR_RESET  SetMode HOLD: the robot ignores the policy while the scene restarts
+    RESET           /rl100/sim/reset: the simulated task restarts with the next seed
+    WAIT_RESET      poll /rl100/sim/success until it reports the new seed
+    START           StartEpisode: the recorder opens a bag (and the policy node restarts its
+                    observation history on the EpisodeEvent START)
+    AUTONOMOUS      SetMode AUTONOMOUS: the policy drives the robot through the safety node
+    RUN             poll /rl100/sim/success until the task succeeds or its time limit passes
+                    (simulated time, counted from AUTONOMOUS)
+    HOLD            SetMode HOLD
+    END             EndEpisode labelled success or failure: the bag is finalised
+
+Before the first episode the runner waits until the stack is ready (``Stack.wait_ready``: over
+ROS, the recorder has subscribed to what it records and the policy node publishes actions). The
+stack is anything with the methods of :class:`Stack` (``run_episodes.RosStack`` over ROS, a
+fake in the unit tests); time goes through ``sleep`` / ``monotonic`` callables so tests need no
+wall clock. A failure raises :class:`EpisodeError` naming the episode, the phase and the
+problem; the open episode is then aborted (its bag discarded) and the robot put on HOLD.
+:func:`summarize` turns the results into the figures ``make demo`` prints: success rate, mean
+cycle time (simulated seconds of the successful episodes), achieved control rate (policy
+actions per simulated second) and policy inference latency (p50 / p99, as the policy node
+reports it in every ActionChunk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import enum
+import json
+import math
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+class StackError(RuntimeError):
+    """A call to the stack failed: a service missing, silent, or refusing (message says which)."""
+
+
+class EpisodeError(RuntimeError):
+    """An episode could not run; the message names the episode, the phase and the cause."""
+
+
+class CancelledError(EpisodeError):
+    """The run was stopped from outside (Ctrl-C, a node of the graph died)."""
+
+
+class Phase(enum.Enum):
+    HOLD_FOR_RESET = 'hold for reset'
+    RESET = 'reset'
+    WAIT_RESET = 'wait for reset'
+    START = 'start episode'
+    AUTONOMOUS = 'autonomous'
+    RUN = 'run'
+    HOLD = 'hold'
+    END = 'end episode'
+    DONE = 'done'
+
+
+@dataclass(frozen=True)
+class SimStatus:
+    """What ``/rl100/sim/success`` reports (its JSON message)."""
+
+    success: bool  # the task's success detector, now
+    seed: int  # seed of the current episode
+    time: float  # s, simulated time
+    episode_time: float  # s, simulated time since the last reset
+    success_time: float | None  # episode_time of the first successful tick, None before
+    time_limit: float  # s, the task's own episode length
+
+    KEYS = ('success', 'seed', 'time', 'episode_time', 'success_time', 'time_limit')
+
+    @classmethod
+    def parse(cls, message: str) -> 'SimStatus':
+        try:
+            data = json.loads(message)
+        except ValueError:
+            raise StackError(f'sim robot status is not JSON: {message!r}') from None
+        missing = [k for k in cls.KEYS if k not in data]
+        if missing:
+            raise StackError(f'sim robot status lacks {missing} (got {sorted(data)}): is the '
+                             'rl100_sim package built from this source?')
+        st = data['success_time']
+        return cls(success=bool(data['success']), seed=int(data['seed']),
+                   time=float(data['time']), episode_time=float(data['episode_time']),
+                   success_time=None if st is None else float(st),
+                   time_limit=float(data['time_limit']))
+
+
+@dataclass(frozen=True)
+class PolicySample:
+    """One ActionChunk as the policy node published it."""
+
+    stamp: float  # s, simulated: the newest observation the chunk was computed from
+    latency: float  # s, inference latency the policy node reports (its last prediction)
+    period: float  # s, the policy's control period
+
+
+class Stack(Protocol):
+    """The calls the runner makes; each raises StackError naming the problem."""
+
+    def wait_ready(self) -> None:
+        """Before the first episode: the recorder listens and the policy acts."""
+
+    def set_mode(self, mode: str, reason: str) -> None:
+        """``hold`` or ``autonomous`` on the safety node."""
+
+    def reset_sim(self) -> None: ...
+
+    def sim_status(self) -> SimStatus: ...
+
+    def start_episode(self, task: str, note: str) -> str:
+        """Returns the episode id."""
+
+    def end_episode(self, success: bool, note: str) -> str:
+        """Returns the path of the finalised bag."""
+
+    def abort_episode(self, note: str) -> None: ...
+
+    def policy_samples(self) -> list:
+        """The PolicySamples received since the previous call."""
+
+    def policy_status(self) -> str:
+        """What the policy node last said about itself (for an episode without actions)."""
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    episodes: int = 10
+    task: str = 'juicing-place'
+    time_limit: float = 0.0  # s simulated per episode; 0: the task's own (from the sim robot)
+    poll_period: float = 0.05  # s wall between status polls
+    reset_timeout: float = 20.0  # s wall for a reset to show in the sim status
+    stall_timeout: float = 20.0  # s wall without simulated time advancing: the sim is stuck
+
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise ValueError(f'episodes must be >= 1, got {self.episodes}')
+        if not self.time_limit >= 0.0:
+            raise ValueError(f'time_limit must be >= 0 s (0: the limit of the task), got '
+                             f'{self.time_limit}')
+        for name in ('poll_period', 'reset_timeout', 'stall_timeout'):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f'{name} must be > 0 s, got {getattr(self, name)}')
+
+
+@dataclass
+class EpisodeResult:
+    index: int  # 1-based
+    seed: int
+    success: bool
+    duration: float  # s simulated from AUTONOMOUS to success (or to the time limit)
+    episode_id: str
+    bag: str
+    control_time: float  # s simulated under AUTONOMOUS
+    actions: int  # policy actions (ActionChunks) stamped within it
+    fresh: int = 0  # of which computed on a new observation (distinct stamps)
+    latencies: list = field(default_factory=list)  # s, one per prediction
+    wall_time: float = 0.0
+    note: str = ''  # why there were no actions, as far as the policy node said
+
+
+class EpisodeRunner:
+    """Runs ``config.episodes`` episodes; ``on_result`` is called after each one."""
+
+    def __init__(self, stack: Stack, config: RunnerConfig,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_result: Callable[[EpisodeResult], None] | None = None):
+        self.stack, self.config = stack, config
+        self._sleep, self._monotonic = sleep, monotonic
+        self._on_result = on_result
+        self.phase = Phase.DONE
+        self.results: list = []
+        self._ep: dict = {}  # the current episode's working values
+        self._last_latency = None
+        self._period = None  # s, control period stated by the last chunk seen
+
+    def run(self) -> list:
+        try:
+            self.stack.wait_ready()
+        except CancelledError as exc:
+            raise CancelledError(f'before the first episode: {exc}') from exc
+        except Exception as exc:
+            raise EpisodeError(f'before the first episode: {exc}') from exc
+        for index in range(1, self.config.episodes + 1):
+            result = self.run_episode(index)
+            self.results.append(result)
+            if self._on_result is not None:
+                self._on_result(result)
+        return self.results
+
+    def run_episode(self, index: int) -> EpisodeResult:
+        self._ep = {'index': index, 'wall0': self._monotonic(), 'episode_id': ''}
+        self.phase = Phase.HOLD_FOR_RESET
+        try:
+            while self.phase != Phase.DONE:
+                self.phase = self.step()
+        except Exception as exc:
+            where = f'episode {index}/{self.config.episodes} ({self.phase.value})'
+            self._abandon(where)
+            if isinstance(exc, CancelledError):
+                raise CancelledError(f'{where}: {exc}') from exc
+            raise EpisodeError(f'{where}: {exc}') from exc
+        return self._ep['result']
+
+    # --- the state machine: one stack call per step -------------------------------------------
+    def step(self) -> Phase:
+        """Do the current phase's work; return the next phase (the same one while polling)."""
+        ep, stack, cfg, now = self._ep, self.stack, self.config, self._monotonic()
+        if self.phase == Phase.HOLD_FOR_RESET:
+            stack.set_mode('hold', f'episode {ep["index"]}: reset')
+            ep['seed_before'] = stack.sim_status().seed
+            return Phase.RESET
+        if self.phase == Phase.RESET:
+            stack.reset_sim()
+            ep['reset_at'] = now
+            return Phase.WAIT_RESET
+        if self.phase == Phase.WAIT_RESET:
+            status = stack.sim_status()
+            if status.seed != ep['seed_before']:
+                ep['seed'] = status.seed
+                ep['time_limit'] = cfg.time_limit or status.time_limit
+                if not ep['time_limit'] > 0.0:
+                    raise StackError(f'the sim robot reports no time limit ({status.time_limit})')
+                return Phase.START
+            if now - ep['reset_at'] > cfg.reset_timeout:
+                raise StackError(f'the sim robot did not apply the reset within '
+                                 f'{cfg.reset_timeout:g} s (still seed {status.seed})')
+            self._sleep(min(cfg.poll_period, 0.01))  # the robot holds an old target meanwhile
+            return Phase.WAIT_RESET
+        if self.phase == Phase.START:
+            note = f'evaluation episode {ep["index"]}/{cfg.episodes}, seed {ep["seed"]}'
+            ep['episode_id'] = stack.start_episode(cfg.task, note)
+            return Phase.AUTONOMOUS
+        if self.phase == Phase.AUTONOMOUS:
+            status = stack.sim_status()  # before the switch: durations are upper bounds
+            ep['t0'], ep['t0_sim'] = status.episode_time, status.time
+            ep['progress'] = (status.time, now)
+            stack.policy_samples()  # drop what came before the policy was in control
+            stack.set_mode('autonomous', f'episode {ep["index"]}')
+            return Phase.RUN
+        if self.phase == Phase.RUN:
+            return self._poll(now)
+        if self.phase == Phase.HOLD:
+            stack.set_mode('hold', f'episode {ep["index"]}: {self._label()}')
+            return Phase.END
+        if self.phase == Phase.END:
+            ep['bag'] = stack.end_episode(ep['success'], self._label())
+            self._finish()
+            return Phase.DONE
+        raise AssertionError(f'no work in phase {self.phase}')
+
+    def _poll(self, now: float) -> Phase:
+        ep, cfg = self._ep, self.config
+        status = self.stack.sim_status()
+        if status.seed != ep['seed']:
+            raise StackError(f'the simulated task was reset from elsewhere (seed {status.seed}, '
+                             f'this episode runs seed {ep["seed"]})')
+        elapsed = status.episode_time - ep['t0']
+        succeeded = status.success_time is not None and status.success_time >= ep['t0']
+        if succeeded or elapsed >= ep['time_limit']:
+            ep['success'] = succeeded
+            ep['duration'] = status.success_time - ep['t0'] if succeeded else elapsed
+            ep['t1_sim'] = status.time
+            return Phase.HOLD
+        last_time, last_wall = ep['progress']
+        if status.time > last_time:
+            ep['progress'] = (status.time, now)
+        elif now - last_wall > cfg.stall_timeout:
+            raise StackError(f'simulated time stuck at {status.time:.2f} s for '
+                             f'{now - last_wall:.0f} s: the sim robot is not stepping')
+        self._sleep(cfg.poll_period)
+        return Phase.RUN
+
+    def _label(self) -> str:
+        ep = self._ep
+        if ep['success']:
+            return f'success after {ep["duration"]:.2f} s'
+        return f'failure: no success within {ep["time_limit"]:g} s'
+
+    def _finish(self) -> None:
+        ep = self._ep
+        t0, t1 = ep['t0_sim'], ep['t1_sim']
+        samples = [s for s in self.stack.policy_samples() if t0 < s.stamp <= t1]
+        actions = len(samples)
+        latencies = []
+        for s in samples:  # a chunk repeats the latency of the last prediction: one per change
+            if s.latency != self._last_latency:
+                latencies.append(s.latency)
+                self._last_latency = s.latency
+        ep['result'] = EpisodeResult(
+            index=ep['index'], seed=ep['seed'], success=ep['success'], duration=ep['duration'],
+            episode_id=ep['episode_id'], bag=ep['bag'], control_time=t1 - t0,
+            actions=actions, fresh=len({s.stamp for s in samples}), latencies=latencies,
+            wall_time=self._monotonic() - ep['wall0'],
+            note='' if actions else f'no policy actions: {self.stack.policy_status()}')
+        if samples and samples[-1].period > 0:
+            self._period = samples[-1].period
+
+    def _abandon(self, where: str) -> None:
+        """After a failure: best effort to stop the robot and discard the open episode."""
+        try:
+            self.stack.set_mode('hold', f'{where} failed')
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        if self._ep.get('episode_id') and 'bag' not in self._ep:
+            try:
+                self.stack.abort_episode(f'{where} failed')
+            except Exception:  # noqa: BLE001
+                pass
+
+    @property
+    def nominal_rate(self) -> float | None:
+        """Hz, the policy's control rate as its chunks state it (None before any chunk)."""
+        return 1.0 / self._period if self._period else None
+
+
+@dataclass
+class Summary:
+    episodes: int
+    successes: int
+    success_rate: float
+    mean_cycle_time: float | None  # s simulated, successful episodes only
+    control_rate: float | None  # policy actions per simulated second under AUTONOMOUS
+    fresh_fraction: float | None  # of the actions, those computed on a new observation
+    nominal_rate: float | None  # Hz the policy was asked to run at
+    predictions: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    sim_time: float  # s simulated under AUTONOMOUS, all episodes
+    wall_time: float  # s, all episodes including resets
+
+    @property
+    def real_time_factor(self) -> float | None:
+        return self.sim_time / self.wall_time if self.wall_time > 0 else None
+
+
+def summarize(results: list, nominal_rate: float | None = None) -> Summary:
+    n = len(results)
+    wins = [r for r in results if r.success]
+    control_time = sum(r.control_time for r in results)
+    actions = sum(r.actions for r in results)
+    latencies = np.asarray([v for r in results for v in r.latencies], dtype=np.float64) * 1e3
+    return Summary(
+        episodes=n, successes=len(wins), success_rate=len(wins) / n if n else 0.0,
+        mean_cycle_time=float(np.mean([r.duration for r in wins])) if wins else None,
+        control_rate=actions / control_time if control_time > 0 else None,
+        fresh_fraction=sum(r.fresh for r in results) / actions if actions else None,
+        nominal_rate=nominal_rate, predictions=int(latencies.size),
+        latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
+        latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
+        sim_time=control_time, wall_time=sum(r.wall_time for r in results))
+
+
+def _num(value, fmt: str, unit: str = '') -> str:
+    return 'n/a' if value is None or not math.isfinite(value) else f'{value:{fmt}}{unit}'
+
+
+def format_results(results: list, summary: Summary) -> str:
+    """The table ``make demo`` prints: one row per episode, then the summary figures."""
+    rows = [f'{"episode":>7}  {"seed":>5}  {"result":<7}  {"time (s)":>8}  {"actions":>7}  bag']
+    for r in results:
+        rows.append(f'{r.index:>7}  {r.seed:>5}  {"success" if r.success else "failure":<7}  '
+                    f'{r.duration:>8.2f}  {r.actions:>7}  {r.bag}')
+    rows += [f'episode {r.index}: {r.note}' for r in results if r.note]
+    s = summary
+    rate = _num(s.control_rate, '.1f', ' Hz')
+    nominal = f'; nominal {_num(s.nominal_rate, ".1f", " Hz")}' if s.nominal_rate else ''
+    wall_rate = (s.control_rate * s.real_time_factor
+                 if s.control_rate and s.real_time_factor else None)
+    fresh = 100 * s.fresh_fraction if s.fresh_fraction is not None else None
+    rows += [
+        '',
+        f'success rate      {s.successes}/{s.episodes} = {100 * s.success_rate:.0f} %',
+        f'mean cycle time   {_num(s.mean_cycle_time, ".2f", " s")} simulated '
+        '(successful episodes, from the policy taking control to the task succeeding)',
+        f'control rate      {rate} policy actions per simulated second{nominal}; '
+        f'{_num(wall_rate, ".1f", " Hz")} in wall-clock time; '
+        f'{_num(fresh, ".0f", " %")} of them on a new observation',
+        f'policy latency    p50 {_num(s.latency_p50_ms, ".2f", " ms")}, '
+        f'p99 {_num(s.latency_p99_ms, ".2f", " ms")} '
+        f'(inference, {s.predictions} predictions, as the policy node reports it)',
+        f'time              {s.sim_time:.1f} s simulated under the policy in {s.wall_time:.1f} s '
+        f'wall (real-time factor {_num(s.real_time_factor, ".2f")}, resets included)',
+    ]
+    return '\n'.join(rows)
+
+
+def results_dict(results: list, summary: Summary, meta: dict | None = None) -> dict:
+    """Everything as plain JSON types (``--results-json``)."""
+    return {'meta': dict(meta or {}),
+            'summary': {**asdict(summary), 'real_time_factor': summary.real_time_factor},
+            'episodes': [{k: v for k, v in asdict(r).items() if k != 'latencies'}
+                         for r in results]}

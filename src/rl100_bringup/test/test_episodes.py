@@ -1,0 +1,274 @@
+"""The episode runner without ROS: phases, labels, time limits, statistics and named failures."""
+
+import json
+
+import pytest
+from rl100_bringup.episodes import (
+    CancelledError,
+    EpisodeError,
+    EpisodeRunner,
+    format_results,
+    Phase,
+    PolicySample,
+    results_dict,
+    RunnerConfig,
+    SimStatus,
+    StackError,
+    summarize,
+)
+
+DT = 0.1  # s, simulated control period
+
+
+class FakeStack:
+    """A simulated task behind the Stack calls; sim time advances one tick per status call.
+
+    ``success_at``: seed -> episode time (s) of the first successful tick (missing: never).
+    The fake policy publishes one chunk per tick while autonomous, with a new latency every
+    ``replan`` ticks (the chunk repeats the last prediction's latency in between).
+    """
+
+    def __init__(self, success_at=None, time_limit=2.0, replan=4):
+        self.success_at = success_at or {}
+        self.time_limit, self.replan = time_limit, replan
+        self.calls = []
+        self.mode, self.seed, self.time, self.reset_time = 'autonomous', 0, 5.0, 0.0
+        self.pending_reset = False
+        self.samples, self.open_episode, self.episodes = [], None, 0
+        self.chunks = 0
+        self.applies_reset, self.stuck = True, False
+        self.refuse_start = ''
+        self.not_ready = ''
+
+    def wait_ready(self):
+        self.calls.append(('ready',))
+        if self.not_ready:
+            raise StackError(self.not_ready)
+
+    def _tick(self):
+        if self.stuck:
+            return
+        if self.pending_reset and self.applies_reset:
+            self.seed, self.reset_time, self.pending_reset = self.seed + 1, self.time, False
+        self.time = round(self.time + DT, 6)
+        if self.mode == 'autonomous':
+            self.chunks += 1
+            latency = 0.001 * (1 + self.chunks // self.replan)
+            self.samples.append(PolicySample(stamp=self.time, latency=latency, period=DT))
+
+    def set_mode(self, mode, reason):
+        self.calls.append(('set_mode', mode))
+        self.mode = mode
+
+    def reset_sim(self):
+        self.calls.append(('reset',))
+        self.pending_reset = True
+
+    def sim_status(self):
+        self.calls.append(('status',))
+        self._tick()
+        episode_time = round(self.time - self.reset_time, 6)
+        at = self.success_at.get(self.seed)
+        success_time = at if at is not None and episode_time >= at else None
+        return SimStatus(success=success_time is not None, seed=self.seed, time=self.time,
+                         episode_time=episode_time, success_time=success_time,
+                         time_limit=self.time_limit)
+
+    def start_episode(self, task, note):
+        self.calls.append(('start', task))
+        if self.refuse_start:
+            raise StackError(f'the recorder refused StartEpisode: {self.refuse_start}')
+        self.episodes += 1
+        self.open_episode = f'ep{self.episodes}'
+        return self.open_episode
+
+    def end_episode(self, success, note):
+        self.calls.append(('end', success))
+        path, self.open_episode = f'/bags/{self.open_episode}', None
+        return path
+
+    def abort_episode(self, note):
+        self.calls.append(('abort',))
+        self.open_episode = None
+
+    def policy_samples(self):
+        samples, self.samples = self.samples, []
+        return samples
+
+    def policy_status(self):
+        return 'waiting for observations (no points received yet)'
+
+
+class FakeClock:
+
+    def __init__(self):
+        self.now = 0.0
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def monotonic(self):
+        return self.now
+
+
+def _runner(stack, **config):
+    clock = FakeClock()
+    done = []
+    runner = EpisodeRunner(stack, RunnerConfig(**config), sleep=clock.sleep,
+                           monotonic=clock.monotonic, on_result=done.append)
+    return runner, done
+
+
+def test_episodes_run_in_order_with_labels_and_durations():
+    stack = FakeStack(success_at={1: 1.0, 3: 0.7})  # seed 2 never succeeds
+    runner, done = _runner(stack, episodes=3, task='juicing-place')
+    results = runner.run()
+    assert done == results and [r.index for r in results] == [1, 2, 3]
+    assert stack.calls[0] == ('ready',) and stack.calls.count(('ready',)) == 1
+    assert [r.seed for r in results] == [1, 2, 3]
+    assert [r.success for r in results] == [True, False, True]
+    assert [r.bag for r in results] == ['/bags/ep1', '/bags/ep2', '/bags/ep3']
+    assert [c for c in stack.calls if c[0] == 'end'] == [('end', True), ('end', False),
+                                                         ('end', True)]
+    # one episode's calls, in the order of the phases
+    first = stack.calls[:stack.calls.index(('end', True)) + 1]
+    order = [c for c in first if c[0] not in ('status', 'ready')]
+    assert order == [('set_mode', 'hold'), ('reset',), ('start', 'juicing-place'),
+                     ('set_mode', 'autonomous'), ('set_mode', 'hold'), ('end', True)]
+    for r in results:  # the policy had control from its start (t0) to success or the limit
+        if r.success:
+            assert 0.0 < r.duration < stack.success_at[r.seed]
+        else:
+            assert r.duration == pytest.approx(2.0, abs=DT + 1e-9)
+        assert r.actions == pytest.approx(r.control_time / DT, abs=1)
+    assert stack.open_episode is None and stack.mode == 'hold'
+
+
+def test_configured_time_limit_overrides_the_task_one():
+    stack = FakeStack(time_limit=20.0)
+    runner, _ = _runner(stack, episodes=1, time_limit=0.5)
+    (result,) = runner.run()
+    assert not result.success and 0.5 <= result.duration <= 0.5 + DT + 1e-9
+    assert result.note == ''
+
+
+def test_an_episode_without_policy_actions_says_why():
+    stack = FakeStack()
+    stack.policy_samples = lambda: []  # the policy node published nothing
+    runner, _ = _runner(stack, episodes=1, time_limit=0.5)
+    (result,) = runner.run()
+    assert result.actions == 0
+    assert result.note == 'no policy actions: waiting for observations (no points received yet)'
+    assert summarize([result]).control_rate == 0.0
+    assert summarize([result]).fresh_fraction is None
+
+
+def test_summary_statistics():
+    stack = FakeStack(success_at={1: 1.0, 2: 1.6}, time_limit=2.0, replan=4)
+    runner, _ = _runner(stack, episodes=3)
+    results = runner.run()
+    summary = summarize(results, runner.nominal_rate)
+    assert (summary.episodes, summary.successes) == (3, 2)
+    assert summary.success_rate == pytest.approx(2 / 3)
+    assert summary.mean_cycle_time == pytest.approx((results[0].duration + results[1].duration)
+                                                    / 2)
+    assert summary.control_rate == pytest.approx(1 / DT, rel=0.05)  # one action per tick
+    assert summary.nominal_rate == pytest.approx(1 / DT)
+    assert summary.fresh_fraction == 1.0  # every chunk from a new observation
+    # a chunk repeats its prediction's latency: one latency per prediction, not per chunk
+    actions = sum(r.actions for r in results)
+    assert actions / 4 - 3 <= summary.predictions <= actions / 4 + 3
+    assert summary.latency_p50_ms <= summary.latency_p99_ms
+    text = format_results(results, summary)
+    assert 'success rate      2/3 = 67 %' in text and '/bags/ep3' in text
+    assert 'policy latency    p50' in text and 'control rate      10.0' in text
+    data = json.loads(json.dumps(results_dict(results, summary, {'model': 'm.onnx'})))
+    assert data['summary']['successes'] == 2 and len(data['episodes']) == 3
+    assert data['meta'] == {'model': 'm.onnx'}
+
+
+def test_summary_without_successes_or_actions():
+    summary = summarize([])
+    assert summary.success_rate == 0.0 and summary.mean_cycle_time is None
+    assert summary.control_rate is None and summary.latency_p50_ms is None
+    assert 'n/a' in format_results([], summary)
+
+
+def test_a_reset_that_never_shows_is_named():
+    stack = FakeStack()
+    stack.applies_reset = False
+    runner, _ = _runner(stack, episodes=2, reset_timeout=3.0)
+    with pytest.raises(EpisodeError, match=r'episode 1/2 \(wait for reset\): the sim robot did '
+                                           r'not apply the reset within 3 s \(still seed 0\)'):
+        runner.run()
+    assert ('abort',) not in stack.calls  # no episode was open yet
+    assert stack.calls[-1] == ('set_mode', 'hold')
+
+
+def test_stuck_simulation_fails_and_discards_the_open_episode():
+    stack = FakeStack()
+    runner, _ = _runner(stack, episodes=1, stall_timeout=2.0)
+    original = stack.set_mode
+
+    def freeze_when_autonomous(mode, reason):
+        original(mode, reason)
+        stack.stuck = mode == 'autonomous'
+
+    stack.set_mode = freeze_when_autonomous
+    with pytest.raises(EpisodeError, match=r'episode 1/1 \(run\): simulated time stuck at'):
+        runner.run()
+    assert stack.calls[-2:] == [('set_mode', 'hold'), ('abort',)]
+    assert runner.results == []
+
+
+def test_a_stack_that_is_not_ready_fails_before_any_episode():
+    stack = FakeStack()
+    stack.not_ready = 'the policy node published no action in 30 s: policy_node says ...'
+    runner, _ = _runner(stack, episodes=3)
+    with pytest.raises(EpisodeError, match='before the first episode: the policy node '
+                                           'published no action in 30 s'):
+        runner.run()
+    assert stack.calls == [('ready',)]
+
+
+def test_refusals_are_named_and_cancel_stops_between_calls():
+    stack = FakeStack()
+    stack.refuse_start = 'only 0.4 GB free'
+    runner, _ = _runner(stack, episodes=1)
+    with pytest.raises(EpisodeError, match=r'\(start episode\): the recorder refused '
+                                           r'StartEpisode: only 0.4 GB free'):
+        runner.run()
+
+    stack = FakeStack()
+    runner, _ = _runner(stack, episodes=1)
+
+    def cancelled(_seconds):
+        if runner.phase == Phase.RUN:
+            raise CancelledError('stopped')
+
+    runner._sleep = cancelled
+    with pytest.raises(CancelledError, match=r'episode 1/1 \(run\): stopped'):
+        runner.run()
+    assert ('abort',) in stack.calls and stack.mode == 'hold'
+
+
+def test_sim_status_parsing_names_what_is_missing():
+    text = json.dumps({'success': False, 'seed': 3, 'time': 1.5, 'episode_time': 0.5,
+                       'success_time': None, 'time_limit': 20.0, 'steps': 5})
+    status = SimStatus.parse(text)
+    assert (status.seed, status.episode_time, status.success_time) == (3, 0.5, None)
+    with pytest.raises(StackError, match=r"lacks \['episode_time', 'success_time', "
+                                         r"'time_limit'\]"):
+        SimStatus.parse(json.dumps({'success': False, 'seed': 0, 'time': 1.0}))
+    with pytest.raises(StackError, match='not JSON'):
+        SimStatus.parse('ok')
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'episodes': 0}, 'episodes must be >= 1'),
+    ({'time_limit': -1.0}, 'time_limit must be >= 0'),
+    ({'poll_period': 0.0}, 'poll_period must be > 0'),
+])
+def test_invalid_config_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RunnerConfig(**kwargs)
