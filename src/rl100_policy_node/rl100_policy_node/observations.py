@@ -117,6 +117,17 @@ class Assembler:
         """Stamp (s) of the newest sample of any source, -inf before the first."""
         return max((stamp for stamp, _ in self._latest.values()), default=float('-inf'))
 
+    def synced_stamp(self) -> float | None:
+        """The common stamp (s) when every source's newest sample carries the same one, else None.
+
+        A simulator in lockstep stamps all of a tick's messages alike, so this says "the whole
+        observation of that tick has arrived".
+        """
+        if any(s not in self._latest for s in self._sources):
+            return None
+        stamps = [self._latest[s][0] for s in self._sources]
+        return stamps[0] if max(stamps) - min(stamps) <= 1e-6 else None
+
     def assemble(self, now: float) -> dict:
         cfg = self.config
         for source in self._sources:

@@ -99,9 +99,14 @@ class PolicyNode(Node):
                                  qos.LATCHED)
         self._trigger = p('trigger', 'timer', 'timer: act at control_rate on the newest data; '
                           'observation: act as soon as a new joint_states message arrives '
-                          '(at most control_rate), for the lowest latency')
-        if self._trigger not in ('timer', 'observation'):
-            raise ValueError(f"trigger must be timer or observation, got '{self._trigger}'")
+                          '(at most control_rate), for the lowest latency; synced: act once '
+                          'every input carries the same new stamp (a simulator in lockstep); '
+                          'auto: synced under use_sim_time, timer otherwise')
+        if self._trigger == 'auto':
+            self._trigger = 'synced' if self.get_parameter('use_sim_time').value else 'timer'
+        if self._trigger not in ('timer', 'observation', 'synced'):
+            raise ValueError(
+                f"trigger must be timer, observation or synced, got '{self._trigger}'")
         self._last_act_stamp = float('-inf')
         if self._trigger == 'timer':
             self._timer = self.create_timer(1.0 / self._rate, self._tick,
@@ -121,6 +126,7 @@ class PolicyNode(Node):
         if policy is not None:
             p, q = msg.pose.position, msg.pose.orientation
             policy.assembler.pose(_stamp_s(msg), [p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+            self._act_if_synced(policy)
 
     def _on_joints(self, msg: JointState) -> None:
         policy = self._policy
@@ -134,6 +140,7 @@ class PolicyNode(Node):
             if self._trigger == 'observation' and stamp - self._last_act_stamp >= 0.5 / self._rate:
                 self._last_act_stamp = stamp
                 self._tick()
+            self._act_if_synced(policy)
 
     def _on_points(self, msg: PointCloud2) -> None:
         policy = self._policy
@@ -145,9 +152,18 @@ class PolicyNode(Node):
                 raise ValueError(f'expected x y z float32 points (point_step 12), got '
                                  f'{[f.name for f in msg.fields]} step {msg.point_step}')
             policy.assembler.cloud(_stamp_s(msg), msg.header.frame_id, pointcloud_to_array(msg))
+            self._act_if_synced(policy)
         except ValueError as exc:
             self._last_stale = f'bad point cloud: {exc}'
             self.get_logger().warn(self._last_stale, throttle_duration_sec=1.0)
+
+    def _act_if_synced(self, policy: 'LoadedPolicy') -> None:
+        if self._trigger != 'synced':
+            return
+        stamp = policy.assembler.synced_stamp()
+        if stamp is not None and stamp > self._last_act_stamp:
+            self._last_act_stamp = stamp
+            self._tick()
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_START:

@@ -128,6 +128,11 @@ class SafetyFilter:
 
     # --- state ----------------------------------------------------------------------------
     @property
+    def operator_active(self) -> bool:
+        """The operator's device is deflected / the takeover button held (as last reported)."""
+        return self._s.operator_active
+
+    @property
     def mode(self) -> Mode:
         return self._s.mode
 

@@ -21,13 +21,14 @@ from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float32
 
 from .devices import SpaceMouseReader
-from .keyboard_teleop import JOY_TOPIC
 from .safety_filter import ACTION_DIM, Mode, SafetyFilter, SafetyLimits, Source
-from .teleop import Event, JoyDecoder, TeleopConfig, TeleopInput, TeleopMapper
+from .teleop import Event, JOY_TOPIC, JoyDecoder, TeleopConfig, TeleopInput, TeleopMapper
 
 DEVICE_SOURCE = {'spacemouse': Intervention.SOURCE_SPACEMOUSE,
                  'joy': Intervention.SOURCE_GAMEPAD,
+                 'gamepad': Intervention.SOURCE_GAMEPAD,
                  'none': Intervention.SOURCE_NONE}
+JOY_DEVICES = ('joy', 'gamepad')  # operator input arrives as sensor_msgs/Joy on JOY_TOPIC
 LABELS = {Event.SUCCESS: EpisodeEvent.LABEL_SUCCESS, Event.FAILURE: EpisodeEvent.LABEL_FAILURE}
 
 
@@ -50,14 +51,21 @@ class SafetyNode(Node):
         self._frame = p('base_frame', 'fr3_link0', 'robot base frame of all targets')
         initial = p('initial_mode', 'autonomous', 'mode at start: autonomous, teleop or hold')
         self._device_name = p('teleop_device', 'joy',
-                              'operator device: spacemouse (read here from hidraw), joy '
-                              '(sensor_msgs/Joy from keyboard_teleop or a gamepad) or none')
+                              'operator device: spacemouse (read here from hidraw), gamepad '
+                              '(sensor_msgs/Joy from gamepad_teleop), joy (sensor_msgs/Joy '
+                              'from keyboard_teleop or another publisher) or none')
         self._device_path = p('teleop_device_path', '',
                               'spacemouse: /dev/hidrawN (default: auto-detect)')
         self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
         self._tick_on_chunk = bool(p('tick_on_chunk', True, 'also send a command as soon as a '
                                      'policy chunk arrives (lower latency; limits scale with '
                                      'the elapsed time, so the speed limit holds)'))
+        self._wait_for_policy = bool(p(
+            'wait_for_policy', False, 'lockstep simulation: in autonomous mode a tick waits for '
+            'the chunk planned from the observation of this tick (the chunk ticks instead), so '
+            'every simulated step runs the plan made from its own state; after 3 periods without '
+            'a chunk ticks run as usual (hold). Off on a real robot, which never waits'))
+        self._chunk_stamp = float('-inf')
         self._last_tick = None
         self._period = 1.0 / rate
         self._filter = SafetyFilter(limits)
@@ -78,12 +86,12 @@ class SafetyNode(Node):
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENT, self._on_episode_event,
                                  qos.LATCHED)
-        if self._device_name == 'joy':
+        if self._device_name in JOY_DEVICES:
             self.create_subscription(Joy, JOY_TOPIC, self._on_joy, qos.COMMAND)
         self.create_service(SetMode, topics.SET_MODE, self._on_set_mode)
         self._start_client = self.create_client(StartEpisode, topics.START_EPISODE)
         self._end_client = self.create_client(EndEpisode, topics.END_EPISODE)
-        self._timer = self.create_timer(self._period, self._tick)
+        self._timer = self.create_timer(self._period, self._timer_tick)
         self._diagnostics = diagnostics.Diagnostics(self, 'safety', self._status)
         if initial not in ('autonomous', 'teleop', 'hold'):
             raise ValueError(f"initial_mode must be autonomous, teleop or hold, got '{initial}'")
@@ -96,11 +104,11 @@ class SafetyNode(Node):
 
     def _open_device(self):
         name = self._device_name
-        if name in ('none', 'joy'):
+        if name == 'none' or name in JOY_DEVICES:
             return None  # joy input arrives as messages
         if name == 'spacemouse':
             return SpaceMouseReader.open(self._device_path or None)
-        raise ValueError(f"teleop_device must be spacemouse, joy or none, got '{name}'")
+        raise ValueError(f"teleop_device must be spacemouse, gamepad, joy or none, got '{name}'")
 
     # --- inputs -------------------------------------------------------------------------------
     def _on_chunk(self, msg: ActionChunk) -> None:
@@ -113,6 +121,7 @@ class SafetyNode(Node):
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         period = msg.period.sec + msg.period.nanosec * 1e-9
         actions = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
+        self._chunk_stamp = max(self._chunk_stamp, stamp)
         if not self._filter.policy_chunk(stamp, period, actions):
             self.get_logger().warn(self._filter.last_reason)
         elif self._tick_on_chunk:
@@ -155,6 +164,17 @@ class SafetyNode(Node):
     # --- the control tick ---------------------------------------------------------------------
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _timer_tick(self) -> None:
+        if self._wait_for_policy and self._filter.mode == Mode.AUTONOMOUS \
+                and not self._mapper_active():
+            now = self._now()
+            if now - 3 * self._period <= self._chunk_stamp < now - 1e-6:
+                return  # the policy is streaming but has not answered this tick yet
+        self._tick()
+
+    def _mapper_active(self) -> bool:
+        return bool(self._joy_input.takeover) or self._filter.operator_active
 
     def _tick(self) -> None:
         now = self._now()

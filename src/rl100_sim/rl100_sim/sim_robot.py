@@ -6,6 +6,12 @@ targets and gripper commands asynchronously, and each ``advance()`` moves simula
 by one control period. Commands are validated like the real bridge would: wrong frame,
 non-finite values or a target outside the reachable box are rejected with the reason, and the
 robot keeps its previous target.
+
+A reset places the robot at its start pose, which no real robot does: whoever commands it may
+still hold the previous episode's last target. So after a reset the robot holds its start pose
+and sets aside (``held_off``) targets farther than ``resume_tolerance`` from it and gripper
+commands, until a target near the start pose arrives (the safety node re-anchors on the
+episode's START); from then on it follows commands as usual.
 """
 
 from __future__ import annotations
@@ -42,8 +48,11 @@ class RobotReading:
 
 class SimRobot:
 
-    def __init__(self, env, base_frame: str = 'fr3_link0'):
+    def __init__(self, env, base_frame: str = 'fr3_link0', resume_tolerance: float = 0.02):
         self.env = env
+        self.resume_tolerance = float(resume_tolerance)  # m
+        self._settling = False  # after a reset: waiting for a target near the start pose
+        self.held_off = 0
         self.base_frame = base_frame
         self.dt = 1.0 / float(env.config.control_hz)
         self.time = 0.0
@@ -57,6 +66,7 @@ class SimRobot:
         self._obs, self._info = self.env.reset(seed=seed)
         self._target = None
         self._gripper = 0.0
+        self._settling = True
         return self.reading()
 
     def reading(self) -> RobotReading:
@@ -85,6 +95,11 @@ class SimRobot:
         except CommandRejectedError:
             self.rejected += 1
             raise
+        if self._settling:
+            if np.linalg.norm(pos - self.reading().position) > self.resume_tolerance:
+                self.held_off += 1
+                return  # a target from before the reset: keep holding the start pose
+            self._settling = False
         rotvec = mat_to_rotvec(quat_wxyz_to_mat(quat_xyzw_to_wxyz(quat / norm)))
         self._target = np.concatenate([pos, rotvec, [self._gripper]])
 
@@ -92,6 +107,9 @@ class SimRobot:
         if not np.isfinite(value) or not -0.01 <= value <= 1.01:
             self.rejected += 1
             raise CommandRejectedError(f'gripper command {value} is not in [0, 1]')
+        if self._settling:
+            self.held_off += 1
+            return  # the start pose's gripper (open) holds until a target is taken
         self._gripper = float(np.clip(value, 0.0, 1.0))
 
     def advance(self) -> RobotReading:

@@ -35,11 +35,31 @@ def test_holds_pose_without_command(robot):
 
 def test_tracks_a_target(robot):
     start = robot.reset(2)
+    robot.command_pose('fr3_link0', start.position, start.quat_xyzw)  # taken: near the start
     goal = start.position + np.array([0.0, 0.05, 0.0])
     robot.command_pose('fr3_link0', goal, start.quat_xyzw)
     for _ in range(10):
         reading = robot.advance()
     assert np.linalg.norm(reading.position - goal) < 0.01
+
+
+def test_after_a_reset_old_targets_are_held_off(robot):
+    """The commander may still hold the last episode's target: the start pose holds instead."""
+    start = robot.reset(3)
+    old = start.position + np.array([0.1, -0.1, -0.05])
+    robot.command_pose('fr3_link0', old, start.quat_xyzw)
+    robot.command_gripper(1.0)
+    for _ in range(5):
+        reading = robot.advance()
+    np.testing.assert_allclose(reading.position, start.position, atol=5e-3)
+    assert reading.gripper_width > 0.07 and robot.held_off == 2  # still open
+    robot.command_pose('fr3_link0', reading.position, start.quat_xyzw)  # re-anchored commander
+    robot.command_pose('fr3_link0', old, start.quat_xyzw)
+    robot.command_gripper(1.0)
+    for _ in range(15):
+        reading = robot.advance()
+    assert np.linalg.norm(reading.position - old) < 0.01 and reading.gripper_width < 0.07
+    assert robot.held_off == 2
 
 
 @pytest.mark.parametrize('frame, pos, quat, message', [
@@ -84,8 +104,13 @@ def test_node_lockstep_over_dds():
         assert joints[-1].name[0] == 'fr3_joint1' and len(joints[-1].position) == 9
         t = [c.clock.sec + c.clock.nanosec * 1e-9 for c in clocks]
         assert np.all(np.diff(t) > 0) and np.diff(t).min() == pytest.approx(0.1, abs=1e-6)
+        # first the pose it holds (after a reset the robot only takes a target near it), then
         # answer each tick with a target 5 cm to the side: lockstep steps on our command
+        here, n = poses[-1], len(poses)
+        target_pub.publish(here)
+        assert spin_until(lambda: len(poses) > n)
         goal = poses[-1]
+        goal.pose.position = here.pose.position
         goal.pose.position.y += 0.05
         for _ in range(15):
             n = len(poses)
