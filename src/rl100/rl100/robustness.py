@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family-seed", type=int, default=0, help="the families' own seed")
     parser.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0: the env's own)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
+    parser.add_argument("--temporal-ensemble", action="store_true", help="replan every step and average chunks")
     parser.add_argument("--out", required=True, help="output directory (results.json, robustness.md, .png)")
 
 
@@ -194,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from rl100.runtime import PolicyRuntime
 
-        runtime = PolicyRuntime(args.model, seed=args.seed, intra_op_threads=args.threads)
+        runtime = PolicyRuntime(args.model, seed=args.seed, intra_op_threads=args.threads,
+                                 temporal_ensemble=args.temporal_ensemble)
         env_kwargs = env_kwargs_from_card(runtime.card)
         model_desc = f"{Path(args.model).name} ({runtime.card['kind']})"
 

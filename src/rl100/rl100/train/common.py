@@ -20,6 +20,7 @@ from rl100.data.sampler import EPISODE_INDEX, STEP_INDEX
 from rl100.keys import ACTION
 from rl100.policy.config import PolicyConfig
 from rl100.policy.ema import EMA
+from rl100.train.distributed import DistContext, mean_over_ranks
 from rl100.train.logger import MetricLogger
 
 
@@ -36,10 +37,15 @@ class BatchSource:
     sees exactly the batches an uninterrupted run would. The windows are gathered in one vectorised
     :meth:`SequenceSampler.batch` call (identical to stacking ``sampler[i]``).
     Returns ``{obs key: (B, To, ...), action: (B, Ta, Da)}``.
+
+    Data-parallel (``world_size > 1``): ``batch_size`` is per rank; rank ``r`` gets rows ``r*B .. (r+1)*B - 1``
+    of the ``world_size * B`` indices a single process with that batch size would draw.
     """
 
     def __init__(self, dataset: Dataset, config: PolicyConfig, batch_size: int, seed: int,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} not in [0, {world_size})")
         self.sampler = SequenceSampler(dataset, keys=config.obs_keys, n_obs=config.n_obs, horizon=config.horizon)
         if len(self.sampler) == 0:
             raise ValueError(f"{dataset.root}: no training windows (episodes shorter than the horizon?)")
@@ -47,12 +53,17 @@ class BatchSource:
         self.seed = seed
         self.device = torch.device(device)
         self.keys = [*config.obs_keys, ACTION]
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def indices(self, step: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, step]).integers(0, len(self.sampler), self.batch_size)
+        rng = np.random.default_rng([self.seed, step])
+        if self.world_size == 1:
+            return rng.integers(0, len(self.sampler), self.batch_size)
+        drawn = rng.integers(0, len(self.sampler), self.batch_size * self.world_size)
+        return drawn[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         arrays = self.sampler.batch(self.indices(step), keys=[*self.keys, EPISODE_INDEX, STEP_INDEX])
@@ -87,13 +98,19 @@ def train_steps(model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tensor, d
                 optimizer: torch.optim.Optimizer, scheduler, ema: EMA | None, logger: MetricLogger,
                 start: int, end: int, total: int, grad_clip: float, log_every: int, ckpt_every: int,
                 save_state: Callable[[int], object] | None = None, progress: bool = True,
-                desc: str = "train") -> int:
+                desc: str = "train", dist_ctx: DistContext | None = None) -> int:
     """Run steps ``start .. end - 1`` of a ``total``-step run; returns the number of completed steps (``end``).
 
     ``loss_fn(step) -> (loss, logs)``: the scalar loss of that step and extra scalars to log. Logged every
     ``log_every`` steps and at ``total``: ``losses/train``, the extra logs, ``charts/lr``, ``charts/grad_norm``,
     ``charts/SPS``. ``save_state(step)`` runs every ``ckpt_every`` steps and at ``end``.
+
+    ``dist_ctx`` (data-parallel runs, :mod:`rl100.train.distributed`): the loss and extra logs are averaged over
+    ranks before logging and only rank 0 shows progress; ``logger`` and ``save_state`` of the other ranks should
+    write nothing (:class:`~rl100.train.logger.NullLogger`).
     """
+    if dist_ctx is not None and not dist_ctx.is_main:
+        progress = False
     bar = tqdm(total=total, initial=start, disable=not progress, desc=desc, dynamic_ncols=True)
     t_last, s_last = time.perf_counter(), start
     step = start
@@ -106,9 +123,12 @@ def train_steps(model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tensor, d
             now = time.perf_counter()
             sps = (step - s_last) / max(now - t_last, 1e-9)
             t_last, s_last = now, step
-            logger.log(step, {"losses/train": loss.item(), **logs, "charts/lr": scheduler.get_last_lr()[0],
-                              "charts/grad_norm": grad_norm, "charts/SPS": sps})
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            values = {"losses/train": loss.item(), **logs}
+            if dist_ctx is not None:
+                values = mean_over_ranks(dist_ctx, values)
+            logger.log(step, {**values, "charts/lr": scheduler.get_last_lr()[0], "charts/grad_norm": grad_norm,
+                              "charts/SPS": sps})
+            bar.set_postfix(loss=f"{values['losses/train']:.4f}")
         if save_state is not None and (step % ckpt_every == 0 or step == end):
             save_state(step)
     bar.close()

@@ -46,7 +46,10 @@ class TrainConfig:
     """max EMA decay (0: no EMA; the EMA weights are what gets saved as the policy)"""
     seed: int = 0
     device: str = "auto"
-    """auto | cpu | cuda"""
+    """auto | cpu | cuda (under torchrun: cuda:<LOCAL_RANK>)"""
+    backend: str = "auto"
+    """process-group backend when started by torchrun with several processes: auto (nccl on CUDA, gloo on CPU) |
+    nccl | gloo; unused in a single process. ``batch_size`` is then per rank (rl100.train.distributed)"""
     log_every: int = 50
     ckpt_every: int = 1000
     """steps between exact-resume checkpoints (state.*) and policy snapshots"""
@@ -71,6 +74,8 @@ class TrainConfig:
             raise ValueError("log_every and ckpt_every must be >= 1")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+        if self.backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(f"backend must be auto|nccl|gloo, got {self.backend!r}")
         bad = {"obs", "action_dim"} & set(self.policy)
         if bad:
             raise ValueError(f"policy.{sorted(bad)} come from the dataset; do not set them")

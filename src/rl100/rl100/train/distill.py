@@ -21,9 +21,10 @@ from rl100.policy.checkpoint import load_policy, save_policy
 from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
+from rl100.train import distributed
 from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config
-from rl100.train.logger import MetricLogger
+from rl100.train.logger import MetricLogger, NullLogger
 from rl100.train.lr import CosineWarmup
 from rl100.train.state import load_train_state, save_train_state
 
@@ -49,14 +50,20 @@ def run(args: argparse.Namespace) -> int:
 
 def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, progress: bool = True,
             command: str = "") -> Path:
-    """Train the student; returns the saved student policy JSON path. ``cfg.policy`` is ignored (teacher's)."""
+    """Train the student; returns the saved student policy JSON path. ``cfg.policy`` is ignored (teacher's).
+
+    Under torchrun (several processes) every rank calls this with the same arguments and trains its shard of
+    each batch (:mod:`rl100.train.distributed`); only rank 0 writes files.
+    """
     if not cfg.dataset:
         raise ValueError("no dataset given (train.dataset / --dataset)")
+    ctx, device = distributed.setup(resolve_device(cfg.device), cfg.backend)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict() | {"teacher": str(teacher_path)}, sort_keys=False))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict() | {"teacher": str(teacher_path)},
+                                                        sort_keys=False))
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
     teacher = load_policy(teacher_path).to(device).eval().requires_grad_(False)
     if not isinstance(teacher, DiffusionPolicy):
         raise ValueError(f"{teacher_path}: the teacher must be a diffusion policy, got {teacher.kind}")
@@ -64,27 +71,37 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-    source = BatchSource(Dataset(cfg.dataset), teacher.config, cfg.batch_size, cfg.seed, device)
-    logger = MetricLogger(out)
+    source = BatchSource(Dataset(cfg.dataset), teacher.config, cfg.batch_size, cfg.seed, device, ctx.rank,
+                         ctx.world_size)
+    logger = MetricLogger(out) if ctx.is_main else NullLogger()
     step = 0
     if resume and (out / "state.json").exists():
         step = int(load_train_state(out / "state", model=student, ema=ema, optimizer=optimizer,
                                     scheduler=scheduler)["step"])
+    distributed.agree(ctx, step=step, windows=len(source))
     meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset),
             "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
+    if ctx.enabled:
+        meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
 
     def save_state(at: int) -> None:
-        save_train_state(out / "state", step=at, model=student, ema=ema, optimizer=optimizer, scheduler=scheduler,
-                         config=cfg.to_dict(), extra=meta)
+        if ctx.is_main:
+            save_train_state(out / "state", step=at, model=student, ema=ema, optimizer=optimizer,
+                             scheduler=scheduler, config=cfg.to_dict(), extra=meta)
 
-    def loss_fn(at: int):
-        return distillation_loss(student, teacher, source.batch(at), traj_weight=cfg.traj_weight)
+    def student_loss(model: ConsistencyPolicy, batch: dict[str, torch.Tensor]):
+        return distillation_loss(model, teacher, batch, traj_weight=cfg.traj_weight)
 
-    step = train_steps(student, loss_fn, optimizer=optimizer, scheduler=scheduler, ema=ema, logger=logger,
-                       start=step, end=cfg.steps, total=cfg.steps, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
-                       ckpt_every=cfg.ckpt_every, save_state=save_state, progress=progress, desc="distill")
-    final = ema.model if ema is not None else student
-    path = save_policy(out / "policy", final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
-    logger.plot(["losses/train", "distill/loss_cd"])
+    loss = distributed.data_parallel(student, student_loss, ctx, device, cfg.batch_size)
+    step = train_steps(student, lambda at: loss(source.batch(at)), optimizer=optimizer, scheduler=scheduler, ema=ema,
+                       logger=logger, start=step, end=cfg.steps, total=cfg.steps, grad_clip=cfg.grad_clip,
+                       log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, save_state=save_state, progress=progress,
+                       desc="distill", dist_ctx=ctx)
+    path = out / "policy.json"
+    if ctx.is_main:
+        final = ema.model if ema is not None else student
+        path = save_policy(out / "policy", final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
+        logger.plot(["losses/train", "distill/loss_cd"])
     logger.close()
+    distributed.barrier(ctx)  # the policy file exists for every rank once it returns
     return path

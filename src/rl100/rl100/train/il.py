@@ -21,9 +21,10 @@ from rl100.keys import ACTION
 from rl100.policy.checkpoint import CheckpointError, load_policy, save_policy
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
+from rl100.train import distributed
 from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config, policy_config_for, reduce_axes_for
-from rl100.train.logger import MetricLogger
+from rl100.train.logger import MetricLogger, NullLogger
 from rl100.train.lr import CosineWarmup
 from rl100.train.state import load_train_state, save_train_state
 
@@ -59,14 +60,18 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
 
     ``stop_after``: leave after that many completed steps (a resume point is saved; returns None) -- for
     preemptible jobs, and to test that a resumed run equals an uninterrupted one.
+
+    Under torchrun (several processes) every rank calls this and trains its shard of each batch
+    (:mod:`rl100.train.distributed`); only rank 0 writes files, and every rank returns the same path once they exist.
     """
     if not cfg.dataset:
         raise ValueError("no dataset given (train.dataset / --dataset)")
+    ctx, device = distributed.setup(resolve_device(cfg.device), cfg.backend)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
 
     dataset = Dataset(cfg.dataset)
     pcfg = policy_config_for(cfg, dataset.specs)
@@ -80,34 +85,45 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-    source = BatchSource(dataset, pcfg, cfg.batch_size, cfg.seed, device)
-    logger = MetricLogger(out)
+    source = BatchSource(dataset, pcfg, cfg.batch_size, cfg.seed, device, ctx.rank, ctx.world_size)
+    logger = MetricLogger(out) if ctx.is_main else NullLogger()
 
     step = 0
     if resume and (out / f"{STATE}.json").exists():
         meta = load_train_state(out / STATE, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler)
         step = int(meta["step"])
+    distributed.agree(ctx, step=step, windows=len(source))
     n_params = sum(p.numel() for p in model.parameters())
     meta = {"command": command, "dataset": str(cfg.dataset), "n_params": n_params, "windows": len(source)}
+    if ctx.enabled:
+        meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
 
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
 
     def save_state(at: int) -> None:
-        save_train_state(out / STATE, step=at, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler,
-                         config=cfg.to_dict(), extra=meta)
+        if ctx.is_main:
+            save_train_state(out / STATE, step=at, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                             config=cfg.to_dict(), extra=meta)
 
-    step = train_steps(model, lambda s: (model.compute_loss(source.batch(s)), {}), optimizer=optimizer,
+    loss = distributed.data_parallel(model, _loss, ctx, device, cfg.batch_size)
+    step = train_steps(model, lambda s: (loss(source.batch(s)), {}), optimizer=optimizer,
                        scheduler=scheduler, ema=ema, logger=logger, start=step, end=end, total=cfg.steps,
                        grad_clip=cfg.grad_clip, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                       save_state=save_state, progress=progress, desc="train-il")
-    if step < cfg.steps:
-        logger.close()
-        return None
-    final = ema.model if ema is not None else model
-    path = save_policy(out / POLICY, final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
-    logger.plot(["losses/train"])
+                       save_state=save_state, progress=progress, desc="train-il", dist_ctx=ctx)
+    path = None
+    if step >= cfg.steps:
+        path = out / f"{POLICY}.json"
+        if ctx.is_main:
+            final = ema.model if ema is not None else model
+            path = save_policy(out / POLICY, final.cpu().eval(), meta | {"step": step, "ema": ema is not None})
+            logger.plot(["losses/train"])
     logger.close()
+    distributed.barrier(ctx)  # the state / policy files exist for every rank once it returns
     return path
+
+
+def _loss(model: DiffusionPolicy, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model.compute_loss(batch)
 
 
 def init_from(model: DiffusionPolicy, path: str) -> None:

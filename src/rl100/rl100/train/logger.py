@@ -78,3 +78,19 @@ class MetricLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+class NullLogger:
+    """A :class:`MetricLogger` that writes nothing: the logger of the non-main ranks of a data-parallel run."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def plot(self, keys: list[str], path: str | Path | None = None) -> Path | None:
+        return None
+
+    def close(self) -> None:
+        pass

@@ -1,6 +1,7 @@
 """Exact-resume training state without pickle: ``<name>.safetensors`` + ``<name>.json``.
 
-Tensors: ``model.*``, ``ema.*``, ``optim.<param index>.<name>`` (AdamW moments, step), ``rng.torch``.
+Tensors: ``model.*``, ``ema.*``, ``optim.<param index>.<name>`` (AdamW moments, step), ``rng.torch`` (and
+``rng.cuda``, the current CUDA device's generator, when CUDA is in use: diffusion noise is drawn there).
 JSON: step, run config, optimiser param groups, LR-schedule state, EMA counters, extra metadata.
 Batch indices are a pure function of (seed, step), so no data-loader state is needed.
 """
@@ -38,6 +39,8 @@ def save_train_state(path: str | os.PathLike, *, step: int, model: nn.Module, em
                 raise CheckpointError(f"optimizer state {idx}.{name} is not a tensor: {type(v).__name__}")
             tensors[f"optim.{idx}.{name}"] = v
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     save_tensors(path.with_suffix(".safetensors"), tensors, {"format": FORMAT})
     write_json(path.with_suffix(".json"), {
         "format": FORMAT, "step": step, "config": config, "optimizer_param_groups": opt["param_groups"],
@@ -66,4 +69,6 @@ def load_train_state(path: str | os.PathLike, *, model: nn.Module, ema: EMA | No
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     return meta
