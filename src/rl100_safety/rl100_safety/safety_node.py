@@ -8,6 +8,8 @@ latch the e-stop, switch modes and label episodes through the recorder's service
 
 from __future__ import annotations
 
+import time
+
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -62,10 +64,14 @@ class SafetyNode(Node):
                                      'the elapsed time, so the speed limit holds)'))
         self._wait_for_policy = bool(p(
             'wait_for_policy', False, 'lockstep simulation: in autonomous mode a tick waits for '
-            'the chunk planned from the observation of this tick (the chunk ticks instead), so '
-            'every simulated step runs the plan made from its own state; after 3 periods without '
-            'a chunk ticks run as usual (hold). Off on a real robot, which never waits'))
+            'the chunk planned from the observation of this tick (that chunk ticks instead; '
+            'older ones only update the plan), so every simulated step runs the plan made from '
+            'its own state, however slow the policy; when no chunk arrived for '
+            'policy_patience wall seconds, ticks run as usual (hold). Off on a real robot'))
+        self._patience = float(p('policy_patience', 1.0, 'wait_for_policy: wall seconds without '
+                                 'any chunk after which ticks stop waiting for the policy'))
         self._chunk_stamp = float('-inf')
+        self._chunk_wall = float('-inf')  # time.monotonic() of the last chunk
         self._last_tick = None
         self._period = 1.0 / rate
         self._filter = SafetyFilter(limits)
@@ -122,9 +128,10 @@ class SafetyNode(Node):
         period = msg.period.sec + msg.period.nanosec * 1e-9
         actions = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
         self._chunk_stamp = max(self._chunk_stamp, stamp)
+        self._chunk_wall = time.monotonic()
         if not self._filter.policy_chunk(stamp, period, actions):
             self.get_logger().warn(self._filter.last_reason)
-        elif self._tick_on_chunk:
+        elif self._tick_on_chunk and not (self._wait_for_policy and stamp < self._now() - 1e-6):
             self._tick()
 
     def _on_pose(self, msg: PoseStamped) -> None:
@@ -169,7 +176,8 @@ class SafetyNode(Node):
         if self._wait_for_policy and self._filter.mode == Mode.AUTONOMOUS \
                 and not self._mapper_active():
             now = self._now()
-            if now - 3 * self._period <= self._chunk_stamp < now - 1e-6:
+            if self._chunk_stamp < now - 1e-6 \
+                    and time.monotonic() - self._chunk_wall < self._patience:
                 return  # the policy is streaming but has not answered this tick yet
         self._tick()
 

@@ -11,7 +11,9 @@ A reset places the robot at its start pose, which no real robot does: whoever co
 still hold the previous episode's last target. So after a reset the robot holds its start pose
 and sets aside (``held_off``) targets farther than ``resume_tolerance`` from it and gripper
 commands, until a target near the start pose arrives (the safety node re-anchors on the
-episode's START); from then on it follows commands as usual.
+episode's START and then moves at most one step limit, 5 cm, per tick: ``resume_tolerance``
+6 cm tells that apart from the last episode's target, typically 20-30 cm away); from then on it
+follows commands as usual.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class RobotReading:
 
 class SimRobot:
 
-    def __init__(self, env, base_frame: str = 'fr3_link0', resume_tolerance: float = 0.02):
+    def __init__(self, env, base_frame: str = 'fr3_link0', resume_tolerance: float = 0.06):
         self.env = env
         self.resume_tolerance = float(resume_tolerance)  # m
         self._settling = False  # after a reset: waiting for a target near the start pose
