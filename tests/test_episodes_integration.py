@@ -6,7 +6,9 @@ recorded episode, the policy in control through the safety node, the success det
 stops the graph and prints the results. The policy is a tiny untrained one-step model on the
 shipped model's inputs (robot state + point cloud), so both episodes run to their time limit:
 the results, the printed table and one labelled, readable MCAP bag per episode are checked, and
-the bags go through the trainer's ingest.
+the bags go through the trainer's ingest: the recorder records /rl100/points (orange_juicer.yaml),
+so ``rl100 ingest --card`` of the model makes its ``observation.points`` and a policy of that spec
+trains on the windows.
 """
 
 from __future__ import annotations
@@ -93,12 +95,47 @@ def test_episodes_through_the_graph_are_measured_and_recorded(ros_env, tmp_path,
             (EpisodeEvent.EVENT_START, EpisodeEvent.LABEL_UNKNOWN),
             (EpisodeEvent.EVENT_END, EpisodeEvent.LABEL_FAILURE)]
         assert len(got[topics.ACTION_CHUNK]) > 0 and len(got[topics.INTERVENTION]) > 0
+        assert len(got[topics.POINTS]) > 0 and {m.header.frame_id for m in got[topics.POINTS]} == {"fr3_link0"}
         assert not any(m.active for m in got[topics.INTERVENTION])  # nobody took over
         modes = {m.mode for m in got[topics.SAFETY_STATUS]}
         assert 0 in modes  # autonomous (rl100_msgs/SafetyStatus MODE_AUTONOMOUS) during the run
 
-    report = ingest([record], tmp_path / "dataset")
-    assert len(report["ingested"]) == 2, report
+    # the bags hold the model's point clouds: ingested for exactly its observation spec
+    from rl100.data import SequenceSampler
+    from rl100.export.card import card_path, read_card
+    from rl100.ingest import IngestSpec
+    from rl100.ingest_points import PointsPreprocessing
+    from rl100.keys import ACTION, OBS_POINTS, OBS_STATE
+    from rl100.pointcloud import points_preprocessing
+
+    plain = ingest([record], tmp_path / "no_points")  # no preprocessing given: clouds left out, said so
+    assert len(plain["ingested"]) == 2 and len(plain["points_ignored"]) == 2, plain
+    card = read_card(card_path(points_model))
+    pre = PointsPreprocessing.from_card(card)
+    report = ingest([record], tmp_path / "dataset", IngestSpec(points=pre))
+    assert len(report["ingested"]) == 2 and report["failed"] == [], report
+    assert sum(n for _, n, _ in report["dropped"]) <= 2, report  # at most a leading tick per episode
     ds = Dataset(tmp_path / "dataset")
     assert not ds.episode_info(0).success and not ds.episode_info(1).success
     assert np.isfinite(np.asarray(ds.episode(0)["action"])).all()
+    entry = next(e for e in card["observation_spec"] if e["key"] == OBS_POINTS)
+    assert ds.specs[OBS_POINTS].shape == tuple(entry["shape"][1:]) == (64, 3)
+    assert points_preprocessing(ds.meta) == {k: entry[k] for k in ("crop_lo", "crop_hi", "sampler")}
+    for i in range(len(ds)):
+        pts = np.asarray(ds.episode(i)[OBS_POINTS])
+        assert len(pts) > 5 and np.isfinite(pts).all()
+        assert (pts >= np.float32(entry["crop_lo"])).all() and (pts <= np.float32(entry["crop_hi"])).all()
+        assert np.ptp(pts[:, :, :], axis=1).max() > 0.01  # a scene, not the all-zeros "no cloud" fill
+
+    torch = pytest.importorskip("torch")
+    from rl100.policy.config import PolicyConfig
+    from rl100.policy.consistency import ConsistencyPolicy
+
+    config = PolicyConfig.from_dict(card["policy_config"])
+    sampler = SequenceSampler(ds, keys=config.obs_keys, n_obs=config.n_obs, horizon=config.horizon)
+    batch = sampler.batch(np.arange(min(len(sampler), 8)))
+    assert batch[OBS_POINTS].shape == (len(batch[ACTION]), config.n_obs, 64, 3)
+    assert batch[OBS_STATE].shape[1:] == (config.n_obs, 15)
+    obs = {k: torch.from_numpy(np.asarray(batch[k])) for k in config.obs_keys}
+    chunk = ConsistencyPolicy(config).predict_action(obs)
+    assert chunk.shape == (len(batch[ACTION]), config.horizon, 7) and torch.isfinite(chunk).all()

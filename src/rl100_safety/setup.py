@@ -24,6 +24,7 @@ setup(
         'console_scripts': [
             'safety_node = rl100_safety.safety_node:main',
             'keyboard_teleop = rl100_safety.keyboard_teleop:main',
+            'gamepad_teleop = rl100_safety.gamepad_teleop:main',
         ],
     },
 )

@@ -9,6 +9,13 @@ one-frame slot; a publish thread turns the slot into messages and publishes. A s
 publisher or subscriber therefore never stalls the camera: frames it could not take are
 counted as dropped and the newest one wins.
 
+Watchdog (``watchdog.StreamWatchdog``): no frame for ``stall_timeout_ms`` (or a read that
+raises) -> diagnostics WARN 'stalled'; the capture thread then stops and starts the pipeline
+again with a doubling backoff (ERROR while that has not brought frames back); after
+``max_restarts`` restarts without a stable stream the node exits with code 1 so that its
+supervisor (``rl100_bringup.up`` / launch ``respawn``) starts a fresh process. Stalls and
+restarts are counted in the diagnostics. The end of a (non-looping) recording is not a stall.
+
 Stamps: every message of a frame carries the ROS clock time at which the frame reached the
 host (read back by the capture thread). The camera's own timestamps run on the device
 clock (or on librealsense's estimate of host time, which recordings do not preserve), not
@@ -24,6 +31,7 @@ import threading
 import time
 
 from rcl_interfaces.msg import ParameterDescriptor
+import rclpy
 from rclpy.node import Node
 from rl100_ros import diagnostics, qos
 from rl100_ros.node_main import run_node
@@ -31,12 +39,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from .messages import camera_info_msg, image_msg, pointcloud_msg
 from .realsense_source import RealSenseSource, SourceConfig
+from .watchdog import Action, Phase, StreamWatchdog, WatchdogConfig
 
 COLOR_IMAGE = '~/color/image_raw'
 COLOR_INFO = '~/color/camera_info'
 DEPTH_IMAGE = '~/aligned_depth_to_color/image_raw'
 DEPTH_INFO = '~/aligned_depth_to_color/camera_info'
 POINTS = '~/depth/color/points'
+EXIT_STREAM_LOST = 1  # exit code when the watchdog gives up (the supervisor restarts the node)
+LEVELS = {0: diagnostics.OK, 1: diagnostics.WARN, 2: diagnostics.ERROR}
 
 
 class CameraNode(Node):
@@ -66,6 +77,18 @@ class CameraNode(Node):
             max_depth=max_depth if max_depth > 0.0 else math.inf)
         camera_name = p('camera_name', 'camera', 'prefix of the frame ids, as in realsense-ros')
         self._frame_id = f'{camera_name}_color_optical_frame'
+        watchdog = WatchdogConfig(
+            stall_timeout=p('stall_timeout_ms', 1000, 'no frame for this long, ms: the stream '
+                            'is stalled (diagnostics WARN), the pipeline gets restarted') / 1e3,
+            startup_timeout=p('startup_timeout_ms', 5000, 'the first frame must come this soon '
+                              'after a (re)start of the pipeline, ms') / 1e3,
+            restart_backoff=p('restart_backoff_ms', 500, 'wait from a stall to the first '
+                              'restart, ms; doubles with every further restart') / 1e3,
+            max_backoff=p('restart_backoff_max_ms', 8000, 'longest wait between restarts, '
+                          'ms') / 1e3,
+            max_restarts=p('max_restarts', 5, 'restarts without a stable stream (10 s) before '
+                           'the node exits with code 1 for its supervisor to restart it'))
+        self.exit_code = 0  # EXIT_STREAM_LOST once the watchdog gave up
 
         self._source = RealSenseSource(config).start()  # SourceError: run_node says why
         self.get_logger().info(
@@ -81,16 +104,17 @@ class CameraNode(Node):
         self._lock = threading.Condition()
         self._slot = None  # (frame, stamp) waiting to be published
         self._running = True
-        self._state = 'streaming'
+        self._watchdog = StreamWatchdog(watchdog)
+        self._source_up = True  # False after a restart whose start() failed
         self._captured = self._published = self._dropped = self._skipped = 0
         self._window = (time.monotonic(), 0)  # (start, published count) of the fps window
         self._latencies: list[float] = []
         self._last_number = None
         self._threads = [threading.Thread(target=self._capture_loop, name='capture', daemon=True),
                          threading.Thread(target=self._publish_loop, name='publish', daemon=True)]
+        self._diagnostics = diagnostics.Diagnostics(self, 'camera', self._status)
         for t in self._threads:
             t.start()
-        self._diagnostics = diagnostics.Diagnostics(self, 'camera', self._status)
 
     def _declare(self, name, default, description):
         self.declare_parameter(name, default, ParameterDescriptor(description=description))
@@ -98,19 +122,38 @@ class CameraNode(Node):
 
     # --- threads -------------------------------------------------------------------------------
     def _capture_loop(self) -> None:
+        wd = self._watchdog
+        interval = wd.config.poll_interval
         while self._running:
-            try:
-                frame = self._source.read(timeout=0.5)
-            except Exception as exc:  # unplugged camera, USB error: report, keep the node up
-                self._set_state(f'capture failed: {exc}')
-                self.get_logger().error(self._state)
+            before = wd.phase
+            action = wd.poll()
+            if wd.phase is Phase.STALLED and before in (Phase.STARTING, Phase.STREAMING):
+                self.get_logger().warn(f'stream stalled: {wd.reason}')
+            if action is Action.GIVE_UP:
+                self._give_up()
                 return
-            if frame is None:
-                if self._source.finished:
-                    self._set_state('recording finished')
-                    self.get_logger().info('recording finished')
-                    return
+            if action is Action.RESTART:
+                self._restart()
                 continue
+            if not self._source_up or wd.phase is Phase.FINISHED:
+                self._sleep(interval)  # nothing to read until the next restart
+                continue
+            try:
+                frame = self._source.read(timeout=interval)
+            except Exception as exc:  # unplugged camera, USB error: the watchdog restarts it
+                if wd.phase in (Phase.STARTING, Phase.STREAMING, Phase.RESTARTING):
+                    self.get_logger().error(f'capture failed: {exc}')
+                wd.failure(f'capture failed: {exc}')
+                self._sleep(interval)
+                continue
+            if frame is None:
+                if self._source.finished and wd.phase is not Phase.FINISHED:
+                    wd.finished()
+                    self.get_logger().info('recording finished')
+                continue
+            if wd.phase is not Phase.STREAMING and wd.restarts:
+                self.get_logger().info(f'stream back after restart {wd.restarts}')
+            wd.frame()
             stamp = self.get_clock().now()
             with self._lock:
                 self._captured += 1
@@ -146,19 +189,47 @@ class CameraNode(Node):
             self._published += 1
             self._latencies.append(latency)
 
-    def _set_state(self, state: str) -> None:
+    def _sleep(self, seconds: float) -> None:
         with self._lock:
-            self._state = state
+            if self._running:
+                self._lock.wait(seconds)
+
+    def _restart(self) -> None:
+        """Stop and start the pipeline (in the capture thread: no read runs meanwhile)."""
+        wd = self._watchdog
+        self.get_logger().warn(f'restarting {self._source.device_label} '
+                               f'({wd.attempts + 1}/{wd.config.max_restarts}): {wd.reason}')
+        self._source.stop()
+        try:
+            self._source.start()
+        except Exception as exc:  # camera gone, recording gone: counted, retried with backoff
+            self._source_up = False
+            self.get_logger().error(f'restart failed: {exc}')
+            wd.restarted(False, str(exc))
+        else:
+            self._source_up = True
+            wd.restarted(True)
+        with self._lock:
+            self._last_number = None  # frame numbers start again
+
+    def _give_up(self) -> None:
+        """Out of restarts: report, then end the process with EXIT_STREAM_LOST."""
+        self.exit_code = EXIT_STREAM_LOST
+        _, message, _ = self._watchdog.status()
+        self.get_logger().error(f'{message}; exiting with code {EXIT_STREAM_LOST} for the '
+                                'supervisor to restart the camera node')
+        self._diagnostics.publish()  # the final ERROR status goes out before the process ends
+        rclpy.try_shutdown(context=self.context)  # ends the spin in main()
 
     # --- diagnostics ---------------------------------------------------------------------------
     def _status(self):
         now = time.monotonic()
+        level, state, counters = self._watchdog.status()
         with self._lock:
             start, count = self._window
             fps = (self._published - count) / max(now - start, 1e-6)
             self._window = (now, self._published)
             latencies, self._latencies = self._latencies, []
-            state = self._state
             values = {'fps': f'{fps:.1f}', 'frames_published': self._published,
                       'frames_captured': self._captured,
                       'dropped_frames': self._dropped + self._skipped,
@@ -167,12 +238,11 @@ class CameraNode(Node):
         if latencies:
             values['latency_ms_mean'] = f'{sum(latencies) / len(latencies):.2f}'
             values['latency_ms_max'] = f'{max(latencies):.2f}'
+        values.update(counters)  # stalls, restarts, failed_restarts
         values['device'] = self._source.device_label
-        if state.startswith('capture failed'):
-            return diagnostics.ERROR, state, values
-        if state == 'streaming' and fps == 0.0:
+        if state in (Phase.STARTING.value, Phase.STREAMING.value) and fps == 0.0:
             return diagnostics.WARN, 'no frames', values
-        return diagnostics.OK, state, values
+        return LEVELS[int(level)], state, values
 
     def destroy_node(self):
         with self._lock:
@@ -180,12 +250,21 @@ class CameraNode(Node):
             self._lock.notify_all()
         for t in self._threads:
             t.join(timeout=2.0)
-        self._source.stop()
+        if not self._threads[0].is_alive():  # else stuck in the driver: the process exit ends it
+            self._source.stop()
         return super().destroy_node()
 
 
-def main(args=None):
-    return run_node(CameraNode, args)
+def main(args=None) -> int:
+    nodes = []
+
+    def factory():
+        nodes.append(CameraNode())
+        return nodes[-1]
+
+    factory.__name__ = CameraNode.__name__  # run_node names it in a start-up error
+    code = run_node(factory, args)
+    return code or (nodes[0].exit_code if nodes else 0)
 
 
 if __name__ == '__main__':

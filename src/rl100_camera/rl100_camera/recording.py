@@ -7,7 +7,8 @@ destroyed. Played back through ``rs.pipeline`` the pixels come back exactly.
 
 The recorder stamps messages with the wall clock, so frames are injected one frame period
 apart (``pace=True``): a recording written in a burst lasts a few milliseconds and its
-playback races the pipeline's start, losing frames.
+playback races the pipeline's start, losing frames. For the same reason ``pauses`` (extra
+seconds of wall clock before given frames) make a recording whose real-time playback stalls.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def _stream(kind, uid, spec: SyntheticSpec, fmt, bpp):
 
 def write_recording(path: str, spec: SyntheticSpec = SyntheticSpec(),
                     color_fn: Callable = color_pattern, depth_fn: Callable = flat_depth,
-                    pace: bool = True) -> str:
-    """Record ``spec.frames`` synthetic frames to ``path`` (must end in .db3); returns path."""
+                    pace: bool = True, pauses: dict | None = None) -> str:
+    """Record ``spec.frames`` synthetic frames to ``path`` (must end in .db3); returns path.
+
+    pauses: {frame number: seconds} of silence recorded before that frame (a stalled stream,
+    when played back in real time).
+    """
     if not path.endswith('.db3'):
         raise ValueError(f'librealsense {rs.__version__} records rosbag2 .db3 files: {path}')
     if os.path.exists(path):
@@ -112,6 +117,7 @@ def write_recording(path: str, spec: SyntheticSpec = SyntheticSpec(),
     for n in range(spec.frames):
         if pace:
             time.sleep(period)
+        time.sleep((pauses or {}).get(n, 0.0))
         stamp_ms = 1000.0 * n * period
         for sensor, profile, image, bpp in (
                 (depth_sensor, depth_profile, depth_fn(spec, n), 2),

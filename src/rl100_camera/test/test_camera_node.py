@@ -1,10 +1,17 @@
-"""Camera node over DDS, replaying a synthetic recording; and its one-line error without one."""
+"""Camera node over DDS, replaying synthetic recordings.
 
+Topics and formats; the one-line error without a camera; the stream watchdog (stall ->
+restart -> give up with exit code 1) on a recording that stalls.
+"""
+
+import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
 import pytest
 import rclpy
@@ -108,3 +115,117 @@ def test_without_a_camera_the_node_exits_with_one_line(ros_env):
     assert result.stderr.strip().splitlines()[-1] == (
         '[ERROR] CameraNode failed to start: SourceError: no RealSense device found; '
         'connected: []')
+
+
+# --- the stream watchdog -----------------------------------------------------------------------
+# A recording with a gap: played back in real time (the node's default) the stream stalls for
+# GAP s after frame 2, as a camera whose USB link hangs. Restarting the pipeline replays it
+# from frame 0 (librealsense's stop() returns once the playback thread wakes, at the gap's end).
+# GAP is longer than the 1 s diagnostics period and the stream runs ~0.3 s per cycle, so two
+# diagnostics in a row cannot both miss the stall.
+GAP_SPEC = SyntheticSpec(frames=6)
+GAP = 1.5
+WATCHDOG = {'stall_timeout_ms': 200, 'restart_backoff_ms': 50, 'startup_timeout_ms': 2000}
+
+
+@pytest.fixture(scope='module')
+def stalling_recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp('gap') / 'gap.db3'
+    return write_recording(str(path), GAP_SPEC, pauses={3: GAP})
+
+
+def _params(path, **extra):
+    params = {'recording_file': path, 'width': GAP_SPEC.width, 'height': GAP_SPEC.height,
+              'fps': GAP_SPEC.fps, **WATCHDOG, **extra}
+    return [Parameter(k, value=v) for k, v in params.items()]
+
+
+def _values(status):
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_a_stalled_stream_is_restarted_and_counted(stalling_recording):
+    rclpy.init()
+    node = CameraNode(parameter_overrides=_params(stalling_recording, max_restarts=20))
+    peer = Node('peer')
+    statuses = []
+    peer.create_subscription(DiagnosticArray, '/diagnostics',
+                             lambda m: statuses.append(m.status[0]), 10)
+    executor = rclpy.executors.SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(peer)
+    try:
+        def stalled():
+            return any(s.level != DiagnosticStatus.OK and s.message.startswith('stalled: ')
+                       for s in statuses)
+
+        def back_after_restart():  # only 3 frames come before the gap: more were read after
+            return any(int(_values(s)['restarts']) >= 1 and int(_values(s)['frames_captured']) > 3
+                       for s in statuses)
+
+        assert spin_until(executor, lambda: stalled() and back_after_restart(), 20.0), [
+            (s.level, s.message, _values(s)) for s in statuses]
+        last = _values(statuses[-1])
+        assert int(last['stalls']) >= 1 and int(last['restarts']) >= 1
+        assert last['failed_restarts'] == '0'  # every restart brought the stream back
+        assert node.exit_code == 0
+    finally:
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_out_of_restarts_the_node_exits_non_zero_for_its_supervisor(
+        stalling_recording, tmp_path, ros_env):
+    path = shutil.copy(stalling_recording, tmp_path / 'gap.db3')
+    # restarts 0.3, 0.6, 1.2 s apart: the node lives long enough for DDS discovery, so the
+    # final diagnostics reach this process
+    watchdog = {**WATCHDOG, 'restart_backoff_ms': 300, 'max_restarts': 3}
+    args = [f'{k}:={v}' for k, v in watchdog.items()]
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'rl100_camera.camera_node', '--ros-args',
+         '-p', f'recording_file:={path}', '-p', f'width:={GAP_SPEC.width}',
+         '-p', f'height:={GAP_SPEC.height}'] + [a for arg in args for a in ('-p', arg)],
+        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    statuses = []
+    try:
+        peer = Node('peer', context=context)
+        peer.create_subscription(DiagnosticArray, '/diagnostics',
+                                 lambda m: statuses.append(m.status[0]), 10)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(peer)
+        started = "recording 'gap.db3': 64x48@30"  # logged once the pipeline runs
+        assert spin_until(executor, lambda: any(started in line for line in lines)
+                          or proc.poll() is not None, 20.0), lines
+        os.remove(path)  # the camera is gone before the first restart: restarting cannot help
+        spin_until(executor, lambda: proc.poll() is not None, 20.0)
+        spin_until(executor, lambda: False, 0.2)  # the last /diagnostics in flight
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=15)
+    out = ''.join(lines)
+    assert proc.returncode == 1, out
+    logged = [line.split(']: ', 1)[-1].strip() for line in lines if '[camera.camera]' in line]
+    lost = f'recording file not found: {path}'
+    assert logged[1:] == [
+        'stream stalled: no frame for 0.2 s',
+        "restarting recording 'gap.db3' (1/3): no frame for 0.2 s",
+        f'restart failed: {lost}',
+        f"restarting recording 'gap.db3' (2/3): restart failed: {lost}",
+        f'restart failed: {lost}',
+        f"restarting recording 'gap.db3' (3/3): restart failed: {lost}",
+        f'restart failed: {lost}',
+        f'stream lost after 3 restarts: restart failed: {lost}; exiting with code 1 for the '
+        'supervisor to restart the camera node'], out
+    final = statuses[-1]  # published before the process ended
+    assert (final.level, final.message) == (
+        DiagnosticStatus.ERROR, f'stream lost after 3 restarts: restart failed: {lost}')
+    assert {k: _values(final)[k] for k in ('stalls', 'restarts', 'failed_restarts')} == {
+        'stalls': '1', 'restarts': '3', 'failed_restarts': '3'}

@@ -27,6 +27,8 @@ from rl100_ros.node_main import run_node
 
 EVENT_TYPE = 'rl100_msgs/msg/EpisodeEvent'
 
+# /rl100/points (topics.POINTS, the point-cloud policy's observation) is opt-in through the
+# ``topics`` parameter (orange_juicer.yaml records it): it is most of a bag (5-6x in simulation)
 DEFAULT_TOPICS = [
     topics.ACTION_CHUNK,
     topics.INTERVENTION,

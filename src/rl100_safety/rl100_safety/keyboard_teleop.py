@@ -17,9 +17,7 @@ from rl100_ros.node_main import run_node
 from sensor_msgs.msg import Joy
 
 from .devices import KEYBOARD_HELP, KeyboardReader
-from .teleop import input_to_joy
-
-JOY_TOPIC = '/rl100/teleop/joy'
+from .teleop import input_to_joy, JOY_TOPIC
 
 
 class KeyboardTeleop(Node):

@@ -107,9 +107,10 @@ class TeleopMapper:
 
 # --- sensor_msgs/Joy layout ------------------------------------------------------------------
 # Devices that run in their own process (the keyboard node in its terminal, a gamepad through
-# the standard `joy` package) reach the safety node as sensor_msgs/Joy with this layout:
+# gamepad_teleop) reach the safety node as sensor_msgs/Joy on JOY_TOPIC with this layout:
 # axes[0:6] = twist (vx vy vz wx wy wz, each -1..1); buttons[0] = takeover (held);
 # buttons[1:] = one button per event in JOY_EVENTS (a press is a 0 -> 1 edge).
+JOY_TOPIC = '/rl100/teleop/joy'
 JOY_EVENTS = (Event.GRIPPER_TOGGLE, Event.SUCCESS, Event.FAILURE, Event.ABORT, Event.START,
               Event.ESTOP, Event.CLEAR_ESTOP, Event.TOGGLE_TELEOP)
 JOY_BUTTONS = 1 + len(JOY_EVENTS)
