@@ -30,6 +30,10 @@ import yaml
 from . import graph as graph_mod
 
 STOP_TIMEOUT_S = 10.0
+# respawn backoff: 0.5 s after the first death, doubling up to 30 s; a node that ran this long
+# before dying starts again at the shortest delay (a crash loop slows down, a rare crash does not)
+RESPAWN_DELAY_S = (0.5, 30.0)
+RESPAWN_STABLE_S = 60.0
 
 
 class NodeProcess:
@@ -40,6 +44,9 @@ class NodeProcess:
         self.command = self._command(node, workdir)
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self.started_at = 0.0  # time.monotonic() of the last start
+        self.respawn_at: float | None = None  # when a dead respawning node starts again
+        self.delay = RESPAWN_DELAY_S[0]
 
     @staticmethod
     def _command(node: graph_mod.ResolvedNode, workdir: str) -> list:
@@ -65,6 +72,7 @@ class NodeProcess:
 
     def start(self) -> None:
         # own session: a terminal Ctrl-C reaches the supervisor only, which stops nodes in order
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
@@ -123,10 +131,18 @@ class Supervisor:
             if code is None or self.stopping:
                 continue
             if p.node.respawn:
-                p.restarts += 1
-                print(f'[up] {p.node.name} exited with {code}; respawning (#{p.restarts})',
-                      flush=True)
-                p.start()
+                now = time.monotonic()
+                if p.respawn_at is None:
+                    if now - p.started_at >= RESPAWN_STABLE_S:
+                        p.delay = RESPAWN_DELAY_S[0]
+                    p.respawn_at = now + p.delay
+                    print(f'[up] {p.node.name} exited with {code}; respawning in {p.delay:.1f} s '
+                          f'(#{p.restarts + 1})', flush=True)
+                    p.delay = min(2 * p.delay, RESPAWN_DELAY_S[1])
+                elif now >= p.respawn_at:
+                    p.restarts += 1
+                    p.respawn_at = None
+                    p.start()
             else:
                 return f'node {p.node.name} exited unexpectedly with code {code}'
         return None

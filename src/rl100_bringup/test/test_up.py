@@ -95,3 +95,39 @@ def test_missing_model_file_is_named_before_anything_starts(ros_env, tmp_path):
 def test_episodes_need_a_simulated_graph_with_a_policy(ros_env, args, message):
     result = _run(['orange_juicer', *args], ros_env)
     assert result.returncode == 2 and message in result.stderr
+
+
+
+def test_a_crash_looping_node_is_respawned_with_growing_delays(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from rl100_bringup import up
+
+    clock = [100.0]
+    monkeypatch.setattr(up.time, 'monotonic', lambda: clock[0])
+    starts = []
+
+    class Dead:
+        def poll(self):
+            return 1
+
+    proc = up.NodeProcess.__new__(up.NodeProcess)
+    proc.node, proc.proc, proc.restarts = SimpleNamespace(name='camera', respawn=True), Dead(), 0
+    proc.started_at, proc.respawn_at, proc.delay = clock[0], None, up.RESPAWN_DELAY_S[0]
+    proc.start = lambda: (starts.append(clock[0]), setattr(proc, 'started_at', clock[0]))
+    sup = up.Supervisor([], '')
+    sup.procs = [proc]
+    for _ in range(400):  # 40 s of supervisor polls, the node dying at once every time
+        assert sup.poll() is None
+        clock[0] += 0.1
+    t = [100.0] + starts
+    gaps = [round(b - a, 1) for a, b in zip(t[:-1], t[1:], strict=True)]
+    # doubling while it keeps crashing (plus the 0.1 s polls that notice a death and the delay)
+    delays = [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert all(0 <= g - d <= 0.25 for g, d in zip(gaps[:5], delays, strict=True)), gaps
+    assert 'respawning in 0.5 s (#1)' in capsys.readouterr().out
+    clock[0] += up.RESPAWN_STABLE_S  # a node that ran a long time starts again quickly
+    proc.started_at = clock[0] - up.RESPAWN_STABLE_S
+    proc.respawn_at = None
+    sup.poll()
+    assert proc.respawn_at - clock[0] == up.RESPAWN_DELAY_S[0]
