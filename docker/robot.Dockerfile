@@ -37,7 +37,8 @@ RUN pip3 install --no-cache-dir \
         pyrealsense2==2.55.1.6486 \
         rosbags==0.10.9 \
         pyspacemouse==1.1.4 \
-        pygame==2.6.1 \
+        pysdl2==0.9.17 \
+        pysdl2-dll==2.32.10 \
         pyyaml
 
 WORKDIR /ws
