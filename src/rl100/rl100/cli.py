@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-il": ("rl100.train.il", "imitation: train a diffusion policy on a dataset"),
     "distill": ("rl100.train.distill", "distil a one-step consistency policy from a DDIM teacher"),
     "offline-round": ("rl100.rl.offline_cli", "one offline RL round: IQL critics -> denoising PPO -> OPE gate"),
+    "loop-sim": ("rl100.loop.cli", "iterative offline RL in simulation: collect -> offline round -> re-IL -> distil"),
     "online": ("rl100.rl.online_cli", "online RL in simulation: PPO + GAE over the denoising MDP (+ distillation)"),
     "export": ("rl100.export.cli", "export a policy to ONNX with its model card"),
     "eval": ("rl100.train.evaluate", "evaluate an exported policy in simulation through PolicyRuntime"),

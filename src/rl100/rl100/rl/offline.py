@@ -6,7 +6,9 @@
 2. (AM-Q horizon > 1) a transition-model ensemble on the same transitions;
 3. PPO: per iteration, dataset states -> chains sampled by the current policy (its log-probs frozen as
    ``old_logp``) -> advantages ``A = Q - V`` of the sampled executed chunks (normalised) -> ``epochs`` clipped
-   updates (actor grad-norm clip), plus consistency distillation of a student when ``lambda_cd > 0``;
+   updates (actor grad-norm clip), plus consistency distillation of a student when ``lambda_cd > 0``; with
+   ``bc_weight > 0`` each update adds ``bc_weight * L_BC``, the diffusion (epsilon-MSE) loss on dataset windows
+   whose current step is an operator intervention (HIL-SERL: interventions are demonstrations);
 4. gate: ``J`` of the old and the new policy on the same start states and noise; the new one is kept only if
    ``J(new) - J(old) >= delta |J(old)|``.
 
@@ -23,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from rl100.data import Dataset
+from rl100.data import Dataset, SequenceSampler
+from rl100.keys import ACTION, FLAG_INTERVENTION, FLAGS
 from rl100.policy.checkpoint import load_policy, save_policy, save_tensors
+from rl100.policy.config import PolicyConfig
 from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.rl.critics import CriticConfig, IQLCritics, iql_loss, make_target
@@ -59,6 +64,8 @@ class OfflineConfig:
     gate_delta: float = 0.05
     advantage_scale: float = 1.0
     """multiplies the normalised advantages (-1 gives a deliberately harmful update, for testing the gate)"""
+    bc_weight: float = 0.0
+    """weight of the behaviour-cloning term on intervention windows added to each PPO update (0: off)"""
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
@@ -72,6 +79,8 @@ class OfflineConfig:
             raise ValueError("critic_steps, ppo_iters, batch_size, eval_states, log_every must be >= 1")
         if self.model_steps < 0 or self.model_members < 1 or self.amq_horizon < 1 or self.gate_delta < 0:
             raise ValueError("need model_steps >= 0, model_members >= 1, amq_horizon >= 1, gate_delta >= 0")
+        if self.bc_weight < 0:
+            raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
 
@@ -100,6 +109,34 @@ def train_critics(critics: IQLCritics, source: TransitionSource, steps: int, log
         if logger is not None and ((i + 1) % log_every == 0 or i + 1 == steps):
             logger.log(i + 1, logs)
     return logs
+
+
+class FlaggedWindows:
+    """Training windows ``{obs key: (B, To, ...), action: (B, Ta, Da)}`` whose *current* step has a bit of ``flag``.
+
+    With the sampler's default padding window ``first[e] + t`` has current step ``t`` of episode ``e``, so the
+    flagged windows are read off the per-step flags. ``batch(step)`` is a pure function of (seed, step).
+    """
+
+    def __init__(self, dataset: Dataset, config: PolicyConfig, batch_size: int, seed: int,
+                 flag: int = FLAG_INTERVENTION, device: torch.device | str = "cpu") -> None:
+        self.sampler = SequenceSampler(dataset, keys=config.obs_keys, n_obs=config.n_obs, horizon=config.horizon)
+        if len(self.sampler) != dataset.num_steps:
+            raise ValueError("FlaggedWindows needs the sampler's default padding (one window per step)")
+        starts = np.cumsum(dataset.lengths) - dataset.lengths  # (N,)
+        flagged = [starts[e] + np.flatnonzero(np.asarray(dataset.episode(e)[FLAGS]) & flag)
+                   for e in range(len(dataset))]
+        self.indices = np.concatenate(flagged) if flagged else np.zeros(0, np.int64)  # (W_flagged,)
+        self.keys = [*config.obs_keys, ACTION]
+        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        pick = np.random.default_rng([self.seed, 4 * 10**6 + step]).integers(0, len(self.indices), self.batch_size)
+        arrays = self.sampler.batch(self.indices[pick], keys=self.keys)
+        return {k: torch.as_tensor(arrays[k]).to(self.device) for k in self.keys}
 
 
 def chunk_policy(policy: DiffusionPolicy, denoising: DenoisingConfig, seed: int):
@@ -151,6 +188,10 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
     opt_s = torch.optim.AdamW(student.parameters(), lr=cfg.ppo.lr) if student is not None else None
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.ppo.lr, weight_decay=0.0)
     dcfg = cfg.denoising
+    bc = None
+    if cfg.bc_weight > 0:
+        bc = FlaggedWindows(source.sampler.dataset, policy.config, cfg.batch_size, cfg.seed, device=device)
+        bc = bc if len(bc) else None  # no intervention in the data: plain PPO
     for it in range(cfg.ppo_iters):
         batch = source.batch(2 * 10**6 + it)
         with torch.no_grad():
@@ -159,8 +200,13 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
             old_logp = chain_log_prob(policy, cond, chain, dcfg)
             adv = cfg.advantage_scale * critics.advantages(batch, executed_actions(policy, x0))
         logs: dict[str, float] = {}
+        bc_batch = bc.batch(it) if bc is not None else None
         for _ in range(cfg.ppo.epochs):
             loss, logs = ppo_loss(policy, policy.encode(batch), chain, old_logp, adv, cfg.ppo.clip, dcfg)
+            if bc_batch is not None:
+                loss_bc = policy.compute_loss(bc_batch)
+                loss = loss + cfg.bc_weight * loss_bc
+                logs["bc/loss"] = float(loss_bc.detach())
             logs["ppo/grad_norm"] = optimizer_step(loss, policy.parameters(), opt, cfg.ppo.grad_clip)
             if cfg.ppo.target_kl > 0 and logs["ppo/approx_kl"] > cfg.ppo.target_kl:
                 break
@@ -183,7 +229,8 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
     logger.log(step + cfg.ppo_iters + 1, {"ope/j_old": j_old, "ope/j_new": j_new, "ope/accepted": float(accepted)})
     logger.close()
     kept = policy if accepted else reference
-    meta = {"offline_round": cfg.to_dict(), "accepted": accepted, "j_old": j_old, "j_new": j_new}
+    meta = {"offline_round": cfg.to_dict(), "accepted": accepted, "j_old": j_old, "j_new": j_new,
+            "bc_windows": len(bc) if bc is not None else 0}
     path = save_policy(out / "policy", copy.deepcopy(kept).cpu().eval(), meta)
     if student is not None and accepted:
         save_policy(out / "student", student.cpu().eval(), meta)

@@ -1,0 +1,172 @@
+"""Configuration of the iterative offline-RL loop (``rl100 loop-sim``): one dataclass, validated in ``__post_init__``.
+
+The per-stage settings are nested mappings of the stage's own config fields, validated here by building that
+config once: ``offline`` (:class:`rl100.rl.offline.OfflineConfig`), ``il`` (re-imitation) and ``distill``
+(:class:`rl100.train.config.TrainConfig`, ``train`` section), ``operator``
+(:class:`rl100.loop.operator.OperatorConfig`). Fields the loop sets itself per round (datasets, policies, output
+directories, seeds, device) may not be given there. Overrides: dotted ``key=value`` strings (``offline.ppo_iters=20``,
+``il.steps=500``, ``operator.stall_steps=30``), values parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rl100.loop.operator import OperatorConfig
+from rl100.rl.offline import OfflineConfig
+from rl100.rl.online_config import parse_value
+from rl100.train.config import TrainConfig, _set_dotted
+
+SAMPLERS = ("cm", "ddim")
+OFFLINE_RESERVED = ("dataset", "policy", "out", "seed", "device")
+TRAIN_RESERVED = ("dataset", "out", "init", "seed", "device", "obs_keys", "policy")
+IL_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 256, "lr": 1e-5, "warmup_steps": 50, "ema_decay": 0.999,
+                               "log_every": 50, "ckpt_every": 10**9}
+"""re-imitation: a short fine-tune from the current policy (its normaliser is kept). The optimiser starts fresh, so
+the first AdamW steps move every weight by about ``lr``: measured on juicing-place (points policy, DDIM 10/10),
+50 steps at lr 1e-4 dropped it to 2/10, at 1e-5 it stayed 10/10."""
+DISTILL_DEFAULTS: dict[str, Any] = {"steps": 5000, "batch_size": 256, "lr": 1e-4, "warmup_steps": 200,
+                                    "ema_decay": 0.999, "log_every": 50, "ckpt_every": 10**9}
+"""consistency distillation (the ``distill_small`` preset's values)"""
+
+
+def _check_section(name: str, values: dict[str, Any], reserved: tuple[str, ...]) -> None:
+    bad = sorted(set(values) & set(reserved))
+    if bad:
+        raise ValueError(f"{name}.{bad} are set by the loop for each round; do not set them")
+
+
+def _train_config(name: str, defaults: dict[str, Any], given: dict[str, Any], **per_round: Any) -> TrainConfig:
+    values = defaults | given
+    if "warmup_steps" not in given:  # a short run given only its steps: the default warm-up must fit in it
+        values["warmup_steps"] = min(values["warmup_steps"], values["steps"])
+    try:
+        return TrainConfig(**values, **per_round)
+    except TypeError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+@dataclass
+class LoopConfig:
+    policy: str = ""
+    """initial diffusion policy JSON (train-il)"""
+    task: str = ""
+    """rl100.sim task of the simulation collector / evaluator"""
+    out: str = "runs/loop"
+    """run directory: ledger.json, round_000/, round_001/, ..., summary.md, success.png"""
+    rounds: int = 3
+    """offline RL rounds after round 0 (round 0 distils, exports and evaluates the initial policy)"""
+    episodes: int = 20
+    """episodes collected per round with the current policy"""
+    eval_episodes: int = 20
+    """evaluation episodes per round (the same seeds every round)"""
+    eval_seed: int = 1_000_000
+    """evaluation episode j is seeded eval_seed + j; collection episodes of round r start at seed + r * 100_003
+    (the two ranges may not meet)"""
+    seed: int = 0
+    dataset: str = ""
+    """initial data (demonstrations); empty: the initial policy's training dataset (its checkpoint meta)"""
+    student: str = ""
+    """consistency student of the initial policy (round 0 then skips distillation)"""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """task config fields (e.g. max_steps)"""
+    collect_with: str = "cm"
+    """which export collects the next round's episodes: cm (deployed one-step) | ddim (the RL-trained policy)"""
+    eval_ddim: bool = True
+    """also evaluate the DDIM export"""
+    operator: dict[str, Any] | None = field(default_factory=dict)
+    """scripted-operator thresholds (OperatorConfig fields); None: no operator"""
+    expert_skill: float = 1.0
+    """skill of the scripted expert the operator drives"""
+    offline: dict[str, Any] = field(default_factory=dict)
+    """OfflineConfig fields of every round (e.g. critic_steps, ppo_iters, bc_weight)"""
+    reil: bool = True
+    """re-imitation after the offline round: train-il --init <round policy> on demos + successful rollouts +
+    intervention segments"""
+    reil_failed_interventions: bool = False
+    """also imitate the intervention segments of episodes the operator did not save"""
+    il: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of re-imitation (over IL_DEFAULTS)"""
+    distill: dict[str, Any] = field(default_factory=dict)
+    """TrainConfig fields of distillation (over DISTILL_DEFAULTS)"""
+    eval_gate: bool = True
+    """keep the previous round's policy for the next round when this round's evaluated success (of the
+    ``collect_with`` export) falls by more than eval_gate_margin; the decision is recorded either way. The OPE gate
+    only guards the PPO update; this one also covers re-imitation and distillation (cheap in simulation)"""
+    eval_gate_margin: float = 0.1
+    control_rate: float = 0.0
+    """Hz written into the model cards (0: the task's control_hz)"""
+    device: str = "auto"
+    fsync: bool = True
+    """fsync datasets and the ledger (off: scratch runs and tests)"""
+    threads: int = 1
+    """ONNX Runtime intra-op threads of collection and evaluation"""
+
+    def __post_init__(self) -> None:
+        self.task_options = dict(self.task_options or {})
+        if min(self.rounds, self.episodes) < 1 or self.eval_episodes < 1 or self.threads < 0:
+            raise ValueError("rounds, episodes and eval_episodes must be >= 1, threads >= 0")
+        if self.episodes > 100_003:
+            raise ValueError("episodes must be <= 100003 (collection seeds of consecutive rounds must not overlap)")
+        last = self.collect_seed(self.rounds) + self.episodes - 1
+        if self.seed <= last and last >= self.eval_seed and self.seed < self.eval_seed + self.eval_episodes:
+            raise ValueError(f"collection seeds ({self.seed}..{last}) would reach the evaluation seeds "
+                             f"({self.eval_seed}..): raise eval_seed")
+        if self.collect_with not in SAMPLERS:
+            raise ValueError(f"collect_with must be one of {SAMPLERS}, got {self.collect_with!r}")
+        if not 0 <= self.expert_skill <= 1 or self.eval_gate_margin < 0 or self.control_rate < 0:
+            raise ValueError("need expert_skill in [0, 1], eval_gate_margin >= 0, control_rate >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+        if self.operator is not None:
+            try:
+                self.operator = dataclasses.asdict(OperatorConfig(**self.operator))
+            except TypeError as exc:
+                raise ValueError(f"operator: {exc}") from None
+        _check_section("offline", self.offline, OFFLINE_RESERVED)
+        _check_section("il", self.il, TRAIN_RESERVED)
+        _check_section("distill", self.distill, TRAIN_RESERVED)
+        self.offline_config(dataset="-", policy="-", out="-", seed=0)
+        self.il_config(dataset="-", out="-", init="", seed=0, obs_keys=["-"], policy={})
+        self.distill_config(dataset="-", out="-", seed=0)
+
+    # ------------------------------------------------------------------------------------------ stage configs
+    def offline_config(self, **per_round: Any) -> OfflineConfig:
+        try:
+            return OfflineConfig(**self.offline, device=self.device, **per_round)
+        except TypeError as exc:
+            raise ValueError(f"offline: {exc}") from None
+
+    def il_config(self, **per_round: Any) -> TrainConfig:
+        return _train_config("il", IL_DEFAULTS, self.il, device=self.device, **per_round)
+
+    def distill_config(self, **per_round: Any) -> TrainConfig:
+        return _train_config("distill", DISTILL_DEFAULTS, self.distill, device=self.device, **per_round)
+
+    def operator_config(self) -> OperatorConfig | None:
+        return OperatorConfig(**self.operator) if self.operator is not None else None
+
+    def collect_seed(self, rnd: int) -> int:
+        return self.seed + rnd * 100_003
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_loop_config(overrides: list[str] | None = None, **fields: Any) -> LoopConfig:
+    """``fields``: top-level values (None skipped); ``overrides``: dotted ``key=value`` strings applied over them."""
+    raw: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        if key.split(".")[0] in ("offline", "il", "distill", "operator", "task_options"):
+            raw[key.split(".")[0]] = dict(raw.get(key.split(".")[0]) or {})
+        _set_dotted(raw, key, parse_value(value))
+    names = {f.name for f in dataclasses.fields(LoopConfig)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"unknown loop config fields {unknown} (known: {sorted(names)})")
+    return LoopConfig(**raw)

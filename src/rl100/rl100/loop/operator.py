@@ -1,0 +1,172 @@
+"""A scripted operator for human-in-the-loop collection: it watches a rollout and takes over near failure.
+
+HIL-SERL's recipe with the human replaced by a rule: the operator sees a small, task-agnostic view of the
+scene every control step (:class:`TaskView`: gripper, object, target) and, once a failure sign shows, takes
+control for the rest of the episode (the caller then drives the scripted expert; every such step is flagged
+``FLAG_INTERVENTION``). It never hands control back: the expert finishes the task or the episode ends.
+
+Failure signs (each can be switched off by a zero threshold in :class:`OperatorConfig`):
+
+- ``dropped``: the object had been lifted and now rests on its support (table) away from the target;
+- ``empty_grasp``: the gripper has been closed on nothing (finger width below ``closed_width``) for
+  ``closed_steps`` consecutive steps;
+- ``stalled``: no progress for ``stall_steps`` steps; progress is a new minimum, by ``progress_eps``, of
+  ``phi = |tcp - object| + |object - target|`` (remaining reach + remaining carry).
+
+Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
+state (:func:`juicing_view`); the ROS stack can build the same view from its own object tracking. Units: metres,
+robot base frame, ``z`` up, table top at ``table_z``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rl100.keys import OBS_ENV_STATE, OBS_STATE
+
+DROPPED = "dropped"
+EMPTY_GRASP = "empty_grasp"
+STALLED = "stalled"
+REASONS = (DROPPED, EMPTY_GRASP, STALLED)
+
+# OBS_STATE layout (rl100.robot_state): TCP position (3), TCP quaternion (4), gripper width (1), joints (7)
+STATE_TCP = slice(0, 3)
+STATE_WIDTH = 7
+# juicing-place OBS_ENV_STATE layout (rl100.sim.juicing): orange pos (3), quat (4), velocity (3), radius (1), crown (3)
+JUICING_POS, JUICING_VEL, JUICING_RADIUS, JUICING_CROWN = slice(0, 3), slice(7, 10), 10, slice(11, 14)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the operator watches at one control step (metres, base frame)."""
+
+    tcp: np.ndarray
+    """(3,) tool centre point"""
+    gripper_width: float
+    """finger opening (0 = closed on nothing)"""
+    obj: np.ndarray
+    """(3,) centre of the manipulated object"""
+    obj_speed: float
+    """m/s"""
+    obj_half_height: float
+    """height of the object's centre above its support when it rests (a sphere: its radius)"""
+    target: np.ndarray
+    """(3,) where the object's centre should end up"""
+    table_z: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("tcp", "obj", "target"):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != (3,) or not np.all(np.isfinite(value)):
+                raise ValueError(f"TaskView.{name} must be 3 finite numbers, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+
+    @property
+    def height(self) -> float:
+        """Object centre height above its resting height on the table (0: on the table)."""
+        return float(self.obj[2] - self.obj_half_height - self.table_z)
+
+
+@dataclass
+class OperatorConfig:
+    """Thresholds of the scripted operator (see the module docstring); a zero count switches a sign off."""
+
+    stall_steps: int = 40
+    """steps without progress before taking over (0: off)"""
+    progress_eps: float = 0.01
+    """m: a decrease of phi smaller than this is no progress"""
+    lift_height: float = 0.03
+    """m above the resting height: the object counts as lifted"""
+    rest_height: float = 0.01
+    """m above the resting height: the object counts as back on the table"""
+    rest_speed: float = 0.05
+    """m/s: a resting object is slower than this"""
+    target_tol: float = 0.03
+    """m, xy: an object resting closer than this to the target was not dropped off-target"""
+    closed_width: float = 0.01
+    """m: finger width below which the gripper holds nothing"""
+    closed_steps: int = 5
+    """consecutive closed-on-nothing steps before taking over (0: off)"""
+
+    def __post_init__(self) -> None:
+        if self.stall_steps < 0 or self.closed_steps < 0:
+            raise ValueError(f"stall_steps and closed_steps must be >= 0, got {self.stall_steps}, {self.closed_steps}")
+        for name in ("progress_eps", "lift_height", "rest_height", "rest_speed", "target_tol", "closed_width"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.rest_height >= self.lift_height > 0:
+            raise ValueError(f"rest_height ({self.rest_height}) must be below lift_height ({self.lift_height})")
+
+
+class ScriptedOperator:
+    """``reset()`` at each episode start, then ``update(view) -> in control`` once per control step.
+
+    After a takeover, ``reason`` (one of :data:`REASONS`) and ``takeover_step`` (0-based index of the first step
+    under operator control) say why and when.
+    """
+
+    def __init__(self, config: OperatorConfig | None = None) -> None:
+        self.config = config or OperatorConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        self.step = 0
+        self.active = False
+        self.reason: str | None = None
+        self.takeover_step: int | None = None
+        self._lifted = False
+        self._closed_count = 0
+        self._best_phi = float("inf")
+        self._last_progress = 0
+
+    def update(self, view: TaskView) -> bool:
+        """Watch one step; returns True when the operator is in control of this step (and all later ones)."""
+        if not self.active:
+            reason = self._check(view)
+            if reason is not None:
+                self.active, self.reason, self.takeover_step = True, reason, self.step
+        self.step += 1
+        return self.active
+
+    def _check(self, view: TaskView) -> str | None:
+        cfg = self.config
+        height = view.height
+        if cfg.lift_height > 0:
+            self._lifted = self._lifted or height > cfg.lift_height
+            off_target = float(np.linalg.norm(view.obj[:2] - view.target[:2])) > cfg.target_tol
+            if self._lifted and height < cfg.rest_height and view.obj_speed < cfg.rest_speed and off_target:
+                return DROPPED
+        if cfg.closed_steps > 0:
+            self._closed_count = self._closed_count + 1 if view.gripper_width < cfg.closed_width else 0
+            if self._closed_count >= cfg.closed_steps:
+                return EMPTY_GRASP
+        if cfg.stall_steps > 0:
+            phi = float(np.linalg.norm(view.tcp - view.obj) + np.linalg.norm(view.obj - view.target))
+            if phi < self._best_phi - cfg.progress_eps:
+                self._best_phi, self._last_progress = phi, self.step
+            elif self.step - self._last_progress >= cfg.stall_steps:
+                return STALLED
+        return None
+
+
+def juicing_view(obs: Mapping[str, Any]) -> TaskView:
+    """juicing-place: the orange is the object, the juicer's crown centre the target (privileged sim state)."""
+    state = np.asarray(obs[OBS_STATE], dtype=np.float64)
+    env = np.asarray(obs[OBS_ENV_STATE], dtype=np.float64)
+    return TaskView(tcp=state[STATE_TCP], gripper_width=float(state[STATE_WIDTH]), obj=env[JUICING_POS],
+                    obj_speed=float(np.linalg.norm(env[JUICING_VEL])), obj_half_height=float(env[JUICING_RADIUS]),
+                    target=env[JUICING_CROWN])
+
+
+TASK_VIEWS: dict[str, Callable[[Mapping[str, Any]], TaskView]] = {"juicing-place": juicing_view}
+"""simulated task -> observation dict -> :class:`TaskView`"""
+
+
+def view_for(task: str) -> Callable[[Mapping[str, Any]], TaskView]:
+    if task not in TASK_VIEWS:
+        raise ValueError(f"no scripted-operator view for task {task!r} (tasks with one: {sorted(TASK_VIEWS)})")
+    return TASK_VIEWS[task]

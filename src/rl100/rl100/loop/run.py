@@ -1,0 +1,210 @@
+"""The resumable round orchestrator of RL-100's iterative offline RL: :class:`Loop` / :func:`run_loop`.
+
+Round 0 distils, exports and evaluates the initial (imitation) policy. Round ``r >= 1``:
+
+1. ``collect``  -- ``Collector.collect`` with the policy carried from round ``r - 1`` (its CM or DDIM export);
+2. ``merge``    -- previous data + the new episodes (:func:`rl100.data.merge`, hard links);
+3. ``offline``  -- :func:`rl100.rl.offline.offline_round` (critics -> PPO -> OPE gate) from the carried policy;
+4. ``reil``     -- (``reil``) re-imitation from the offline round's policy on demos + successful rollouts +
+   intervention segments;
+5. ``distill``  -- the one-step consistency student of the round's policy;
+6. ``export``   -- ``cm.onnx`` and ``ddim.onnx`` with their cards;
+7. ``evaluate`` -- ``Evaluator.evaluate`` of the exports on fixed seeds; with ``eval_gate`` a round whose success
+   fell by more than ``eval_gate_margin`` is not adopted (the next round starts from the previous policy).
+
+Each step writes only into ``round_<r>/<step>/`` and is recorded in the ledger (:mod:`rl100.loop.ledger`): a
+completed step is never rerun; an interrupted one (``started`` in the ledger) has its directory deleted and runs
+again. Every step seeds itself from the config and the round, so a resumed run equals an uninterrupted one.
+After every round (and on leaving) ``summary.md`` and ``success.png`` are rewritten from the ledger.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rl100.data import Dataset
+from rl100.loop import steps as st
+from rl100.loop.collectors import SUCCESS_RATE, Collector, Evaluator, SimCollector, collection_metrics, record_specs
+from rl100.loop.config import LoopConfig
+from rl100.loop.ledger import Ledger, LedgerError
+from rl100.loop.steps import ADOPTED, COLLECT, DISTILL, EVAL_GATE, EVALUATE, EXPORT, MERGE, OFFLINE, REIL
+from rl100.loop.summary import round_rows, write_summary
+
+
+def round_dir_name(rnd: int) -> str:
+    return f"round_{rnd:03d}"
+
+
+def round_steps(cfg: LoopConfig, rnd: int) -> list[str]:
+    if rnd == 0:
+        return [DISTILL, EXPORT, EVALUATE]
+    return [COLLECT, MERGE, OFFLINE, *([REIL] if cfg.reil else []), DISTILL, EXPORT, EVALUATE]
+
+
+def initial_dataset(cfg: LoopConfig) -> Path:
+    """``cfg.dataset``, or the dataset the initial policy was trained on (its checkpoint meta)."""
+    from rl100.policy.checkpoint import read_policy_json
+
+    path = cfg.dataset or read_policy_json(cfg.policy).get("meta", {}).get("dataset", "")
+    if not path:
+        raise ValueError(f"{cfg.policy} records no training dataset: give the initial data (--dataset)")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"initial dataset {path} not found (--dataset)")
+    return Path(path)
+
+
+def task_control_rate(cfg: LoopConfig) -> float:
+    if cfg.control_rate > 0:
+        return cfg.control_rate
+    from rl100 import sim
+
+    try:
+        return float(sim.make_config(cfg.task, **cfg.task_options).control_hz)
+    except ValueError:  # not a Panda task (Meta-World): its own rate is not a config field
+        return 10.0
+
+
+def points_preprocessing(cfg: LoopConfig, data: Path) -> dict[str, Any] | None:
+    """Point-cloud crop box + sampler for the cards: the data's meta (``rl100 collect`` records it), else the
+    simulated task's config (what the simulation collector's clouds were made with), else None."""
+    from rl100 import sim
+    from rl100.pointcloud import points_preprocessing as from_meta
+
+    pre = from_meta(Dataset(data).meta)
+    if pre is not None:
+        return pre
+    try:
+        c = sim.make_config(cfg.task, **cfg.task_options)
+    except ValueError:  # Meta-World: no point-cloud config fields
+        return None
+    return from_meta({"points_lo": list(c.points_lo), "points_hi": list(c.points_hi),
+                      "points_sampler": c.points_sampler})
+
+
+class Loop:
+    """One run directory. ``collector`` / ``evaluator``: default :class:`SimCollector` on ``cfg.task``."""
+
+    def __init__(self, cfg: LoopConfig, collector: Collector | None = None, evaluator: Evaluator | None = None,
+                 ) -> None:
+        if not cfg.policy:
+            raise ValueError("no initial policy given (--policy)")
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.data0 = initial_dataset(cfg)
+        self.ledger = Ledger(self.run_dir, cfg.to_dict(), fsync=cfg.fsync)
+        if collector is None or evaluator is None:
+            ds = Dataset(self.data0)
+            sim = SimCollector(cfg.task, record_specs(ds), meta=ds.meta, task_options=cfg.task_options,
+                               operator=cfg.operator_config(), expert_skill=cfg.expert_skill, fsync=cfg.fsync,
+                               threads=cfg.threads)
+            collector, evaluator = collector or sim, evaluator or sim
+        self.collector, self.evaluator = collector, evaluator
+        self.steps: dict[str, Callable[[int, Path], st.StepResult]] = {
+            COLLECT: self._collect, MERGE: self._merge, OFFLINE: self._offline, REIL: self._reil,
+            DISTILL: self._distill, EXPORT: self._export, EVALUATE: self._evaluate}
+
+    # ------------------------------------------------------------------------------------------ running
+    def run(self, stop_after: int | None = None) -> list[dict[str, Any]] | None:
+        """Run (or continue) every round; returns the summary rows, or None when ``stop_after`` steps were run
+        in this call before the end (a resume point: rerun to continue)."""
+        ran = 0
+        try:
+            for rnd in range(self.cfg.rounds + 1):
+                for step in round_steps(self.cfg, rnd):
+                    if self.ledger.done(rnd, step):
+                        continue
+                    if stop_after is not None and ran >= stop_after:
+                        return None
+                    self.run_step(rnd, step)
+                    ran += 1
+                self.summarise()
+        finally:
+            self.summarise()
+        return round_rows(self.ledger, self.cfg.rounds)
+
+    def run_step(self, rnd: int, step: str) -> None:
+        out_dir = self.run_dir / round_dir_name(rnd) / step
+        self.ledger.start(rnd, step)
+        if out_dir.exists():  # left by an interrupted attempt: never trusted
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        t0 = time.perf_counter()
+        outputs, metrics = self.steps[step](rnd, out_dir)
+        self.ledger.finish(rnd, step, outputs, metrics, time.perf_counter() - t0)
+
+    def summarise(self) -> None:
+        write_summary(self.run_dir, round_rows(self.ledger, self.cfg.rounds), self.cfg)
+
+    # ------------------------------------------------------------------------------------------ state
+    def data(self, rnd: int) -> Path:
+        return self.data0 if rnd == 0 else self.ledger.outputs(rnd, MERGE)[st.DATA]
+
+    def round_policy(self, rnd: int) -> Path:
+        """The diffusion policy round ``rnd`` produced (round 0: the initial policy)."""
+        if rnd == 0:
+            return Path(self.cfg.policy)
+        return self.ledger.outputs(rnd, REIL if self.cfg.reil else OFFLINE)[st.POLICY]
+
+    def carried(self, rnd: int) -> int:
+        """The round whose policy the rounds after ``rnd`` start from (``rnd``, unless the eval gate refused it)."""
+        while rnd > 0 and not self.ledger.metrics(rnd, EVALUATE).get(ADOPTED, False):
+            rnd -= 1
+        return rnd
+
+    def seed(self, rnd: int) -> int:
+        return self.cfg.seed + rnd
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _collect(self, rnd: int, out_dir: Path) -> st.StepResult:
+        onnx = self.ledger.outputs(self.carried(rnd - 1), EXPORT)[f"{self.cfg.collect_with}_onnx"]
+        path = Path(self.collector.collect(onnx, out_dir, self.cfg.episodes, self.cfg.collect_seed(rnd)))
+        if out_dir.resolve() != path.resolve() and out_dir.resolve() not in path.resolve().parents:
+            raise LedgerError(f"the collector wrote its dataset to {path}, outside its directory {out_dir}")
+        return {st.DATA: path}, collection_metrics(Dataset(path)) | {"policy": self.ledger.relative(onnx)}
+
+    def _merge(self, rnd: int, out_dir: Path) -> st.StepResult:
+        return st.merge_step(self.data(rnd - 1), self.ledger.outputs(rnd, COLLECT)[st.DATA], out_dir, self.cfg.fsync)
+
+    def _offline(self, rnd: int, out_dir: Path) -> st.StepResult:
+        start = self.round_policy(self.carried(rnd - 1))
+        return st.offline_step(self.cfg, start, self.data(rnd), out_dir, self.seed(rnd))
+
+    def _reil(self, rnd: int, out_dir: Path) -> st.StepResult:
+        policy = self.ledger.outputs(rnd, OFFLINE)[st.POLICY]
+        return st.reil_step(self.cfg, policy, self.data(rnd), out_dir, self.seed(rnd))
+
+    def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:
+        if rnd == 0 and self.cfg.student:
+            return {st.POLICY: Path(self.cfg.student)}, {"given": True}
+        return st.distill_step(self.cfg, self.round_policy(rnd), self.data(rnd), out_dir, self.seed(rnd))
+
+    def _export(self, rnd: int, out_dir: Path) -> st.StepResult:
+        cm = self.ledger.outputs(rnd, DISTILL)[st.POLICY]
+        pre = points_preprocessing(self.cfg, self.data(rnd))
+        return st.export_step(cm, self.round_policy(rnd), out_dir, task_control_rate(self.cfg), pre)
+
+    def _evaluate(self, rnd: int, out_dir: Path) -> st.StepResult:
+        outputs, metrics = st.evaluate_step(self.evaluator, self.cfg, self.ledger.outputs(rnd, EXPORT), out_dir)
+        key = f"{self.cfg.collect_with}_{SUCCESS_RATE}"
+        if rnd == 0:
+            adopted, reason = True, "initial policy"
+        else:
+            prev = self.ledger.metrics(self.carried(rnd - 1), EVALUATE).get(key, 0.0)
+            now = metrics.get(key, 0.0)
+            fell = now < prev - self.cfg.eval_gate_margin
+            adopted = not (self.cfg.eval_gate and fell)
+            verdict = "kept the previous policy" if not adopted else ("adopted despite the drop" if fell else
+                                                                       "adopted")
+            gate = f"margin {self.cfg.eval_gate_margin}, gate {'on' if self.cfg.eval_gate else 'off'}"
+            reason = f"{verdict}: {key} {now:.3f} vs previous {prev:.3f} ({gate})"
+        return outputs, metrics | {ADOPTED: adopted, EVAL_GATE: reason}
+
+
+def run_loop(cfg: LoopConfig, collector: Collector | None = None, evaluator: Evaluator | None = None,
+             stop_after: int | None = None) -> list[dict[str, Any]] | None:
+    """Run or resume the loop in ``cfg.out`` (see the module docstring); returns the per-round summary rows."""
+    return Loop(cfg, collector, evaluator).run(stop_after)

@@ -1,0 +1,154 @@
+"""The scripted operator: each failure sign triggers at the right step (and only then), it keeps control once it
+has it, and in a simulated rollout every step after the takeover is flagged an intervention while the scripted
+expert finishes the task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rl100.data import Dataset
+from rl100.keys import ACTION, FLAG_INTERVENTION, FLAG_ROLLOUT, FLAGS, OBS_ENV_STATE, OBS_STATE
+from rl100.loop.operator import (
+    DROPPED,
+    EMPTY_GRASP,
+    STALLED,
+    OperatorConfig,
+    ScriptedOperator,
+    TaskView,
+    juicing_view,
+)
+
+TARGET = np.array([0.5, 0.2, 0.09])
+R = 0.03  # object half-height
+
+
+def view(obj, tcp=(0.45, 0.0, 0.3), width=0.08, speed=0.0) -> TaskView:
+    return TaskView(tcp=np.asarray(tcp, float), gripper_width=width, obj=np.asarray(obj, float), obj_speed=speed,
+                    obj_half_height=R, target=TARGET)
+
+
+def first_takeover(op: ScriptedOperator, views) -> int | None:
+    for t, v in enumerate(views):
+        if op.update(v):
+            return t
+    return None
+
+
+def test_dropped_off_target_triggers_but_placed_on_target_does_not():
+    off = OperatorConfig(stall_steps=0, closed_steps=0)
+    lift = [view((0.4, -0.2, R + 0.01 * i)) for i in range(6)]  # rises 5 cm: lifted
+    fall = [view((0.4, -0.1, R + 0.002), speed=0.3), view((0.4, -0.1, R + 0.002), speed=0.01)]  # lands, then rests
+    op = ScriptedOperator(off)
+    assert first_takeover(op, lift + fall) == len(lift) + 1  # resting (slow) off-target: now
+    assert op.reason == DROPPED and op.takeover_step == len(lift) + 1
+    # the same fall onto the target's footprint, and a resting object that was never lifted: no takeover
+    on_target = [view((TARGET[0] + 0.01, TARGET[1], R + 0.002), speed=0.0)]
+    assert first_takeover(ScriptedOperator(off), lift + on_target) is None
+    assert first_takeover(ScriptedOperator(off), [view((0.4, -0.2, R))] * 50) is None
+
+
+def test_empty_grasp_needs_consecutive_closed_steps():
+    cfg = OperatorConfig(stall_steps=0, closed_steps=5)
+    closed, open_ = view((0.4, -0.2, R), width=0.002), view((0.4, -0.2, R), width=0.08)
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, [closed] * 4 + [open_] + [closed] * 4) is None  # interrupted: counts restart
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, [closed] * 5) == 4 and op.reason == EMPTY_GRASP
+    holding = view((0.4, -0.2, R + 0.05), width=2 * R)  # closed on the object: its width
+    assert first_takeover(ScriptedOperator(cfg), [holding] * 20) is None
+
+
+def test_stall_and_progress():
+    cfg = OperatorConfig(stall_steps=10, progress_eps=0.01, closed_steps=0)
+    still = [view((0.4, -0.2, R))] * 30
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, still) == 10 and op.reason == STALLED
+    # the TCP closes in by 2 cm per step for 20 steps, then stops: 10 steps later the operator takes over
+    moving = [view((0.4, -0.2, R), tcp=(0.4, -0.2, 0.5 - 0.02 * i)) for i in range(20)]
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, moving + [moving[-1]] * 20) == 19 + 10
+    # sub-threshold creeping is no progress
+    creep = [view((0.4, -0.2, R), tcp=(0.4, -0.2, 0.5 - 0.001 * i)) for i in range(30)]
+    assert first_takeover(ScriptedOperator(cfg), creep) == 10
+    assert first_takeover(ScriptedOperator(OperatorConfig(stall_steps=0, closed_steps=0)), still) is None
+
+
+def test_keeps_control_and_resets():
+    op = ScriptedOperator(OperatorConfig(stall_steps=2, closed_steps=0))
+    views = [view((0.4, -0.2, R))] * 3
+    assert [op.update(v) for v in views] == [False, False, True]
+    moving = [view((0.4, -0.2, R), tcp=(0.4, -0.2, 0.5 - 0.05 * i)) for i in range(5)]
+    assert all(op.update(v) for v in moving)  # progress again: still in control
+    assert op.takeover_step == 2
+    op.reset()
+    assert not op.active and op.reason is None and op.takeover_step is None and not op.update(views[0])
+
+
+def test_config_and_view_validation():
+    with pytest.raises(ValueError, match="stall_steps"):
+        OperatorConfig(stall_steps=-1)
+    with pytest.raises(ValueError, match="rest_height"):
+        OperatorConfig(rest_height=0.05, lift_height=0.03)
+    with pytest.raises(ValueError, match="obj"):
+        TaskView(tcp=np.zeros(3), gripper_width=0.08, obj=np.array([0.0, np.nan, 0.0]), obj_speed=0.0,
+                 obj_half_height=R, target=TARGET)
+
+
+def test_juicing_view_reads_the_privileged_state(sim_ok):
+    from rl100 import sim
+
+    env = sim.make_env("juicing-place", seed=3)
+    obs, _ = env.reset(seed=3)
+    u = env.unwrapped
+    v = juicing_view(obs)
+    np.testing.assert_allclose(v.obj, u.data.qpos[u._orange_qadr : u._orange_qadr + 3], atol=1e-6)
+    np.testing.assert_allclose(v.target, u.crown_pos(), atol=1e-6)
+    np.testing.assert_allclose(v.tcp, obs[OBS_STATE][:3], atol=1e-6)
+    assert v.obj_half_height == pytest.approx(u.orange_radius) and abs(v.height) < 0.002  # resting on the table
+    assert v.gripper_width == pytest.approx(float(obs[OBS_STATE][7])) and v.gripper_width > 0.07
+    assert OBS_ENV_STATE in obs
+    env.close()
+
+
+class HoldStill:
+    """A policy that never makes progress: it holds the first TCP pose it sees, gripper open."""
+
+    def reset(self) -> None:
+        self.action = None
+
+    def act(self, obs):
+        if self.action is None:
+            self.action = np.array([*obs[OBS_STATE][:3], np.pi, 0.0, 0.0, 0.0], np.float32)
+        return self.action
+
+
+def test_operator_takes_over_a_stalled_rollout_and_flags_it(sim_ok, tmp_path):
+    """A policy that holds still stalls; the operator takes over after ``stall_steps`` and the expert places the
+    orange. Steps before the takeover are FLAG_ROLLOUT, every later step FLAG_INTERVENTION."""
+    from rl100.loop.collectors import TAKEOVER_REASON, TAKEOVER_STEP, SimCollector, collection_metrics
+    from rl100.sim import make_env
+
+    specs = {OBS_STATE: (np.float32, (15,)), ACTION: (np.float32, (7,))}
+    collector = SimCollector("juicing-place", specs, task_options={"max_steps": 110},
+                             operator=OperatorConfig(stall_steps=5), fsync=False)
+    env = make_env("juicing-place", obs=("state",), max_steps=110)
+    root = collector.record(HoldStill(), env, tmp_path / "rollouts", n_episodes=2, seed=0, policy_name="hold")
+    env.close()
+    ds = Dataset(root)
+    for i in range(len(ds)):
+        info, flags = ds.episode_info(i), np.asarray(ds.episode(i)[FLAGS])
+        k = info.meta[TAKEOVER_STEP]
+        assert info.meta[TAKEOVER_REASON] == STALLED and k == 5
+        assert np.all(flags[:k] == FLAG_ROLLOUT) and np.all(flags[k:] == FLAG_INTERVENTION)
+        assert info.flag_counts == {"rollout": k, "intervention": info.length - k}
+        assert info.success and info.terminal  # the expert finished the task
+    m = collection_metrics(ds)
+    assert m["intervention_episodes"] == 2 and m["takeover_reasons"] == {STALLED: 2}
+    assert m["intervention_success_rate"] == 1.0 and m["policy_only_success_rate"] is None
+
+    plain = SimCollector("juicing-place", specs, task_options={"max_steps": 12}, operator=None, fsync=False)
+    env = make_env("juicing-place", obs=("state",), max_steps=12)
+    ds = Dataset(plain.record(HoldStill(), env, tmp_path / "plain", n_episodes=1, seed=0))
+    env.close()
+    assert np.all(np.asarray(ds.episode(0)[FLAGS]) == FLAG_ROLLOUT) and TAKEOVER_STEP not in ds.episode_info(0).meta

@@ -1,0 +1,189 @@
+"""The loop end to end on juicing-place with tiny networks: every artefact and the summary of a two-round run; a
+run stopped after k steps and then crashed inside a step resumes to the same artefacts, redoing only the
+interrupted step; a harmful offline update is rejected by the OPE gate and recorded; the eval gate keeps the
+previous policy when success falls; ``rl100 loop-sim`` builds its config from the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rl100.data import Dataset
+from rl100.keys import FLAG_INTERVENTION, FLAG_ROLLOUT, FLAGS
+from rl100.loop import steps
+from rl100.loop.ledger import LEDGER_FILE
+from rl100.loop.run import Loop, round_steps, run_loop
+
+pytestmark = pytest.mark.slow
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tensors_sha(path: Path) -> str:
+    """Digest of a safetensors file's tensors (names, dtypes, shapes, values); the file's header metadata order is
+    not deterministic across processes, so the bytes of two equal checkpoints may differ."""
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def artefacts(run: Path) -> dict[str, object]:
+    """Everything a round produced that must not depend on interruptions: step metrics (no timings), weights, ONNX
+    graphs, dataset arrays, evaluation results."""
+    ledger = json.loads((run / LEDGER_FILE).read_text())
+    out: dict[str, object] = {}
+    for r, rnd in enumerate(ledger["rounds"]):
+        for step, entry in rnd["steps"].items():
+            out[f"{r}/{step}/metrics"] = entry["metrics"]
+            for name, stored in entry["outputs"].items():
+                path = Path(stored) if Path(stored).is_absolute() else run / stored
+                key = f"{r}/{step}/{name}"
+                if path.suffix == ".json" and path.with_suffix(".safetensors").exists():
+                    out[key] = tensors_sha(path.with_suffix(".safetensors"))
+                elif path.suffix == ".onnx":
+                    out[key] = sha(path)
+                elif path.is_dir():
+                    out[key] = sorted((p.relative_to(path).as_posix(), sha(p)) for p in path.rglob("*.npy"))
+                else:
+                    out[key] = {k: {m: v for m, v in r.items() if m != "latency"} for k, r in
+                                json.loads(path.read_text()).items()}
+    return out
+
+
+def attempts(run: Path) -> dict[str, int]:
+    ledger = json.loads((run / LEDGER_FILE).read_text())
+    return {f"{r}/{s}": e["attempts"] for r, rnd in enumerate(ledger["rounds"]) for s, e in rnd["steps"].items()}
+
+
+@pytest.fixture(scope="module")
+def full(init_policy, h, tmp_path_factory):
+    cfg = h.tiny_config(init_policy, tmp_path_factory.mktemp("full") / "run")
+    rows = run_loop(cfg)
+    return cfg, rows
+
+
+def test_two_rounds_end_to_end(full):
+    cfg, rows = full
+    run = Path(cfg.out)
+    assert [r["round"] for r in rows] == [0, 1, 2] and all(r["complete"] for r in rows)
+    for r in (0, 1, 2):
+        d = run / f"round_{r:03d}"
+        for name in ("cm.onnx", "cm.card.json", "ddim.onnx", "ddim.card.json"):
+            assert (d / "export" / name).exists(), (r, name)
+        results = json.loads((d / "evaluate" / "eval.json").read_text())
+        assert set(results) == {"cm", "ddim"} and results["cm"]["episodes"] == 1
+    for r in (1, 2):
+        d = run / f"round_{r:03d}"
+        rollouts = Dataset(d / "collect" / "rollouts")
+        assert len(rollouts) == 2 and rollouts.num_steps == 2 * 8
+        for i in range(2):
+            flags = np.asarray(rollouts.episode(i)[FLAGS])
+            assert np.all((flags == FLAG_ROLLOUT) | (flags == FLAG_INTERVENTION))
+        assert len(Dataset(d / "merge" / "data")) == 2 + 2 * r  # demos + every round's rollouts so far
+        for name in ("policy.json", "policy.safetensors", "critics.safetensors", "result.json", "metrics.csv"):
+            assert (d / "offline" / name).exists(), (r, name)
+        assert (d / "reil" / "il" / "policy.json").exists() and (d / "reil" / "data" / "dataset.json").exists()
+        assert (d / "distill" / "policy.json").exists()
+    assert rows[2]["env_steps_total"] == 2 * 2 * 8 and rows[1]["data_episodes"] == 4
+    assert all(r["gate_accepted"] is not None for r in rows[1:])
+    assert set(attempts(run).values()) == {1}
+    assert len(attempts(run)) == len(round_steps(cfg, 0)) + 2 * len(round_steps(cfg, 1))
+    summary = (run / "summary.md").read_text()
+    for r in (0, 1, 2):
+        assert f"\n| {r} |" in summary
+    assert (run / "success.png").stat().st_size > 1000
+    card = json.loads((run / "round_002" / "export" / "cm.card.json").read_text())
+    assert card["kind"] == "cm" and card["control_rate_hz"] == 10.0
+
+    from rl100.runtime import PolicyRuntime
+
+    PolicyRuntime(run / "round_002" / "export" / "cm.onnx")  # what the policy node would load
+
+    assert run_loop(cfg) is not None and set(attempts(run).values()) == {1}  # a finished run: nothing reruns
+
+
+def test_stop_crash_resume_equals_uninterrupted(full, init_policy, h, tmp_path, monkeypatch):
+    ref_cfg, _ = full
+    cfg = h.tiny_config(init_policy, tmp_path / "run")
+    assert run_loop(cfg, stop_after=5) is None  # round 0 (3 steps) + round 1 collect, merge
+    assert (tmp_path / "run" / "summary.md").exists()
+    done = attempts(tmp_path / "run")
+    assert len(done) == 5 and set(done.values()) == {1}
+
+    junk = []
+
+    def crash(cfg_, policy, data, out_dir, seed):  # dies half way through the offline round
+        (out_dir / "critics.safetensors").write_bytes(b"half written")
+        junk.append(out_dir / "critics.safetensors")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(steps, "offline_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(cfg)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "run" / LEDGER_FILE).read_text())["rounds"][1]["steps"]["offline"]["status"] \
+        == "started"
+
+    rows = run_loop(cfg)
+    assert rows is not None and all(r["complete"] for r in rows)
+    tries = attempts(tmp_path / "run")
+    assert tries.pop("1/offline") == 2 and set(tries.values()) == {1}  # only the interrupted step was redone
+    assert load_file(str(junk[0]))  # the half-written file was replaced by a real one
+    assert artefacts(tmp_path / "run") == artefacts(Path(ref_cfg.out))
+
+
+class FakeEvaluator:
+    """Success rates in call order (one call per round: eval_ddim off)."""
+
+    def __init__(self, rates):
+        self.rates = list(rates)
+
+    def evaluate(self, policy_onnx, n_episodes, seed):
+        return {"success_rate": self.rates.pop(0), "episodes": n_episodes, "env_steps": 8 * n_episodes}
+
+
+def test_gates_never_let_a_worse_policy_through_silently(init_policy, h, tmp_path):
+    """A deliberately harmful offline update (negated advantages) is rejected by the OPE gate, the round's policy is
+    the unchanged input and the summary says so; with the eval gate on, a round whose success fell is not adopted
+    and the next round would start from the previous policy."""
+    offline = h.TINY_OFFLINE | {"advantage_scale": -1.0, "critic_steps": 20, "ppo_iters": 4}
+    cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, reil=False, eval_ddim=False, offline=offline,
+                        eval_gate=True, eval_gate_margin=0.1)
+    loop = Loop(cfg, evaluator=FakeEvaluator([0.5, 0.2]))
+    rows = loop.run()
+    off = loop.ledger.metrics(1, steps.OFFLINE)
+    assert off["accepted"] is False and off["reason"].startswith("rejected") and off["j_new"] < off["j_old"]
+    kept = load_file(str(loop.ledger.outputs(1, steps.OFFLINE)[steps.POLICY].with_suffix(".safetensors")))
+    start = load_file(str(Path(cfg.policy).with_suffix(".safetensors")))
+    assert kept.keys() == start.keys() and all(torch.equal(kept[k], start[k]) for k in kept)
+    assert rows[1]["gate_accepted"] is False and "**rejected**" in (tmp_path / "run" / "summary.md").read_text()
+    assert rows[1]["adopted"] is False and "kept the previous policy" in rows[1]["eval_gate"]
+    assert loop.carried(1) == 0
+
+
+def test_cli_builds_the_config_and_stops(init_policy, tmp_path):
+    from rl100.cli import main
+
+    policy, student = init_policy
+    out = tmp_path / "run"
+    argv = ["loop-sim", "--policy", str(policy), "--student", str(student), "--task", "juicing-place", "--rounds",
+            "2", "--episodes", "3", "--out", str(out), "--device", "cpu", "--stop-after", "1", "--no-reil",
+            "--set", "offline.ppo_iters=7", "--set", "offline.ppo.lr=3e-6", "--set", "operator.stall_steps=30",
+            "--set", "task_options.max_steps=50", "--set", "fsync=false"]
+    assert main(argv) == 0
+    config = json.loads((out / LEDGER_FILE).read_text())["config"]
+    assert config["offline"] == {"ppo_iters": 7, "ppo": {"lr": 3e-6}} and config["operator"]["stall_steps"] == 30
+    assert config["task_options"] == {"max_steps": 50} and config["reil"] is False and config["episodes"] == 3
+    assert attempts(out) == {"0/distill": 1}
+    with pytest.raises(ValueError, match="set by the loop"):
+        main(argv[:-2] + ["--set", "offline.dataset=x"])
