@@ -16,8 +16,7 @@ from typing import Any
 
 from rl100.loop.operator import OperatorConfig
 from rl100.rl.offline import OfflineConfig
-from rl100.rl.online_config import parse_value
-from rl100.train.config import TrainConfig, _set_dotted
+from rl100.train.config import TrainConfig, parse_value, set_dotted
 
 SAMPLERS = ("cm", "ddim")
 OFFLINE_RESERVED = ("dataset", "policy", "out", "seed", "device")
@@ -164,7 +163,7 @@ def load_loop_config(overrides: list[str] | None = None, **fields: Any) -> LoopC
         key, value = item.split("=", 1)
         if key.split(".")[0] in ("offline", "il", "distill", "operator", "task_options"):
             raw[key.split(".")[0]] = dict(raw.get(key.split(".")[0]) or {})
-        _set_dotted(raw, key, parse_value(value))
+        set_dotted(raw, key, parse_value(value))
     names = {f.name for f in dataclasses.fields(LoopConfig)}
     unknown = sorted(set(raw) - names)
     if unknown:

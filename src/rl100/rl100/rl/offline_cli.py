@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
 from rl100.rl.offline import OfflineConfig, offline_round
+from rl100.train.config import parse_value, set_dotted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +43,7 @@ def build_config(args: argparse.Namespace) -> OfflineConfig:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        d = raw
-        for p in parents:
-            d = d.setdefault(p, {})
-        d[leaf] = yaml.safe_load(value)
+        set_dotted(raw, key, parse_value(value))
     return OfflineConfig(**raw)
 
 

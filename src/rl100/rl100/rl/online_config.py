@@ -17,7 +17,7 @@ import yaml
 
 from rl100.rl.denoising_mdp import DenoisingConfig
 from rl100.rl.ppo import PPOConfig
-from rl100.train.config import CONFIG_DIR, _set_dotted
+from rl100.train.config import CONFIG_DIR, parse_value, set_dotted
 
 EVAL_SAMPLERS = ("ddim", "mdp")
 
@@ -125,17 +125,6 @@ class OnlineConfig:
         return dataclasses.asdict(self)
 
 
-def parse_value(text: str) -> Any:
-    """YAML value of an override; a number YAML 1.1 reads as a string (``3e-6``, no dot) becomes a float."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def load_online_config(preset: str | None = None, overrides: list[str] | None = None,
                        **fields: Any) -> OnlineConfig:
     """``preset``: a name in ``rl100/configs`` or a YAML path; ``overrides``: ``key=value`` (dotted keys);
@@ -155,7 +144,7 @@ def load_online_config(preset: str | None = None, overrides: list[str] | None = 
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
-        _set_dotted(raw, key, parse_value(value))
+        set_dotted(raw, key, parse_value(value))
     raw.update({k: v for k, v in fields.items() if v is not None})
     names = {f.name for f in dataclasses.fields(OnlineConfig)}
     unknown = sorted(set(raw) - names)

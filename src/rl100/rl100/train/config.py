@@ -86,7 +86,19 @@ class TrainConfig:
         return d
 
 
-def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+def parse_value(text: str) -> Any:
+    """YAML value of a ``--set`` override; a number YAML 1.1 reads as a string (``3e-6``, no dot) becomes a float."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """``d["a"]["b"] = value`` for ``dotted == "a.b"``, creating the inner dicts."""
     parts = dotted.split(".")
     for p in parts[:-1]:
         d = d.setdefault(p, {})
@@ -114,7 +126,7 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None, *
             raise ValueError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
         key = key if key.split(".")[0] in ("train", "policy") else f"train.{key}"
-        _set_dotted(raw, key, yaml.safe_load(value))
+        set_dotted(raw, key, parse_value(value))
     raw["train"].update({k: v for k, v in fields.items() if v is not None})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(raw["train"]) - names)
