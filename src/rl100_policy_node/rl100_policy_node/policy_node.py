@@ -87,6 +87,7 @@ class PolicyNode(Node):
         self._ticks = self._published = self._stale = 0
         self._last_stale = ''
         self._episode_started = False  # set by EpisodeEvent START, consumed by the next tick
+        self._episode_resets = 0  # starts consumed (each reset the runtime once)
         if model_path:
             self._policy = LoadedPolicy(model_path, '', self._assembly,  # errors end start-up
                                         **self._execution)
@@ -196,6 +197,7 @@ class PolicyNode(Node):
             return
         if self._episode_started:
             self._episode_started = False
+            self._episode_resets += 1
             policy.runtime.reset()
         now = self.get_clock().now()
         try:
