@@ -139,3 +139,20 @@ def test_episodes_through_the_graph_are_measured_and_recorded(ros_env, tmp_path,
     obs = {k: torch.from_numpy(np.asarray(batch[k])) for k in config.obs_keys}
     chunk = ConsistencyPolicy(config).predict_action(obs)
     assert chunk.shape == (len(batch[ACTION]), config.horizon, 7) and torch.isfinite(chunk).all()
+
+
+def test_the_loop_collects_and_evaluates_through_the_graph(ros_env, tmp_path, points_model):
+    """rl100_bringup.stack_loop: the RL loop's Collector / Evaluator run episodes on the stack."""
+    from rl100_bringup.stack_loop import StackCollector, StackEpisodes
+
+    from rl100.data import Dataset
+    from rl100.keys import OBS_POINTS
+    from rl100.loop.collectors import ENV_STEPS, EPISODES, SUCCESS_RATE
+
+    stack = StackCollector(StackEpisodes(extra=("--time-limit", str(TIME_LIMIT)), env=ros_env))
+    dataset = Dataset(stack.collect(points_model, tmp_path / "collect", 2, seed=5))
+    assert len(dataset.infos) == 2 and dataset.specs[OBS_POINTS].shape == (64, 3)
+    results = json.loads((tmp_path / "collect" / "episodes.json").read_text())
+    assert [e["seed"] for e in results["episodes"]] == [5, 6]  # episode k uses seed + k
+    metrics = stack.evaluate(points_model, 1, seed=9)
+    assert metrics[SUCCESS_RATE] == 0.0 and metrics[EPISODES] == 1 and metrics[ENV_STEPS] > 0

@@ -1,0 +1,141 @@
+"""The RL-100 loop with its episodes run through the ROS stack (issue: closed loop).
+
+``python -m rl100_bringup.stack_loop --policy IL.json --task juicing-place --rounds R ...`` takes
+the arguments of ``rl100 loop-sim`` and runs the same resumable rounds (``rl100.loop``), except
+that collection and evaluation go through the whole orange_juicer graph: for each, ``up``
+starts the graph with the round's exported model, runs the episodes with the recorder on
+(``--episodes``) and stops it; collected bags are turned into the round's dataset by
+``rl100 ingest`` with the model's card, so the data has exactly the model's observations.
+
+Not yet: the scripted operator (it needs the object's state, which the stack does not publish),
+and hot-swapping each round's model into one long-running graph with LoadPolicy (each
+collection / evaluation starts a fresh graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+from rl100.loop.collectors import ENV_STEPS, EPISODES, SUCCESS_RATE
+
+ROS_DATASET = 'dataset'
+BAGS = 'bags'
+RESULTS = 'episodes.json'
+
+
+class StackError(RuntimeError):
+    """The graph could not run the episodes (the message has the tail of its output)."""
+
+
+class StackEpisodes:
+    """Runs N episodes of a model through ``python -m rl100_bringup.up GRAPH`` in a subprocess.
+
+    Episode ``k`` uses env seed ``seed + k`` (the sim robot starts at ``sim_seed := seed - 1``
+    and every reset takes the next seed). ``extra``: more launch arguments (``key:=value``).
+    """
+
+    def __init__(self, graph: str = 'orange_juicer', extra: tuple = (),
+                 timeout_s: float = 3600.0, env: dict | None = None):
+        self.graph = graph
+        self.extra = tuple(extra)
+        self.timeout_s = timeout_s
+        self.env = env  # None: this process's environment
+
+    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> dict:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results = out_dir / RESULTS
+        cmd = [sys.executable, '-m', 'rl100_bringup.up', self.graph,
+               f'model:={Path(policy_onnx).resolve()}',
+               f'record_dir:={(out_dir / BAGS).resolve()}',
+               f'sim_seed:={seed - 1}', *self.extra,
+               '--episodes', str(n_episodes), '--results-json', str(results)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s,
+                                  env=dict(self.env if self.env is not None else os.environ))
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f'{self.graph}: {n_episodes} episodes did not finish within '
+                             f'{self.timeout_s:.0f} s') from exc
+        (out_dir / 'up.log').write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not results.is_file():
+            tail = '\n'.join((proc.stdout + proc.stderr).splitlines()[-15:])
+            raise StackError(
+                f'{self.graph} exited with {proc.returncode} running {policy_onnx}:\n{tail}')
+        return json.loads(results.read_text())
+
+
+def _summary(results: dict, n_episodes: int) -> dict:
+    """``up --results-json`` content -> the loop's evaluation metrics."""
+    episodes = results.get('episodes') or []
+    if len(episodes) != n_episodes:
+        raise StackError(f'{len(episodes)} of {n_episodes} episodes ran: {results.get("error")}')
+    steps = sum(int(e.get('actions', 0)) for e in episodes)
+    return {SUCCESS_RATE: float(results['summary']['success_rate']), EPISODES: n_episodes,
+            ENV_STEPS: steps}
+
+
+class StackCollector:
+    """``rl100.loop`` Collector + Evaluator over the ROS stack."""
+
+    def __init__(self, episodes: StackEpisodes | None = None):
+        self.episodes = episodes or StackEpisodes()
+
+    def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
+        from rl100.ingest import ingest, IngestSpec
+        from rl100.ingest_points import PointsPreprocessing
+
+        self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
+        card = json.loads(Path(policy_onnx).with_suffix('.card.json').read_text())
+        has_points = any(o.get('kind') == 'points' for o in card.get('observation_spec', []))
+        spec = IngestSpec(points=PointsPreprocessing.from_card(card) if has_points else None,
+                          points_seed=seed)
+        dataset = Path(out_dir) / ROS_DATASET
+        report = ingest([Path(out_dir) / BAGS], dataset, spec)
+        if not report['ingested']:
+            raise StackError(f'{out_dir}: no episode could be ingested: {report}')
+        return dataset
+
+    def evaluate(self, policy_onnx: Path, n_episodes: int, seed: int) -> dict:
+        out_dir = Path(policy_onnx).parent / f'stack_eval_{seed}'
+        results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
+        return _summary(results, n_episodes)
+
+
+def main(argv=None) -> int:
+    from rl100.loop import cli as loop_cli
+    from rl100.loop.config import load_loop_config
+    from rl100.loop.run import run_loop
+
+    parser = argparse.ArgumentParser(
+        prog='python -m rl100_bringup.stack_loop',
+        description='the RL-100 loop with episodes run through the ROS stack (rl100 loop-sim '
+                    'arguments; the scripted operator is not available here)')
+    loop_cli.add_arguments(parser)
+    parser.add_argument('--graph', default='orange_juicer', help='bringup graph to run')
+    parser.add_argument('--launch-arg', action='append', default=[], metavar='KEY:=VALUE',
+                        help='extra launch argument for every run of the graph')
+    args = parser.parse_args(argv)
+    cfg = load_loop_config(args.overrides, policy=args.policy, task=args.task, rounds=args.rounds,
+                           episodes=args.episodes, eval_episodes=args.eval_episodes, out=args.out,
+                           dataset=args.dataset, student=args.student, seed=args.seed,
+                           device=args.device, reil=False if args.no_reil else None)
+    cfg.operator = None
+    stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)))
+    rows = run_loop(cfg, stack, stack, stop_after=args.stop_after)
+    if rows is None:
+        print(f'stopped after {args.stop_after} steps; rerun the same command to continue')
+        return 0
+    for r in rows:
+        print(f"round {r['round']}: CM success {r['cm_success']}, gate {r['gate_accepted']}, "
+              f"collected success {r['rollout_success']}, env steps {r['env_steps_total']}")
+    print(f'summary: {cfg.out}/summary.md')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
