@@ -41,6 +41,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT / SIGTERM shut the context down while a callback was taking a message: rclpy
+        # then raises from inside spin (e.g. 'Unable to convert call argument'). That is the
+        # clean stop that was asked for; anything raised while the context is fine is a failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

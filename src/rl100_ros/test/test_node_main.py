@@ -41,3 +41,31 @@ def test_diagnostics_reach_a_subscriber():
         assert [(kv.key, kv.value) for kv in status.values] == [('rate', '9.5')]
     finally:
         rclpy.try_shutdown()
+
+
+class _Raising(Node):
+    """Raises from a timer callback, after shutting the context down when ``shutdown``."""
+
+    def __init__(self, shutdown: bool):
+        super().__init__('raising_node')
+
+        def tick():
+            if shutdown:
+                rclpy.try_shutdown()  # what SIGINT / SIGTERM do, under a running callback
+            raise RuntimeError('take failed')
+
+        self.create_timer(0.01, tick)
+
+
+def test_an_error_raised_while_shutting_down_is_a_clean_stop():
+    assert run_node(lambda: _Raising(shutdown=True), args=[]) == 0
+
+
+def test_an_error_raised_while_running_is_not_hidden():
+    try:
+        run_node(lambda: _Raising(shutdown=False), args=[])
+    except RuntimeError as exc:
+        assert 'take failed' in str(exc)
+    else:
+        raise AssertionError('the callback error was swallowed')
+    assert not rclpy.ok()
