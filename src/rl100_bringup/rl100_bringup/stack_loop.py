@@ -108,8 +108,6 @@ class StackCollector:
 
 def main(argv=None) -> int:
     from rl100.loop import cli as loop_cli
-    from rl100.loop.config import load_loop_config
-    from rl100.loop.run import run_loop
 
     parser = argparse.ArgumentParser(
         prog='python -m rl100_bringup.stack_loop',
@@ -120,22 +118,9 @@ def main(argv=None) -> int:
     parser.add_argument('--launch-arg', action='append', default=[], metavar='KEY:=VALUE',
                         help='extra launch argument for every run of the graph')
     args = parser.parse_args(argv)
-    cfg = load_loop_config(args.overrides, policy=args.policy, task=args.task, rounds=args.rounds,
-                           episodes=args.episodes, eval_episodes=args.eval_episodes, out=args.out,
-                           dataset=args.dataset, student=args.student, seed=args.seed,
-                           device=args.device, reil=False if args.no_reil else None)
-    cfg.operator = None
+    args.no_operator = True  # the operator needs the object's state, which the stack lacks
     stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)))
-    rows = run_loop(cfg, stack, stack, stop_after=args.stop_after)
-    if rows is None:
-        print(f'stopped after {args.stop_after} steps; rerun the same command to continue')
-        return 0
-    for r in rows:
-        print(f"round {r['round']}: CM success {r['cm_success']}, gate {r['gate_accepted']}, "
-              f"collected success {r['rollout_success']}, env steps {r['env_steps_total']}")
-    print(f'summary: {cfg.out}/summary.md')
-    return 0
-
+    return loop_cli.run(args, stack, stack)
 
 if __name__ == '__main__':
     raise SystemExit(main())
