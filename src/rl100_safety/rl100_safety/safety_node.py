@@ -24,7 +24,7 @@ from std_msgs.msg import Float32
 
 from .devices import SpaceMouseReader
 from .safety_filter import ACTION_DIM, Mode, SafetyFilter, SafetyLimits, Source
-from .teleop import Event, JOY_TOPIC, JoyDecoder, TeleopConfig, TeleopInput, TeleopMapper
+from .teleop import Event, JOY_TOPIC, JoyStream, TeleopConfig, TeleopMapper
 
 DEVICE_SOURCE = {'spacemouse': Intervention.SOURCE_SPACEMOUSE,
                  'joy': Intervention.SOURCE_GAMEPAD,
@@ -58,6 +58,10 @@ class SafetyNode(Node):
                               'from keyboard_teleop or another publisher) or none')
         self._device_path = p('teleop_device_path', '',
                               'spacemouse: /dev/hidrawN (default: auto-detect)')
+        joy_timeout = float(p('joy_timeout', 0.5, 'Joy input reads as released (no takeover, '
+                              'zero twist) this many wall seconds after the last Joy message, '
+                              'so a dead teleop node cannot keep steering; 0 disables (only '
+                              'for publishers that send changes only)'))
         self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
         self._tick_on_chunk = bool(p('tick_on_chunk', True, 'also send a command as soon as a '
                                      'policy chunk arrives (lower latency; limits scale with '
@@ -77,8 +81,7 @@ class SafetyNode(Node):
         self._filter = SafetyFilter(limits)
         self._mapper = TeleopMapper(TeleopConfig())
         self._device = self._open_device()
-        self._joy = JoyDecoder()
-        self._joy_input = TeleopInput()
+        self._joy = JoyStream(joy_timeout)
         self._gripper_state = 0.0
         self._observed = None
         self._ticks = 0
@@ -140,14 +143,10 @@ class SafetyNode(Node):
             self._filter.observe(self._now(), self._observed)
 
     def _on_joy(self, msg: Joy) -> None:
-        try:
-            sample = self._joy.decode(msg.axes, msg.buttons)
+        try:  # events are edges: the stream keeps them until the next tick consumes them
+            self._joy.push(msg.axes, msg.buttons, time.monotonic())
         except ValueError as exc:
             self.get_logger().warn(f'ignored Joy message: {exc}')
-            return
-        # events are edges: keep them until the next tick consumes them
-        self._joy_input = TeleopInput(twist=sample.twist, takeover=sample.takeover,
-                                      events=self._joy_input.events + sample.events)
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_START:  # an episode starts where the robot is
@@ -182,7 +181,7 @@ class SafetyNode(Node):
         self._tick()
 
     def _mapper_active(self) -> bool:
-        return bool(self._joy_input.takeover) or self._filter.operator_active
+        return bool(self._joy.peek(time.monotonic()).takeover) or self._filter.operator_active
 
     def _tick(self) -> None:
         now = self._now()
@@ -192,8 +191,12 @@ class SafetyNode(Node):
         if self._device is not None:
             sample = self._device.poll(0.0)
         else:
-            sample, self._joy_input = self._joy_input, TeleopInput(
-                twist=self._joy_input.twist, takeover=self._joy_input.takeover)
+            timeouts = self._joy.timeouts
+            sample = self._joy.take(time.monotonic())
+            if self._joy.timeouts > timeouts:
+                self.get_logger().error(f'no Joy message for {self._joy.timeout:.2f} s while '
+                                        'the operator held input: takeover released '
+                                        '(teleop node down?)')
         self._handle_events(sample.events)
         if self._observed is not None:
             op = self._mapper.update(now, sample, self._observed, dt)
@@ -251,7 +254,7 @@ class SafetyNode(Node):
         level = diagnostics.ERROR if self._filter.estop_latched else diagnostics.OK
         return level, self._filter.mode.name.lower(), {
             'ticks': self._ticks, 'rejected_commands': self._filter.rejected,
-            'last_reason': self._filter.last_reason}
+            'last_reason': self._filter.last_reason, 'joy_timeouts': self._joy.timeouts}
 
     def destroy_node(self):
         if self._device is not None:

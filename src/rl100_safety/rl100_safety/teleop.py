@@ -138,3 +138,53 @@ class JoyDecoder:
         self._previous = buttons
         return TeleopInput(twist=np.asarray(axes[:6], dtype=np.float64), takeover=bool(buttons[0]),
                            events=events)
+
+
+class JoyStream:
+    """Operator input arriving as a Joy message stream, released when the stream goes silent.
+
+    A Joy publisher repeats its state (gamepad_teleop ``autorepeat_rate``, keyboard_teleop
+    ``rate``), so a held takeover is a stream of messages. When the stream stops -- the teleop
+    node died, its host lost the network -- the last message must not keep steering the robot:
+    after ``timeout`` seconds without a message the input reads as released (zero twist, no
+    takeover) until the next message. ``timeout`` <= 0 disables the check (for publishers that
+    only send changes). Times are wall-clock seconds (the operator's clock, not simulated time).
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = float(timeout)
+        self._decoder = JoyDecoder()
+        self._held = TeleopInput()
+        self._events: tuple = ()
+        self._last = float('-inf')
+        self.timeouts = 0  # how often the stream went silent while it had control input
+
+    def push(self, axes, buttons, now: float) -> TeleopInput:
+        """Decode one message (ValueError on a malformed one); its events wait for ``take``."""
+        sample = self._decoder.decode(axes, buttons)
+        self._held = TeleopInput(twist=sample.twist, takeover=sample.takeover)
+        self._events += sample.events
+        self._last = now
+        return sample
+
+    def stale(self, now: float) -> bool:
+        return self.timeout > 0.0 and now - self._last > self.timeout
+
+    def peek(self, now: float) -> TeleopInput:
+        """The held input (no events), released once stale; consumes nothing."""
+        if self.stale(now):
+            return TeleopInput()
+        return TeleopInput(twist=self._held.twist, takeover=self._held.takeover)
+
+    def take(self, now: float) -> TeleopInput:
+        """The held input plus the events received since the last ``take`` (consumed).
+
+        A stream that went silent while holding a takeover or a deflection is counted in
+        ``timeouts`` once and its held state dropped.
+        """
+        if self.stale(now) and (self._held.takeover or np.any(self._held.twist != 0.0)):
+            self.timeouts += 1
+            self._held = TeleopInput()
+        sample = self.peek(now)
+        sample.events, self._events = self._events, ()
+        return sample

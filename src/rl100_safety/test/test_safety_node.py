@@ -111,6 +111,31 @@ def test_joy_takeover_is_flagged_and_estop_latches(harness):
     assert future.result().accepted and future.result().mode == SafetyStatus.MODE_AUTONOMOUS
 
 
+def test_takeover_ends_when_the_joy_stream_goes_silent():
+    """A teleop node that dies mid-takeover must not keep steering.
+
+    After joy_timeout the input reads as released, the takeover ends, the target stops moving.
+    """
+    rclpy.init()
+    h = Harness(control_rate=20.0, teleop_device='joy', joy_timeout=0.3)
+    try:
+        axes, buttons = input_to_joy(TeleopInput(twist=np.array([0, 1.0, 0, 0, 0, 0]),
+                                                 takeover=True))
+        h.joy_pub.publish(Joy(axes=axes, buttons=buttons))  # one message, then silence
+        assert h.spin_until(lambda: h.interventions and h.interventions[-1].active)
+        assert h.spin_until(lambda: not h.interventions[-1].active, timeout=5.0)
+        assert h.node._joy.timeouts == 1
+        ys = [pose_to_array(t, 0.0)[1] for t in h.targets]
+        n = len(ys)
+        h.spin_until(lambda: len(h.targets) >= n + 5)
+        later = [pose_to_array(t, 0.0)[1] for t in h.targets[n:]]
+        assert later and max(later) - min(later) < 1e-9  # holding, not drifting
+        assert max(ys) < 0.1  # 0.10 m/s for well under a second
+    finally:
+        h.node.destroy_node()
+        rclpy.try_shutdown()
+
+
 def test_malformed_chunk_is_rejected_and_counted(harness):
     harness.chunk_pub.publish(ActionChunk(horizon=2, action_dim=7, data=[0.0] * 5))
     assert harness.spin_until(lambda: harness.status and harness.status[-1].rejected_commands == 1)

@@ -12,7 +12,14 @@ import struct
 import numpy as np
 import pytest
 from rl100_safety.devices import KeyboardReader, SpaceMouseReader
-from rl100_safety.teleop import Event, TeleopConfig, TeleopInput, TeleopMapper
+from rl100_safety.teleop import (
+    Event,
+    input_to_joy,
+    JoyStream,
+    TeleopConfig,
+    TeleopInput,
+    TeleopMapper,
+)
 
 POSE = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.0])
 
@@ -91,3 +98,29 @@ def test_mapper_dead_zone_and_held_button():
     np.testing.assert_allclose(target, POSE)  # button held, no motion: hold where the robot is
     with pytest.raises(ValueError, match=r'shape \(6,\)'):
         mapper.update(0.0, TeleopInput(twist=np.zeros(3)), POSE, dt=0.1)
+
+
+def test_joy_stream_releases_a_silent_takeover_and_keeps_events():
+    held = input_to_joy(TeleopInput(twist=np.array([0, 1.0, 0, 0, 0, 0]), takeover=True))
+    stream = JoyStream(timeout=0.5)
+    assert stream.take(0.0).takeover is False  # nothing received yet: released
+    stream.push(*held, now=10.0)
+    sample = stream.take(10.4)
+    assert sample.takeover and sample.twist[1] == 1.0 and stream.timeouts == 0
+    assert stream.peek(10.6).takeover is False  # silent for 0.6 s > 0.5 s
+    assert stream.take(10.6).takeover is False and not np.any(stream.take(10.6).twist)
+    assert stream.timeouts == 1  # counted once, not per tick
+    stream.push(*held, now=11.0)  # the stream is back: control again
+    assert stream.take(11.1).takeover
+    # an event pressed just before the stream died still reaches the next tick, once
+    stream.push(*input_to_joy(TeleopInput(events=(Event.ESTOP,))), now=12.0)
+    assert stream.take(13.0).events == (Event.ESTOP,)
+    assert stream.take(13.1).events == ()
+    with pytest.raises(ValueError, match='Joy message needs'):
+        stream.push([0.0], [0], now=14.0)
+
+
+def test_joy_stream_timeout_off_holds_forever():
+    stream = JoyStream(timeout=0.0)
+    stream.push(*input_to_joy(TeleopInput(takeover=True)), now=0.0)
+    assert stream.take(1e6).takeover
