@@ -14,6 +14,7 @@ An evaluator scores an exported policy over ``n_episodes`` (seeds ``seed + j``) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,12 +68,13 @@ class SimCollector:
     ``meta``: dataset meta of the loop's data (camera size / points per cloud for keys the policy does not read;
     copied into the rollouts' meta);
     ``operator``: the scripted operator's thresholds (None: no operator); ``expert_skill``: the skill of the expert
-    the operator drives; ``threads``: ONNX Runtime intra-op threads.
+    the operator drives; ``threads``: ONNX Runtime intra-op threads; ``workers``: evaluation processes (collection
+    runs in this process).
     """
 
     def __init__(self, task: str, specs: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None,
                  task_options: Mapping[str, Any] | None = None, operator: OperatorConfig | None = None,
-                 expert_skill: float = 1.0, fsync: bool = True, threads: int = 1) -> None:
+                 expert_skill: float = 1.0, fsync: bool = True, threads: int = 1, workers: int = 1) -> None:
         if ACTION not in specs:
             raise ValueError(f"specs must include {ACTION!r}")
         self.task = task
@@ -88,6 +90,9 @@ class SimCollector:
         self.expert_skill = float(expert_skill)
         self.fsync = fsync
         self.threads = int(threads)
+        self.workers = int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
 
     # ------------------------------------------------------------------------------------------ interfaces
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
@@ -101,16 +106,15 @@ class SimCollector:
             env.close()
 
     def evaluate(self, policy_onnx: Path, n_episodes: int, seed: int) -> dict[str, Any]:
+        from rl100 import sim
         from rl100.runtime import PolicyRuntime
-        from rl100.train.evaluate import evaluate
+        from rl100.train.evaluate import evaluate_parallel
 
-        runtime = PolicyRuntime(policy_onnx, seed=seed, intra_op_threads=self.threads)
-        env = self.make_env(runtime.card, seed)
-        try:
-            res = evaluate(runtime, env, n_episodes, seed)
-        finally:
-            env.close()
-        res[ENV_STEPS] = int(round(res["mean_length"] * n_episodes))
+        make_runtime = functools.partial(PolicyRuntime, policy_onnx, seed=seed, intra_op_threads=self.threads)
+        names, kw = self.env_kwargs(make_runtime().card)
+        make_env = functools.partial(sim.make_env, self.task, seed=seed, obs=names, **kw)
+        res = evaluate_parallel(make_runtime, make_env, n_episodes, seed, self.workers)
+        res[ENV_STEPS] = int(sum(res["lengths"]))
         return res
 
     # ------------------------------------------------------------------------------------------ pieces
@@ -118,6 +122,11 @@ class SimCollector:
         """The task with the observations of the card's inputs and of the recorded keys."""
         from rl100 import sim
 
+        names, kw = self.env_kwargs(card)
+        return sim.make_env(self.task, seed=seed, obs=names, **kw)
+
+    def env_kwargs(self, card: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """(observation names, other ``sim.make_env`` keywords) for the card's inputs and the recorded keys."""
         kw: dict[str, Any] = {"camera_size": tuple(self.meta.get("camera_size", (96, 96))),
                               "n_points": int(self.meta.get("n_points", 512))}
         keys = set(self.keys)
@@ -131,7 +140,7 @@ class SimCollector:
         if missing:
             raise ValueError(f"the simulator has no observation keys {missing}")
         names = tuple(_NAME_OF_KEY[k] for k in sorted(keys))
-        return sim.make_env(self.task, seed=seed, obs=names, **kw, **self.task_options)
+        return names, kw | self.task_options
 
     def record(self, policy: PolicyLike, env: Any, root: Path, n_episodes: int, seed: int, policy_name: str = ""
                ) -> Path:

@@ -102,11 +102,13 @@ class LoopConfig:
     """fsync datasets and the ledger (off: scratch runs and tests)"""
     threads: int = 1
     """ONNX Runtime intra-op threads of collection and evaluation"""
+    workers: int = 1
+    """evaluation processes (each its own simulator and runtime; results do not depend on it)"""
 
     def __post_init__(self) -> None:
         self.task_options = dict(self.task_options or {})
-        if min(self.rounds, self.episodes) < 1 or self.eval_episodes < 1 or self.threads < 0:
-            raise ValueError("rounds, episodes and eval_episodes must be >= 1, threads >= 0")
+        if min(self.rounds, self.episodes, self.eval_episodes, self.workers) < 1 or self.threads < 0:
+            raise ValueError("rounds, episodes, eval_episodes and workers must be >= 1, threads >= 0")
         if self.episodes > 100_003:
             raise ValueError("episodes must be <= 100003 (collection seeds of consecutive rounds must not overlap)")
         last = self.collect_seed(self.rounds) + self.episodes - 1

@@ -54,6 +54,15 @@ def session_options(intra_op_threads: int = 0, allow_spinning: bool = False) -> 
     return opts
 
 
+def latency_stats(latencies_ms) -> dict[str, float]:
+    """Latencies (ms) -> count, mean, p50, p95, max."""
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    if lat.size == 0:
+        return {"count": 0}
+    return {"count": int(lat.size), "mean_ms": float(lat.mean()), "p50_ms": float(np.percentile(lat, 50)),
+            "p95_ms": float(np.percentile(lat, 95)), "max_ms": float(lat.max())}
+
+
 class PolicyRuntime:
     """``reset()`` at each episode start, then ``act(obs) -> (Da,)`` once per control step.
 
@@ -160,11 +169,12 @@ class PolicyRuntime:
 
     def latency_stats(self) -> dict[str, float]:
         """Inference latency over all ``predict`` calls so far (ms): count, mean, p50, p95, max."""
-        lat = np.asarray(self.latencies_ms)
-        if lat.size == 0:
-            return {"count": 0}
-        return {"count": int(lat.size), "mean_ms": float(lat.mean()), "p50_ms": float(np.percentile(lat, 50)),
-                "p95_ms": float(np.percentile(lat, 95)), "max_ms": float(lat.max())}
+        return latency_stats(self.latencies_ms)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler noise from ``seed`` (evaluation: an episode's noise depends only on its seed)."""
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
 
     # ---------------------------------------------------------------------------------------------- internals
     def _push(self, obs: Mapping[str, Any]) -> None:

@@ -7,11 +7,17 @@ deployed model. Needs the simulator extras; without them the command explains wh
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from rl100.runtime import PolicyRuntime
+from rl100.runtime.policy_runtime import latency_stats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,28 +28,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0: the env's own)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--temporal-ensemble", action="store_true", help="replan every step and average chunks")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes, each with its own runtime and environment (results do not depend on it)")
     parser.add_argument("--json", help="write the results here as JSON")
 
 
+def run_episode(agent, env, seed: int, max_steps: int = 0) -> tuple[bool, float, int]:
+    """One episode seeded ``seed``: (success, return, length). An agent with ``reseed`` (PolicyRuntime) draws
+    its sampler noise from ``seed`` too, so an episode's outcome does not depend on the episodes before it."""
+    obs, info = env.reset(seed=seed)
+    if hasattr(agent, "reseed"):
+        agent.reseed(seed)
+    agent.reset()
+    total, success, t = 0.0, False, 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        total += float(reward)
+        t += 1
+        success = success or bool(info.get("success", False))
+        if terminated or truncated or (max_steps and t >= max_steps):
+            return success, total, t
+
+
+def summarise(outcomes: list[tuple[bool, float, int]], latency: dict[str, object]) -> dict[str, object]:
+    """Per-episode (success, return, length) -> the evaluation result."""
+    if not outcomes:
+        raise ValueError("no episodes to summarise")
+    successes, returns, lengths = (np.array(x) for x in zip(*outcomes, strict=True))
+    return {"episodes": len(outcomes), "success_rate": float(np.mean(successes)),
+            "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(lengths)), "latency": latency,
+            "successes": [bool(x) for x in successes], "lengths": [int(x) for x in lengths]}
+
+
 def evaluate(runtime: PolicyRuntime, env, episodes: int, seed: int, max_steps: int = 0) -> dict[str, object]:
-    """Gymnasium-style ``env`` (dict observations, ``info['success']`` or a SUCCESS-like flag)."""
-    successes, returns, lengths = [], [], []
-    for ep in range(episodes):
-        obs, info = env.reset(seed=seed + ep)
-        runtime.reset()
-        total, success, t = 0.0, False, 0
-        while True:
-            obs, reward, terminated, truncated, info = env.step(runtime.act(obs))
-            total += float(reward)
-            t += 1
-            success = success or bool(info.get("success", False))
-            if terminated or truncated or (max_steps and t >= max_steps):
-                break
-        successes.append(success)
-        returns.append(total)
-        lengths.append(t)
-    return {"episodes": episodes, "success_rate": float(np.mean(successes)), "mean_return": float(np.mean(returns)),
-            "mean_length": float(np.mean(lengths)), "latency": runtime.latency_stats()}
+    """Gymnasium-style ``env`` (dict observations, ``info['success']`` or a SUCCESS-like flag); episode ``j`` is
+    seeded ``seed + j``."""
+    outcomes = [run_episode(runtime, env, seed + ep, max_steps) for ep in range(episodes)]
+    return summarise(outcomes, runtime.latency_stats())
+
+
+# ------------------------------------------------------------------------------------------ parallel evaluation
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object]) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["runtime"], _WORKER["env"] = make_runtime(), make_env()
+
+
+def _worker_episode(seed: int, max_steps: int) -> tuple[tuple[bool, float, int], list[float]]:
+    runtime = _WORKER["runtime"]
+    runtime.latencies_ms.clear()
+    outcome = run_episode(runtime, _WORKER["env"], seed, max_steps)
+    return outcome, list(runtime.latencies_ms)
+
+
+def evaluate_parallel(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object], episodes: int,
+                      seed: int, workers: int = 1, max_steps: int = 0) -> dict[str, object]:
+    """:func:`evaluate` over ``workers`` processes, each with its own runtime and environment (picklable
+    factories, e.g. ``functools.partial``). Episodes are seeded as in :func:`evaluate` and the runtime is reseeded
+    per episode, so the result is the same for any number of workers; latency statistics cover all workers."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = min(workers, episodes)
+    if workers == 1:
+        runtime, env = make_runtime(), make_env()
+        try:
+            return evaluate(runtime, env, episodes, seed, max_steps)
+        finally:
+            env.close()
+    ctx = multiprocessing.get_context("spawn")  # MuJoCo / ONNX Runtime state is not fork-safe
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(make_runtime, make_env)) as pool:
+        results = list(pool.map(_worker_episode, [seed + ep for ep in range(episodes)], [max_steps] * episodes))
+    latency = latency_stats([x for _, ms in results for x in ms])
+    return summarise([o for o, _ in results], latency)
+
+
+def env_kwargs_for(card: dict) -> dict[str, object]:
+    """``sim.make_env`` keyword arguments giving the observations a model card's inputs need."""
+    spec = card["observation_spec"]
+    kw: dict[str, object] = {"obs": tuple(sorted({o["kind"] if o["kind"] != "lowdim" else "state" for o in spec}))}
+    for o in spec:
+        if o["kind"] == "rgb":
+            kw["camera_size"] = tuple(o["shape"][1:3])
+        if o["kind"] == "points":
+            kw["n_points"] = int(o["shape"][1])
+    return kw
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,22 +123,14 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:  # the simulator extras are optional
         print(f"rl100 eval needs the simulator (pip install 'rl100[sim]'): {exc}")
         return 2
-    runtime = PolicyRuntime(args.model, seed=args.seed, intra_op_threads=args.threads,
-                            temporal_ensemble=args.temporal_ensemble)
-    spec = runtime.card["observation_spec"]
-    obs_kinds = tuple(sorted({o["kind"] if o["kind"] != "lowdim" else "state" for o in spec}))
-    kw = {}
-    for o in runtime.card["observation_spec"]:
-        if o["kind"] == "rgb":
-            kw["camera_size"] = tuple(o["shape"][1:3])
-        if o["kind"] == "points":
-            kw["n_points"] = int(o["shape"][1])
-    env = sim.make_env(args.task, seed=args.seed, obs=obs_kinds, **kw)
-    try:
-        result = evaluate(runtime, env, args.episodes, args.seed, args.max_steps)
-    finally:
-        env.close()
-    result |= {"task": args.task, "model": str(args.model), "kind": runtime.card["kind"]}
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    make_runtime = functools.partial(PolicyRuntime, args.model, seed=args.seed, intra_op_threads=args.threads,
+                                     temporal_ensemble=args.temporal_ensemble)
+    card = make_runtime().card  # fails here, naming the problem, on a bad model or card
+    make_env = functools.partial(sim.make_env, args.task, seed=args.seed, **env_kwargs_for(card))
+    result = evaluate_parallel(make_runtime, make_env, args.episodes, args.seed, args.workers, args.max_steps)
+    result |= {"task": args.task, "model": str(args.model), "kind": card["kind"]}
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:
