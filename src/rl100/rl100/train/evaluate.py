@@ -105,21 +105,10 @@ def evaluate_parallel(make_runtime: Callable[[], PolicyRuntime], make_env: Calla
     return summarise([o for o, _ in results], latency)
 
 
-def env_kwargs_for(card: dict) -> dict[str, object]:
-    """``sim.make_env`` keyword arguments giving the observations a model card's inputs need."""
-    spec = card["observation_spec"]
-    kw: dict[str, object] = {"obs": tuple(sorted({o["kind"] if o["kind"] != "lowdim" else "state" for o in spec}))}
-    for o in spec:
-        if o["kind"] == "rgb":
-            kw["camera_size"] = tuple(o["shape"][1:3])
-        if o["kind"] == "points":
-            kw["n_points"] = int(o["shape"][1])
-    return kw
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         from rl100 import sim
+        from rl100.robustness import env_kwargs_from_card
     except ImportError as exc:  # the simulator extras are optional
         print(f"rl100 eval needs the simulator (pip install 'rl100[sim]'): {exc}")
         return 2
@@ -128,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     make_runtime = functools.partial(PolicyRuntime, args.model, seed=args.seed, intra_op_threads=args.threads,
                                      temporal_ensemble=args.temporal_ensemble)
     card = make_runtime().card  # fails here, naming the problem, on a bad model or card
-    make_env = functools.partial(sim.make_env, args.task, seed=args.seed, **env_kwargs_for(card))
+    make_env = functools.partial(sim.make_env, args.task, seed=args.seed, **env_kwargs_from_card(card))
     result = evaluate_parallel(make_runtime, make_env, args.episodes, args.seed, args.workers, args.max_steps)
     result |= {"task": args.task, "model": str(args.model), "kind": card["kind"]}
     print(json.dumps(result, indent=2))
