@@ -20,7 +20,7 @@ from rl100.train.config import TrainConfig, parse_value, set_dotted
 
 SAMPLERS = ("cm", "ddim")
 OFFLINE_RESERVED = ("dataset", "policy", "out", "seed", "device")
-TRAIN_RESERVED = ("dataset", "out", "init", "seed", "device", "obs_keys", "policy")
+TRAIN_RESERVED = ("dataset", "out", "init", "seed", "device", "obs_keys", "policy")  # init: re-IL / warm start
 IL_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 256, "lr": 1e-5, "warmup_steps": 50, "ema_decay": 0.999,
                                "log_every": 50, "ckpt_every": 10**9}
 """re-imitation: a short fine-tune from the current policy (its normaliser is kept). The optimiser starts fresh, so
@@ -90,6 +90,9 @@ class LoopConfig:
     """TrainConfig fields of re-imitation (over IL_DEFAULTS)"""
     distill: dict[str, Any] = field(default_factory=dict)
     """TrainConfig fields of distillation (over DISTILL_DEFAULTS)"""
+    distill_warm_start: bool = True
+    """rounds >= 1 start distillation from the student of the policy the round started from (fewer steps
+    needed: the teacher moved a little); off: from the teacher's weights, as in round 0"""
     eval_gate: bool = True
     """keep the previous round's policy for the next round when this round's evaluated success (of the
     ``collect_with`` export) falls by more than eval_gate_margin; the decision is recorded either way. The OPE gate
@@ -131,7 +134,7 @@ class LoopConfig:
         _check_section("distill", self.distill, TRAIN_RESERVED)
         self.offline_config(dataset="-", policy="-", out="-", seed=0)
         self.il_config(dataset="-", out="-", init="", seed=0, obs_keys=["-"], policy={})
-        self.distill_config(dataset="-", out="-", seed=0)
+        self.distill_config(dataset="-", out="-", seed=0, init="")
 
     # ------------------------------------------------------------------------------------------ stage configs
     def offline_config(self, **per_round: Any) -> OfflineConfig:

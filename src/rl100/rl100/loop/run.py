@@ -180,7 +180,12 @@ class Loop:
     def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:
         if rnd == 0 and self.cfg.student:
             return {st.POLICY: Path(self.cfg.student)}, {"given": True}
-        return st.distill_step(self.cfg, self.round_policy(rnd), self.data(rnd), out_dir, self.seed(rnd))
+        init = None
+        if rnd > 0 and self.cfg.distill_warm_start:  # the student of the policy this round started from
+            init = self.ledger.outputs(self.carried(rnd - 1), DISTILL)[st.POLICY]
+        outputs, metrics = st.distill_step(self.cfg, self.round_policy(rnd), self.data(rnd), out_dir, self.seed(rnd),
+                                           init)
+        return outputs, metrics | {"init": self.ledger.relative(init) if init else ""}
 
     def _export(self, rnd: int, out_dir: Path) -> st.StepResult:
         cm = self.ledger.outputs(rnd, DISTILL)[st.POLICY]

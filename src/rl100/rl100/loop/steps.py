@@ -106,12 +106,14 @@ def reil_step(cfg: LoopConfig, policy: Path, data: Path, out_dir: Path, seed: in
     return {POLICY: Path(path), DATA: out_dir / "data"}, counts | {"steps": train.steps}
 
 
-def distill_step(cfg: LoopConfig, teacher: Path, data: Path, out_dir: Path, seed: int) -> StepResult:
+def distill_step(cfg: LoopConfig, teacher: Path, data: Path, out_dir: Path, seed: int, init: Path | None = None
+                 ) -> StepResult:
+    """Distil ``teacher`` into a one-step student, starting from the student ``init`` (warm start) if given."""
     from rl100.train.distill import distill
 
-    train = cfg.distill_config(dataset=str(data), out=str(out_dir), seed=seed)
+    train = cfg.distill_config(dataset=str(data), out=str(out_dir), seed=seed, init=str(init or ""))
     path = distill(train, teacher, progress=False, command=f"rl100 loop-sim (distill {teacher})")
-    return {POLICY: Path(path)}, {"steps": train.steps}
+    return {POLICY: Path(path)}, {"steps": train.steps, "init": str(init or "")}
 
 
 def export_step(cm_policy: Path, ddim_policy: Path, out_dir: Path, control_rate: float,

@@ -55,7 +55,9 @@ class TrainConfig:
     """steps between exact-resume checkpoints (state.*) and policy snapshots"""
     init: str = ""
     """policy checkpoint (policy.json) to start from instead of random weights -- fine-tuning, or re-imitation on
-    merged data; its normaliser is kept (not recomputed from this dataset) and its config must match"""
+    merged data; its normaliser is kept (not recomputed from this dataset) and its config must match. Distillation:
+    a consistency checkpoint to start the student from instead of the teacher's weights (normaliser: the
+    teacher's)"""
     traj_weight: float = 0.0
     """distillation only: weight of the LCM-style trajectory-consistency term"""
     policy: dict[str, Any] = field(default_factory=dict)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from rl100.data import Dataset
-from rl100.policy.checkpoint import load_policy, save_policy
+from rl100.policy.checkpoint import CheckpointError, load_policy, save_policy
 from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
@@ -37,12 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="optimiser steps")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a train field, e.g. train.traj_weight=0.5")
+    parser.add_argument("--init", help="start the student from this consistency checkpoint (same config as the "
+                        "teacher; default: the teacher's weights)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/state.* if it exists")
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides, dataset=args.dataset, out=args.out, steps=args.steps)
+    if args.init:
+        cfg.init = args.init
     command = shlex.join(["rl100", "distill", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
     distill(cfg, args.teacher, resume=args.resume, progress=not args.no_progress, command=command)
     return 0
@@ -67,7 +71,10 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     teacher = load_policy(teacher_path).to(device).eval().requires_grad_(False)
     if not isinstance(teacher, DiffusionPolicy):
         raise ValueError(f"{teacher_path}: the teacher must be a diffusion policy, got {teacher.kind}")
-    student = ConsistencyPolicy.from_teacher(teacher).to(device).train()
+    student = ConsistencyPolicy.from_teacher(teacher)
+    if cfg.init:  # warm start (the RL loop: last round's student distils this round's teacher)
+        warm_start(student, cfg.init)
+    student = student.to(device).train()
     ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -79,7 +86,7 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
         step = int(load_train_state(out / "state", model=student, ema=ema, optimizer=optimizer,
                                     scheduler=scheduler)["step"])
     distributed.agree(ctx, step=step, windows=len(source))
-    meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset),
+    meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset), "init": cfg.init,
             "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
     if ctx.enabled:
         meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
@@ -105,3 +112,19 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     logger.close()
     distributed.barrier(ctx)  # the policy file exists for every rank once it returns
     return path
+
+
+def warm_start(student: ConsistencyPolicy, path: str) -> None:
+    """Copy the network weights of the consistency checkpoint ``path`` into ``student`` (built from its teacher:
+    same config); the normaliser stays the teacher's."""
+    init = load_policy(path)
+    if not isinstance(init, ConsistencyPolicy):
+        raise CheckpointError(f"{path}: a distillation init must be a consistency policy (distill output), "
+                              f"got kind {init.kind!r}")
+    want, got = student.config.to_dict(), init.config.to_dict()
+    diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+    if diff:
+        raise CheckpointError(f"{path}: init config differs from the teacher's in {diff}")
+    weights = {k: v for k, v in init.state_dict().items() if not k.startswith("normalizer.")}
+    own = student.normalizer.state_dict()
+    student.load_state_dict(weights | {f"normalizer.{k}": v for k, v in own.items()}, strict=True)

@@ -94,6 +94,12 @@ def test_two_rounds_end_to_end(full):
             assert (d / "offline" / name).exists(), (r, name)
         assert (d / "reil" / "il" / "policy.json").exists() and (d / "reil" / "data" / "dataset.json").exists()
         assert (d / "distill" / "policy.json").exists()
+    ledger = json.loads((run / LEDGER_FILE).read_text())["rounds"]
+    carried = 1 if ledger[1]["steps"]["evaluate"]["metrics"]["adopted"] else 0
+    started_from = {1: Path(cfg.student), 2: run / f"round_{carried:03d}" / "distill" / "policy.json"}
+    for r in (1, 2):  # warm start: the student of the policy the round started from
+        init = ledger[r]["steps"]["distill"]["metrics"]["init"]
+        assert (run / init).resolve() == started_from[r].resolve(), r
     assert rows[2]["env_steps_total"] == 2 * 2 * 8 and rows[1]["data_episodes"] == 4
     assert all(r["gate_accepted"] is not None for r in rows[1:])
     assert set(attempts(run).values()) == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -80,3 +81,29 @@ def test_exact_resume(h, tmp_path):
     pa = load_file(str(tmp_path / "a" / "policy.safetensors"))
     pb = load_file(str(tmp_path / "b" / "policy.safetensors"))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_distill_warm_start_checks_and_copies(h, tmp_path):
+    """``distill --init``: the student starts from a consistency checkpoint of the same config; a diffusion policy
+    or another architecture is refused by name."""
+    import torch
+
+    from rl100.policy.checkpoint import CheckpointError, save_policy
+    from rl100.policy.consistency import ConsistencyPolicy
+    from rl100.policy.diffusion import DiffusionPolicy
+    from rl100.train.distill import warm_start
+
+    teacher = DiffusionPolicy(h.tiny_config())
+    torch.manual_seed(1)
+    other = ConsistencyPolicy.from_teacher(DiffusionPolicy(h.tiny_config()))  # same config, other weights
+    path = save_policy(tmp_path / "student", other)
+    student = ConsistencyPolicy.from_teacher(teacher)
+    warm_start(student, str(path))
+    for name, value in student.state_dict().items():
+        want = (teacher if name.startswith("normalizer.") else other).state_dict()[name]
+        assert torch.equal(value, want), name
+    with pytest.raises(CheckpointError, match="must be a consistency policy"):
+        warm_start(student, str(save_policy(tmp_path / "teacher", teacher)))
+    bigger = ConsistencyPolicy.from_teacher(DiffusionPolicy(h.tiny_config(down_dims=(32, 64))))
+    with pytest.raises(CheckpointError, match="differs from the teacher's in .*down_dims"):
+        warm_start(student, str(save_policy(tmp_path / "bigger", bigger)))
