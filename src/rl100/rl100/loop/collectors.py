@@ -15,7 +15,11 @@ An evaluator scores an exported policy over ``n_episodes`` (seeds ``seed + j``) 
 from __future__ import annotations
 
 import functools
+import multiprocessing
+import os
+import shutil
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,8 +72,8 @@ class SimCollector:
     ``meta``: dataset meta of the loop's data (camera size / points per cloud for keys the policy does not read;
     copied into the rollouts' meta);
     ``operator``: the scripted operator's thresholds (None: no operator); ``expert_skill``: the skill of the expert
-    the operator drives; ``threads``: ONNX Runtime intra-op threads; ``workers``: evaluation processes (collection
-    runs in this process).
+    the operator drives; ``threads``: ONNX Runtime intra-op threads; ``workers``: processes for collection and
+    evaluation (each its own simulator and runtime).
     """
 
     def __init__(self, task: str, specs: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None,
@@ -93,15 +97,38 @@ class SimCollector:
         self.workers = int(workers)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        self._kwargs = {"task": task, "specs": self.specs, "meta": self.meta, "task_options": self.task_options,
+                        "operator": operator, "expert_skill": expert_skill, "fsync": fsync, "threads": threads}
 
     # ------------------------------------------------------------------------------------------ interfaces
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
+        """With ``workers`` > 1 the episodes are split into contiguous seed ranges, each recorded by its own
+        process into ``out_dir/shards/NN``, then merged in seed order into ``out_dir/rollouts`` (hard links)."""
+        root = Path(out_dir) / ROLLOUTS_DIR
+        workers = min(self.workers, n_episodes)
+        if workers <= 1:
+            return self._collect_range(policy_onnx, root, n_episodes, seed)
+        from rl100.data import merge
+
+        bounds = np.linspace(0, n_episodes, workers + 1).round().astype(int)
+        shards = [Path(out_dir) / "shards" / f"{i:02d}" for i in range(workers)]
+        ctx = multiprocessing.get_context("spawn")  # MuJoCo / ONNX Runtime state is not fork-safe
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            jobs = [pool.submit(_collect_shard, self._kwargs, policy_onnx, shard, int(b - a), seed + int(a))
+                    for shard, a, b in zip(shards, bounds[:-1], bounds[1:], strict=True)]
+            for job in jobs:
+                job.result()  # a worker's error is raised here, naming its shard
+        merge(shards, root, meta=Dataset(shards[0]).meta, hardlink=True, fsync=self.fsync)
+        shutil.rmtree(Path(out_dir) / "shards")
+        return root
+
+    def _collect_range(self, policy_onnx: Path, root: Path, n_episodes: int, seed: int) -> Path:
         from rl100.runtime import PolicyRuntime
 
         runtime = PolicyRuntime(policy_onnx, seed=seed, intra_op_threads=self.threads)
         env = self.make_env(runtime.card, seed)
         try:
-            return self.record(runtime, env, Path(out_dir) / ROLLOUTS_DIR, n_episodes, seed, str(policy_onnx))
+            return self.record(runtime, env, root, n_episodes, seed, str(policy_onnx))
         finally:
             env.close()
 
@@ -180,6 +207,15 @@ class SimCollector:
         if operator is not None and operator.active:
             episode.meta.update({TAKEOVER_STEP: operator.takeover_step, TAKEOVER_REASON: operator.reason})
         episode.end(success=bool(info.get("success", False)), terminal=bool(terminated))
+
+
+def _collect_shard(kwargs: dict[str, Any], policy_onnx: Path, root: Path, n_episodes: int, seed: int) -> Path:
+    """Worker process: episodes ``seed .. seed + n_episodes - 1`` into the dataset ``root``."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        return SimCollector(**kwargs)._collect_range(policy_onnx, root, n_episodes, seed)
+    except Exception as exc:
+        raise RuntimeError(f"collection shard {root} (seeds {seed}..{seed + n_episodes - 1}): {exc}") from exc
 
 
 def collection_metrics(dataset: Dataset) -> dict[str, Any]:

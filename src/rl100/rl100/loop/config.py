@@ -106,7 +106,8 @@ class LoopConfig:
     threads: int = 1
     """ONNX Runtime intra-op threads of collection and evaluation"""
     workers: int = 1
-    """evaluation processes (each its own simulator and runtime; results do not depend on it)"""
+    """collection and evaluation processes (each its own simulator and runtime; evaluation results do not depend on
+    it, collected episodes do: the noise and the operator's expert continue within a worker's seed range)"""
 
     def __post_init__(self) -> None:
         self.task_options = dict(self.task_options or {})

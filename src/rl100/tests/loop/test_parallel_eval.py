@@ -57,3 +57,19 @@ def test_workers_do_not_change_results(cm_onnx, h):
 def test_bad_worker_count_is_refused(cm_onnx):
     with pytest.raises(ValueError, match="workers must be >= 1"):
         evaluate_parallel(lambda: None, lambda: None, 2, seed=0, workers=0)
+
+
+def test_parallel_collection_merges_shards_in_seed_order(cm_onnx, demos, h, tmp_path):
+    from rl100.data import Dataset
+    from rl100.loop.collectors import SEED, SimCollector, record_specs
+    from rl100.loop.operator import OperatorConfig
+
+    ds = Dataset(demos)
+    collector = SimCollector("juicing-place", record_specs(ds), meta=ds.meta,
+                             task_options={"max_steps": h.MAX_STEPS}, operator=OperatorConfig(stall_steps=4),
+                             fsync=False, workers=2)
+    root = collector.collect(cm_onnx, tmp_path, 3, seed=100)
+    out = Dataset(root)
+    assert [out.episode_info(i).meta[SEED] for i in range(len(out))] == [100, 101, 102]
+    assert out.num_steps == 3 * h.MAX_STEPS and not (tmp_path / "shards").exists()
+    assert set(out.specs) == set(ds.specs)
