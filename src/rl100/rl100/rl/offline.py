@@ -141,7 +141,7 @@ class FlaggedWindows:
 
 def chunk_policy(policy: DiffusionPolicy, denoising: DenoisingConfig, seed: int):
     """obs -> normalised executed chunk; noise from a generator seeded by ``seed`` (common random numbers)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)  # where the noise is drawn
 
     def act(obs):
         with torch.no_grad():
