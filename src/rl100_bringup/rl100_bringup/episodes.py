@@ -136,10 +136,16 @@ class RunnerConfig:
     poll_period: float = 0.05  # s wall between status polls
     reset_timeout: float = 20.0  # s wall for a reset to show in the sim status
     stall_timeout: float = 20.0  # s wall without simulated time advancing: the sim is stuck
+    # episodes that may end in a stack error (a node died and respawns, a service timed out)
+    # before the run stops; each is recorded as a failed episode with its error, and the next
+    # one waits for the stack to be ready again
+    max_errors: int = 0
 
     def __post_init__(self):
         if self.episodes < 1:
             raise ValueError(f'episodes must be >= 1, got {self.episodes}')
+        if self.max_errors < 0:
+            raise ValueError(f'max_errors must be >= 0, got {self.max_errors}')
         if not self.time_limit >= 0.0:
             raise ValueError(f'time_limit must be >= 0 s (0: the limit of the task), got '
                              f'{self.time_limit}')
@@ -162,6 +168,7 @@ class EpisodeResult:
     latencies: list = field(default_factory=list)  # s, one per prediction
     wall_time: float = 0.0
     note: str = ''  # why there were no actions, as far as the policy node said
+    error: str = ''  # the stack error that ended the episode (counted as a failure)
 
 
 class EpisodeRunner:
@@ -187,12 +194,35 @@ class EpisodeRunner:
             raise CancelledError(f'before the first episode: {exc}') from exc
         except Exception as exc:
             raise EpisodeError(f'before the first episode: {exc}') from exc
+        errors = 0
         for index in range(1, self.config.episodes + 1):
-            result = self.run_episode(index)
+            try:
+                result = self.run_episode(index)
+            except EpisodeError as exc:
+                errors += 1
+                if errors > self.config.max_errors:
+                    raise
+                result = self._errored(index, str(exc))
             self.results.append(result)
             if self._on_result is not None:
                 self._on_result(result)
         return self.results
+
+    def _errored(self, index: int, error: str) -> EpisodeResult:
+        """The record of an episode a stack error ended; then wait until the stack is ready."""
+        ep = self._ep
+        result = EpisodeResult(index=index, seed=ep.get('seed', -1), success=False, duration=0.0,
+                               episode_id=ep.get('episode_id', ''), bag='', control_time=0.0,
+                               actions=0, wall_time=self._monotonic() - ep['wall0'], error=error)
+        self.stack.policy_samples()  # what the lost episode's policy sent: not the next one's
+        try:
+            self.stack.wait_ready()
+        except CancelledError:
+            raise
+        except Exception as exc:
+            raise EpisodeError(f'after the error of episode {index} ({error}), the stack did not '
+                               f'come back: {exc}') from exc
+        return result
 
     def run_episode(self, index: int) -> EpisodeResult:
         self._ep = {'index': index, 'wall0': self._monotonic(), 'episode_id': ''}
@@ -334,6 +364,7 @@ class Summary:
     latency_p99_ms: float | None
     sim_time: float  # s simulated under AUTONOMOUS, all episodes
     wall_time: float  # s, all episodes including resets
+    errors: int = 0  # episodes a stack error ended (counted as failures above)
 
     @property
     def real_time_factor(self) -> float | None:
@@ -354,7 +385,8 @@ def summarize(results: list, nominal_rate: float | None = None) -> Summary:
         nominal_rate=nominal_rate, predictions=int(latencies.size),
         latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
         latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
-        sim_time=control_time, wall_time=sum(r.wall_time for r in results))
+        sim_time=control_time, wall_time=sum(r.wall_time for r in results),
+        errors=sum(1 for r in results if r.error))
 
 
 def _num(value, fmt: str, unit: str = '') -> str:
@@ -365,9 +397,11 @@ def format_results(results: list, summary: Summary) -> str:
     """The table ``make demo`` prints: one row per episode, then the summary figures."""
     rows = [f'{"episode":>7}  {"seed":>5}  {"result":<7}  {"time (s)":>8}  {"actions":>7}  bag']
     for r in results:
-        rows.append(f'{r.index:>7}  {r.seed:>5}  {"success" if r.success else "failure":<7}  '
+        outcome = 'success' if r.success else 'error' if r.error else 'failure'
+        rows.append(f'{r.index:>7}  {r.seed:>5}  {outcome:<7}  '
                     f'{r.duration:>8.2f}  {r.actions:>7}  {r.bag}')
     rows += [f'episode {r.index}: {r.note}' for r in results if r.note]
+    rows += [f'episode {r.index}: stack error: {r.error}' for r in results if r.error]
     s = summary
     rate = _num(s.control_rate, '.1f', ' Hz')
     nominal = f'; nominal {_num(s.nominal_rate, ".1f", " Hz")}' if s.nominal_rate else ''
@@ -376,7 +410,8 @@ def format_results(results: list, summary: Summary) -> str:
     fresh = 100 * s.fresh_fraction if s.fresh_fraction is not None else None
     rows += [
         '',
-        f'success rate      {s.successes}/{s.episodes} = {100 * s.success_rate:.0f} %',
+        f'success rate      {s.successes}/{s.episodes} = {100 * s.success_rate:.0f} %'
+        + (f' ({s.errors} ended by a stack error, counted as failures)' if s.errors else ''),
         f'mean cycle time   {_num(s.mean_cycle_time, ".2f", " s")} simulated '
         '(successful episodes, from the policy taking control to the task succeeding)',
         f'control rate      {rate} policy actions per simulated second{nominal}; '

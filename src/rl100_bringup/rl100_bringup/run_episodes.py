@@ -202,7 +202,10 @@ class EpisodeRunnerNode(Node):
             poll_period=p('poll_period', 0.05, 'wall seconds between success polls'),
             reset_timeout=p('reset_timeout', 20.0, 'wall seconds for a sim reset to take effect'),
             stall_timeout=p('stall_timeout', 20.0, 'wall seconds without simulated time '
-                            'advancing before the run fails'))
+                            'advancing before the run fails'),
+            max_errors=p('max_errors', 0, 'episodes that may end in a stack error (a node died '
+                         'and respawns, a service timed out) before the run stops; each counts '
+                         'as a failure and the next waits for the graph to be ready'))
         self.service_timeout = p('service_timeout', 10.0, 'wall seconds for a service to '
                                  'appear and answer')
         self.ready_timeout = p('ready_timeout', 30.0, 'wall seconds, before the first episode, '
@@ -256,6 +259,10 @@ def evaluate(parameters: dict | None = None, cancel: threading.Event | None = No
         config = node.config
 
         def progress(r):
+            if r.error:
+                log(f'[episodes] {r.index}/{config.episodes}: stack error, counted as a failure '
+                    f'({r.error}); waiting for the graph, then going on')
+                return
             log(f'[episodes] {r.index}/{config.episodes} seed {r.seed}: '
                 f'{"success" if r.success else "failure"} after {r.duration:.2f} s simulated '
                 f'({r.actions} policy actions, {r.wall_time:.1f} s wall) -> {r.bag}'

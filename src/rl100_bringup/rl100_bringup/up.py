@@ -186,7 +186,7 @@ class EpisodesThread:
         self.cancel = threading.Event()
         self.report = None
         parameters = {'episodes': args.episodes, 'time_limit': float(args.time_limit),
-                      'results_json': args.results_json}
+                      'results_json': args.results_json, 'max_errors': args.max_errors}
 
         def target():
             self.report = evaluate(parameters, self.cancel, meta,
@@ -225,6 +225,9 @@ def main(argv: list | None = None) -> int:
     parser.add_argument('--time-limit', type=float, default=0.0,
                         help='with --episodes: simulated seconds per episode (0 = the time '
                         'limit of the task)')
+    parser.add_argument('--max-errors', type=int, default=0,
+                        help='with --episodes: episodes that may end in a stack error (a node '
+                        'died and respawns) before the run stops; each counts as a failure')
     parser.add_argument('--results-json', default='',
                         help='with --episodes: also write the results to this JSON file')
     parser.add_argument('--ready-timeout', type=float, default=30.0,

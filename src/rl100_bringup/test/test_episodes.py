@@ -252,6 +252,53 @@ def test_refusals_are_named_and_cancel_stops_between_calls():
     assert ('abort',) in stack.calls and stack.mode == 'hold'
 
 
+class FlakyStack(FakeStack):
+    """The recorder dies: StartEpisode fails for the listed attempts (1-based)."""
+
+    def __init__(self, fail_start, **kw):
+        super().__init__(**kw)
+        self.fail_start, self.attempts = set(fail_start), 0
+
+    def start_episode(self, task, note):
+        self.attempts += 1
+        if self.attempts in self.fail_start:
+            self.calls.append(('start', task))
+            raise StackError('the recorder did not answer /rl100/start_episode within 10 s')
+        return super().start_episode(task, note)
+
+
+def test_stack_errors_within_max_errors_count_as_failures_and_the_run_goes_on():
+    stack = FlakyStack(fail_start={2}, success_at={1: 0.5, 2: 0.5, 3: 0.5})
+    runner, done = _runner(stack, episodes=3, max_errors=1)
+    results = runner.run()
+    assert [r.index for r in results] == [1, 2, 3] and done == results
+    assert [r.success for r in results] == [True, False, True]
+    assert 'start_episode within 10 s' in results[1].error and results[1].bag == ''
+    assert results[1].seed == 2 and not results[0].error and not results[2].error
+    i = stack.calls.index(('start', 'juicing-place'), stack.calls.index(('end', True)) + 1)
+    assert ('ready',) in stack.calls[i:]  # waited for the stack before the next episode
+    summary = summarize(results)
+    assert (summary.successes, summary.episodes, summary.errors) == (2, 3, 1)
+    text = format_results(results, summary)
+    assert '(1 ended by a stack error, counted as failures)' in text
+    assert 'episode 2: stack error: ' in text and '      2      2  error' in text
+
+
+def test_more_stack_errors_than_allowed_stop_the_run():
+    stack = FlakyStack(fail_start={1, 2})
+    runner, _ = _runner(stack, episodes=3, max_errors=1)
+    with pytest.raises(EpisodeError, match=r'episode 2/3 \(start episode\).*within 10 s'):
+        runner.run()
+    assert len(runner.results) == 1 and runner.results[0].error
+    stack = FlakyStack(fail_start={1})
+    stack.start_episode = lambda task, note, start=stack.start_episode: (
+        setattr(stack, 'not_ready', 'the policy node published no action in 30 s'),
+        start(task, note))[1]  # the failing start also takes the policy down for good
+    runner, _ = _runner(stack, episodes=2, max_errors=1)
+    with pytest.raises(EpisodeError, match='did not come back: the policy node published'):
+        runner.run()
+
+
 def test_sim_status_parsing_names_what_is_missing():
     text = json.dumps({'success': False, 'seed': 3, 'time': 1.5, 'episode_time': 0.5,
                        'success_time': None, 'time_limit': 20.0, 'steps': 5})
@@ -268,6 +315,7 @@ def test_sim_status_parsing_names_what_is_missing():
     ({'episodes': 0}, 'episodes must be >= 1'),
     ({'time_limit': -1.0}, 'time_limit must be >= 0'),
     ({'poll_period': 0.0}, 'poll_period must be > 0'),
+    ({'max_errors': -1}, 'max_errors must be >= 0'),
 ])
 def test_invalid_config_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
