@@ -198,6 +198,8 @@ class EpisodeRunner:
         for index in range(1, self.config.episodes + 1):
             try:
                 result = self.run_episode(index)
+            except CancelledError:
+                raise  # a stop request, not a fault to ride out
             except EpisodeError as exc:
                 errors += 1
                 if errors > self.config.max_errors:

@@ -212,6 +212,9 @@ class EpisodeRunnerNode(Node):
                                'for the recorder to subscribe and the policy node to act')
         self.results_json = p('results_json', '', 'write the per-episode results and the '
                               'summary to this JSON file (empty: do not)')
+        self.episodes_jsonl = p('episodes_jsonl', '', 'append one JSON line per episode as it '
+                                'finishes, latencies included (empty: do not); what a soak '
+                                'run reads while it goes on')
 
     def _declare(self, name, default, description):
         self.declare_parameter(name, default, ParameterDescriptor(description=description))
@@ -259,6 +262,8 @@ def evaluate(parameters: dict | None = None, cancel: threading.Event | None = No
         config = node.config
 
         def progress(r):
+            if node.episodes_jsonl:
+                _append_jsonl(node.episodes_jsonl, {**asdict(r), 'finished_unix': time.time()})
             if r.error:
                 log(f'[episodes] {r.index}/{config.episodes}: stack error, counted as a failure '
                     f'({r.error}); waiting for the graph, then going on')
@@ -299,6 +304,14 @@ def _spin(executor) -> None:
         executor.spin()
     except (ExternalShutdownException, KeyboardInterrupt):
         pass
+
+
+def _append_jsonl(path: str, record: dict) -> None:
+    path = os.path.abspath(os.path.expanduser(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+        f.flush()
 
 
 def _write_json(path: str, data: dict) -> None:

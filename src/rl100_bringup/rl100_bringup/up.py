@@ -186,7 +186,8 @@ class EpisodesThread:
         self.cancel = threading.Event()
         self.report = None
         parameters = {'episodes': args.episodes, 'time_limit': float(args.time_limit),
-                      'results_json': args.results_json, 'max_errors': args.max_errors}
+                      'results_json': args.results_json, 'max_errors': args.max_errors,
+                      'episodes_jsonl': args.episodes_jsonl}
 
         def target():
             self.report = evaluate(parameters, self.cancel, meta,
@@ -228,6 +229,8 @@ def main(argv: list | None = None) -> int:
     parser.add_argument('--max-errors', type=int, default=0,
                         help='with --episodes: episodes that may end in a stack error (a node '
                         'died and respawns) before the run stops; each counts as a failure')
+    parser.add_argument('--episodes-jsonl', default='',
+                        help='with --episodes: append one JSON line per episode as it finishes')
     parser.add_argument('--results-json', default='',
                         help='with --episodes: also write the results to this JSON file')
     parser.add_argument('--ready-timeout', type=float, default=30.0,

@@ -1,0 +1,298 @@
+"""Soak: the orange_juicer graph running episodes for hours, watched from outside.
+
+    python -m rl100_bringup.soak --sim-hours 7 --out runs/soak [--model PATH] [NAME:=VALUE ...]
+
+Starts ``up orange_juicer --episodes <many>`` (sim robot, policy, safety, recorder; respawning
+nodes; stack errors tolerated and counted) and, while it runs:
+
+- reads each finished episode from the runner's JSON lines (success, simulated control time,
+  policy actions, inference latencies, the bag);
+- opens every finished bag (rosbags, MCAP), counts its messages and moves it out of the
+  recorder's directory into ``archive/hour_NNN/`` -- the rotation that keeps the recorder's
+  directory small; a bag that does not open is kept in ``unreadable/`` and counted;
+- samples the resident memory of every node process (``/proc/PID/status``) every
+  ``--sample-period`` seconds, following respawns.
+
+It stops the graph (SIGINT) once the policy has been in control for ``--sim-hours`` of simulated
+time and writes ``soak.json`` and ``soak.md``: per simulated hour the episodes, success rate,
+stack errors, control rate, inference latency p50 / p99, bags verified, disk used; per node the
+memory at the start and end and its growth per hour (least-squares slope over wall time).
+Exit code 0 when the graph ran to the end without an unexpected node death and every finished
+episode's bag was readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+import json
+import math
+from pathlib import Path
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+STARTED = re.compile(r'\[up\] started (\w+) \(pid (\d+)\)')
+
+
+@dataclass
+class HourStats:
+    hour: int
+    episodes: int = 0
+    successes: int = 0
+    errors: int = 0
+    control_time: float = 0.0  # s simulated under the policy
+    actions: int = 0
+    latencies_ms: list = field(default_factory=list)
+    bags: int = 0
+    bags_readable: int = 0
+    disk_bytes: int = 0
+
+    def row(self) -> dict:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        return {'hour': self.hour, 'episodes': self.episodes, 'successes': self.successes,
+                'success_rate': self.successes / self.episodes if self.episodes else None,
+                'errors': self.errors, 'control_time_s': round(self.control_time, 2),
+                'control_rate_hz': self.actions / self.control_time if self.control_time else None,
+                'latency_p50_ms': float(np.percentile(lat, 50)) if lat.size else None,
+                'latency_p99_ms': float(np.percentile(lat, 99)) if lat.size else None,
+                'bags': self.bags, 'bags_readable': self.bags_readable,
+                'disk_mb': round(self.disk_bytes / 1e6, 3)}
+
+
+def memory_growth(samples: list, settle_s: float = 120.0) -> dict:
+    """``samples``: (wall_s, node, rss_mb) -> per node: first, last, max MB and MB per hour.
+
+    The growth is the least-squares slope over the samples after ``settle_s`` (start-up:
+    imports, first inference, DDS discovery), over all samples when fewer than 3 are left.
+    """
+    out = {}
+    for node in sorted({n for _, n, _ in samples}):
+        t = np.array([s[0] for s in samples if s[1] == node], dtype=np.float64)
+        m = np.array([s[2] for s in samples if s[1] == node], dtype=np.float64)
+        late = t >= t[0] + settle_s
+        tt, mm = (t[late], m[late]) if late.sum() >= 3 else (t, m)
+        slope = None
+        if len(tt) >= 3 and np.ptp(tt) > 0:
+            slope = float(np.polyfit(tt, mm, 1)[0]) * 3600.0
+        out[node] = {'first_mb': float(m[0]), 'last_mb': float(m[-1]), 'max_mb': float(m.max()),
+                     'samples': int(len(m)), 'growth_mb_per_hour': slope}
+    return out
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def verify_bag(path: Path) -> tuple[bool, int, str]:
+    """(readable, messages, problem) of a finished episode bag."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import get_typestore, Stores
+
+    try:
+        with AnyReader([path], default_typestore=get_typestore(Stores.EMPTY)) as reader:
+            n = sum(1 for _ in reader.messages())
+        return n > 0, n, '' if n else 'no messages'
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the finding
+        return False, 0, f'{exc.__class__.__name__}: {exc}'
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob('*') if p.is_file())
+
+
+class Soak:
+
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out).resolve()
+        self.record = self.out / 'episodes'
+        self.jsonl = self.out / 'episodes.jsonl'
+        self.hours: dict = {}
+        self.sim_total = 0.0
+        self.memory: list = []  # (wall s since start, node, MB)
+        self.pids: dict = {}
+        self.lines: list = []
+        self.unreadable: list = []
+        self.t0 = time.monotonic()
+
+    def command(self) -> list:
+        a = self.args
+        cmd = [sys.executable, '-m', 'rl100_bringup.up', 'orange_juicer',
+               f'record_dir:={self.record}', '--episodes', str(a.max_episodes),
+               '--max-errors', str(a.max_errors), '--episodes-jsonl', str(self.jsonl),
+               '--time-limit', str(a.time_limit), '--results-json', str(self.out / 'up.json')]
+        if a.model:
+            cmd.append(f'model:={a.model}')
+        return cmd + list(a.launch_args)
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+            if self.args.verbose:
+                print(line, end='', flush=True)
+            m = STARTED.search(line)
+            if m:
+                self.pids[m.group(1)] = int(m.group(2))
+
+    def _episode(self, rec: dict) -> None:
+        hour = int(self.sim_total // 3600.0)
+        h = self.hours.setdefault(hour, HourStats(hour))
+        h.episodes += 1
+        h.successes += bool(rec['success'])
+        h.errors += bool(rec.get('error'))
+        h.control_time += float(rec['control_time'])
+        h.actions += int(rec['actions'])
+        h.latencies_ms += [1e3 * v for v in rec.get('latencies', [])]
+        self.sim_total += float(rec['control_time'])
+        bag = Path(rec['bag']) if rec.get('bag') else None
+        if bag is None:
+            return
+        h.bags += 1
+        ok, _, problem = verify_bag(bag)
+        dest = self.out / ('archive' if ok else 'unreadable') / f'hour_{hour:03d}'
+        dest.mkdir(parents=True, exist_ok=True)
+        if bag.exists():
+            h.disk_bytes += dir_bytes(bag)
+            shutil.move(str(bag), str(dest / bag.name))
+        if ok:
+            h.bags_readable += 1
+        else:
+            self.unreadable.append({'bag': str(bag), 'problem': problem})
+
+    def run(self) -> int:
+        a = self.args
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.jsonl.unlink(missing_ok=True)
+        proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        reader.start()
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        offset, next_sample, stopped_at = 0, 0.0, None
+        target = a.sim_hours * 3600.0
+        while proc.poll() is None:
+            now = time.monotonic() - self.t0
+            if now >= next_sample:
+                for node, pid in list(self.pids.items()):
+                    mb = rss_mb(pid)
+                    if mb is not None:
+                        self.memory.append((round(now, 2), node, round(mb, 2)))
+                next_sample = now + a.sample_period
+            if self.jsonl.exists():
+                with open(self.jsonl) as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                complete = chunk[:chunk.rfind('\n') + 1]
+                offset += len(complete)
+                for line in complete.splitlines():
+                    self._episode(json.loads(line))
+            if stopped_at is None and (self.sim_total >= target or stop.is_set()):
+                proc.send_signal(signal.SIGINT)  # up stops the episodes and the graph
+                stopped_at = time.monotonic()
+            time.sleep(0.2)
+        reader.join(timeout=5)
+        if self.jsonl.exists():  # episodes that finished after the last read
+            with open(self.jsonl) as f:
+                f.seek(offset)
+                for line in f.read().splitlines():
+                    self._episode(json.loads(line))
+        return self.report(proc.returncode, reached=self.sim_total >= target)
+
+    def report(self, up_code: int, reached: bool) -> int:
+        out = ''.join(self.lines)
+        # the soak's own SIGINT ends the open episode as "interrupted": that is the plan
+        unexpected = [e for e in re.findall(r'\[up\] error: (.*)', out)
+                      if not e.rstrip().endswith('interrupted')]
+        rows = [self.hours[h].row() for h in sorted(self.hours)]
+        total = HourStats(-1)
+        for h in self.hours.values():
+            for k, v in asdict(h).items():
+                if k != 'hour':
+                    setattr(total, k, getattr(total, k) + v)
+        data = {'sim_hours_target': self.args.sim_hours, 'sim_hours': self.sim_total / 3600.0,
+                'wall_hours': (time.monotonic() - self.t0) / 3600.0, 'reached': reached,
+                'up_exit_code': up_code, 'up_errors': unexpected,
+                'respawns': re.findall(r'\[up\] (\w+) exited with (-?\d+); respawning', out),
+                'hours': rows, 'total': total.row() | {'hour': 'all'},
+                'memory': memory_growth(self.memory), 'unreadable_bags': self.unreadable,
+                'command': self.command()}
+        (self.out / 'soak.json').write_text(json.dumps(data, indent=2))
+        with open(self.out / 'memory.csv', 'w') as f:
+            f.write('wall_s,node,rss_mb\n' + ''.join(f'{t},{n},{m}\n' for t, n, m in self.memory))
+        text = format_report(data)
+        (self.out / 'soak.md').write_text(text)
+        print(text, flush=True)
+        ok = reached and not unexpected and not self.unreadable \
+            and total.bags == total.bags_readable
+        return 0 if ok else 1
+
+
+def _f(value, fmt: str) -> str:
+    return 'n/a' if value is None or (isinstance(value, float) and not math.isfinite(value)) \
+        else format(value, fmt)
+
+
+def format_report(d: dict) -> str:
+    reached = 'reached' if d['reached'] else 'NOT reached'
+    lines = [f'# Soak: {d["sim_hours"]:.2f} h simulated under the policy in '
+             f'{d["wall_hours"]:.2f} h wall (target {d["sim_hours_target"]:g} h: {reached})',
+             '', '| sim hour | episodes | success | stack errors | control rate '
+             '| latency p50 / p99 | bags readable | disk |',
+             '|---:|---:|---:|---:|---:|---|---:|---:|']
+    for r in d['hours'] + [d['total']]:
+        lines.append(f'| {r["hour"]} | {r["episodes"]} | {_f(r["success_rate"], ".2f")} | '
+                     f'{r["errors"]} | {_f(r["control_rate_hz"], ".2f")} Hz | '
+                     f'{_f(r["latency_p50_ms"], ".1f")} / {_f(r["latency_p99_ms"], ".1f")} ms | '
+                     f'{r["bags_readable"]}/{r["bags"]} | {r["disk_mb"]:.1f} MB |')
+    lines += ['', '| node | RSS first | last | max | growth per hour |',
+              '|---|---:|---:|---:|---:|']
+    for node, m in d['memory'].items():
+        lines.append(f'| {node} | {m["first_mb"]:.0f} MB | {m["last_mb"]:.0f} MB | '
+                     f'{m["max_mb"]:.0f} MB | {_f(m["growth_mb_per_hour"], "+.1f")} MB/h |')
+    lines += ['', f'respawns: {d["respawns"] or "none"}; '
+              f'graph errors: {d["up_errors"] or "none"}; '
+              f'unreadable bags: {len(d["unreadable_bags"])}']
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m rl100_bringup.soak',
+                                     description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--sim-hours', type=float, default=7.0,
+                        help='simulated hours under the policy before the graph is stopped')
+    parser.add_argument('--out', default='runs/soak', help='run directory')
+    parser.add_argument('--model', default='', help='ONNX policy (default: the shipped model)')
+    parser.add_argument('--time-limit', type=float, default=0.0,
+                        help='simulated seconds per episode (0: the task limit)')
+    parser.add_argument('--max-episodes', type=int, default=1_000_000)
+    parser.add_argument('--max-errors', type=int, default=100,
+                        help='episodes a stack error may end before the graph is stopped')
+    parser.add_argument('--sample-period', type=float, default=10.0,
+                        help='wall seconds between memory samples')
+    parser.add_argument('--verbose', action='store_true', help="echo the graph's output")
+    parser.add_argument('launch_args', nargs='*', metavar='NAME:=VALUE')
+    args = parser.parse_intermixed_args(argv)
+    if not args.sim_hours > 0 or args.sample_period <= 0 or args.max_episodes < 1:
+        parser.error('need --sim-hours > 0, --sample-period > 0, --max-episodes >= 1')
+    return Soak(args).run()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
