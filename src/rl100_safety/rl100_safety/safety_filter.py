@@ -158,9 +158,13 @@ class SafetyFilter:
             self.estop(reason or 'e-stop requested')
             return True, self._s.last_reason
         self._s.estop_latched = False
+        leaving_hold = self._s.mode == Mode.HOLD and mode != Mode.HOLD
         self._s.mode = mode
         self._s.chunk = None  # never resume a chunk planned before the mode change
-        self._s.last_reason = f'mode {mode.name.lower()}' + (f': {reason}' if reason else '')
+        if leaving_hold:  # whatever moved the robot meanwhile (a reset, a homing), start from it
+            self._s.last_target = None
+        self._s.last_reason = f'mode {mode.name.lower()}' + (f': {reason}' if reason else '') + (
+            ' (from the measured pose)' if leaving_hold else '')
         return True, self._s.last_reason
 
     def reanchor(self, reason: str = '') -> None:

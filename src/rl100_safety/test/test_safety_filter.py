@@ -204,3 +204,32 @@ def test_reanchor_holds_the_measured_pose_after_the_robot_was_moved():
     assert out.clipped == Clip.NONE and 're-anchored' in f.last_reason
     f.observe(1.2, HOME)
     np.testing.assert_allclose(f.tick(1.2).target, HOME, atol=1e-9)  # and keeps holding it
+
+
+def test_leaving_hold_starts_from_the_measured_pose():
+    """The episode start's re-anchoring can arrive after the switch to autonomous (topic vs
+    service): leaving HOLD re-anchors by itself, so a reset robot is never commanded back to
+    where the last episode ended (in the simulator it would wait for a target near its start
+    pose for the whole episode).
+    """
+    f = _autonomous()
+    moved = HOME.copy()
+    moved[:3] += [0.03, 0.2, -0.15]
+    for k in range(10):
+        f.policy_chunk(k * 0.1, 0.1, moved[None])
+        f.observe(k * 0.1, moved)
+        f.tick(k * 0.1)
+    assert f.set_mode(Mode.HOLD)[0]
+    f.observe(1.0, HOME)  # reset while holding
+    np.testing.assert_allclose(f.tick(1.0).target, moved, atol=1e-9)  # HOLD keeps its target
+    accepted, message = f.set_mode(Mode.AUTONOMOUS, reason='episode 46')
+    assert accepted and 'from the measured pose' in message
+    f.policy_chunk(1.1, 0.1, moved[None])  # the policy heads where the last episode ended
+    out = f.tick(1.1)
+    assert np.linalg.norm(out.target[:3] - HOME[:3]) <= 0.05 + 1e-9  # one step from HOME
+    assert out.clipped & Clip.TRANSLATION_STEP
+    # a mode change that does not leave HOLD keeps the reference
+    f2 = _autonomous()
+    f2.observe(0.0, moved)
+    f2.tick(0.0)
+    assert 'measured' not in f2.set_mode(Mode.TELEOP)[1]
