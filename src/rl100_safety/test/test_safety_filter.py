@@ -207,10 +207,11 @@ def test_reanchor_holds_the_measured_pose_after_the_robot_was_moved():
 
 
 def test_leaving_hold_starts_from_the_measured_pose():
-    """The episode start's re-anchoring can arrive after the switch to autonomous (topic vs
-    service): leaving HOLD re-anchors by itself, so a reset robot is never commanded back to
-    where the last episode ended (in the simulator it would wait for a target near its start
-    pose for the whole episode).
+    """Leaving HOLD re-anchors by itself.
+
+    The episode start's re-anchoring can arrive after the switch to autonomous (topic vs
+    service), and a reset robot must never be commanded back to where the last episode ended
+    (in the simulator it would wait for a target near its start pose for the whole episode).
     """
     f = _autonomous()
     moved = HOME.copy()
