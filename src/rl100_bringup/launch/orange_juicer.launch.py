@@ -7,11 +7,12 @@ config/orange_juicer.graph.yaml; where ROS 2 launch is missing, the same graph s
 ``python -m rl100_bringup.up orange_juicer``.
 """
 
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from rl100_bringup import graph as graph_mod
+
+from launch import LaunchDescription
 
 GRAPH = 'orange_juicer'
 
