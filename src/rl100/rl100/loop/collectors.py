@@ -73,12 +73,14 @@ class SimCollector:
     copied into the rollouts' meta);
     ``operator``: the scripted operator's thresholds (None: no operator); ``expert_skill``: the skill of the expert
     the operator drives; ``threads``: ONNX Runtime intra-op threads; ``workers``: processes for collection and
-    evaluation (each its own simulator and runtime).
+    evaluation (each its own simulator and runtime); ``temporal_ensemble``: the runtime replans every step and
+    averages overlapping chunks (the deployed mode of the shipped model).
     """
 
     def __init__(self, task: str, specs: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None,
                  task_options: Mapping[str, Any] | None = None, operator: OperatorConfig | None = None,
-                 expert_skill: float = 1.0, fsync: bool = True, threads: int = 1, workers: int = 1) -> None:
+                 expert_skill: float = 1.0, fsync: bool = True, threads: int = 1, workers: int = 1,
+                 temporal_ensemble: bool = False) -> None:
         if ACTION not in specs:
             raise ValueError(f"specs must include {ACTION!r}")
         self.task = task
@@ -95,10 +97,12 @@ class SimCollector:
         self.fsync = fsync
         self.threads = int(threads)
         self.workers = int(workers)
+        self.temporal_ensemble = bool(temporal_ensemble)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._kwargs = {"task": task, "specs": self.specs, "meta": self.meta, "task_options": self.task_options,
-                        "operator": operator, "expert_skill": expert_skill, "fsync": fsync, "threads": threads}
+                        "operator": operator, "expert_skill": expert_skill, "fsync": fsync, "threads": threads,
+                        "temporal_ensemble": temporal_ensemble}
 
     # ------------------------------------------------------------------------------------------ interfaces
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
@@ -125,7 +129,8 @@ class SimCollector:
     def _collect_range(self, policy_onnx: Path, root: Path, n_episodes: int, seed: int) -> Path:
         from rl100.runtime import PolicyRuntime
 
-        runtime = PolicyRuntime(policy_onnx, seed=seed, intra_op_threads=self.threads)
+        runtime = PolicyRuntime(policy_onnx, seed=seed, intra_op_threads=self.threads,
+                                temporal_ensemble=self.temporal_ensemble)
         env = self.make_env(runtime.card, seed)
         try:
             return self.record(runtime, env, root, n_episodes, seed, str(policy_onnx))
@@ -137,7 +142,8 @@ class SimCollector:
         from rl100.runtime import PolicyRuntime
         from rl100.train.evaluate import evaluate_parallel
 
-        make_runtime = functools.partial(PolicyRuntime, policy_onnx, seed=seed, intra_op_threads=self.threads)
+        make_runtime = functools.partial(PolicyRuntime, policy_onnx, seed=seed, intra_op_threads=self.threads,
+                                         temporal_ensemble=self.temporal_ensemble)
         names, kw = self.env_kwargs(make_runtime().card)
         make_env = functools.partial(sim.make_env, self.task, seed=seed, obs=names, **kw)
         res = evaluate_parallel(make_runtime, make_env, n_episodes, seed, self.workers)

@@ -105,6 +105,9 @@ class LoopConfig:
     """fsync datasets and the ledger (off: scratch runs and tests)"""
     threads: int = 1
     """ONNX Runtime intra-op threads of collection and evaluation"""
+    temporal_ensemble: bool = False
+    """collect and evaluate replanning every step with temporal ensembling (how the policy node runs the
+    shipped model) instead of executing 8-step chunks"""
     workers: int = 1
     """collection and evaluation processes (each its own simulator and runtime; evaluation results do not depend on
     it, collected episodes do: the noise and the operator's expert continue within a worker's seed range)"""

@@ -73,3 +73,15 @@ def test_parallel_collection_merges_shards_in_seed_order(cm_onnx, demos, h, tmp_
     assert [out.episode_info(i).meta[SEED] for i in range(len(out))] == [100, 101, 102]
     assert out.num_steps == 3 * h.MAX_STEPS and not (tmp_path / "shards").exists()
     assert set(out.specs) == set(ds.specs)
+
+
+def test_temporal_ensemble_replans_every_step(cm_onnx, demos, h):
+    from rl100.data import Dataset
+    from rl100.loop.collectors import SimCollector, record_specs
+
+    ds = Dataset(demos)
+    kw = {"meta": ds.meta, "task_options": {"max_steps": h.MAX_STEPS}, "fsync": False}
+    te = SimCollector("juicing-place", record_specs(ds), temporal_ensemble=True, **kw).evaluate(cm_onnx, 2, seed=7)
+    chunked = SimCollector("juicing-place", record_specs(ds), **kw).evaluate(cm_onnx, 2, seed=7)
+    assert te["latency"]["count"] == te["env_steps"] == 2 * h.MAX_STEPS  # one prediction per step
+    assert chunked["latency"]["count"] < chunked["env_steps"]  # one per executed chunk
