@@ -81,6 +81,9 @@ class LoopConfig:
     """skill of the scripted expert the operator drives"""
     offline: dict[str, Any] = field(default_factory=dict)
     """OfflineConfig fields of every round (e.g. critic_steps, ppo_iters, bc_weight)"""
+    offline_rl: bool = True
+    """run the offline RL step (critics, PPO, OPE gate); off: the ablation where only re-imitation improves the
+    policy"""
     reil: bool = True
     """re-imitation after the offline round: train-il --init <round policy> on demos + successful rollouts +
     intervention segments"""
@@ -122,6 +125,8 @@ class LoopConfig:
         if self.seed <= last and last >= self.eval_seed and self.seed < self.eval_seed + self.eval_episodes:
             raise ValueError(f"collection seeds ({self.seed}..{last}) would reach the evaluation seeds "
                              f"({self.eval_seed}..): raise eval_seed")
+        if not (self.offline_rl or self.reil):
+            raise ValueError("offline_rl and reil are both off: nothing would change the policy")
         if self.collect_with not in SAMPLERS:
             raise ValueError(f"collect_with must be one of {SAMPLERS}, got {self.collect_with!r}")
         if not 0 <= self.expert_skill <= 1 or self.eval_gate_margin < 0 or self.control_rate < 0:

@@ -42,7 +42,8 @@ def round_dir_name(rnd: int) -> str:
 def round_steps(cfg: LoopConfig, rnd: int) -> list[str]:
     if rnd == 0:
         return [DISTILL, EXPORT, EVALUATE]
-    return [COLLECT, MERGE, OFFLINE, *([REIL] if cfg.reil else []), DISTILL, EXPORT, EVALUATE]
+    return [COLLECT, MERGE, *([OFFLINE] if cfg.offline_rl else []), *([REIL] if cfg.reil else []), DISTILL, EXPORT,
+            EVALUATE]
 
 
 def initial_dataset(cfg: LoopConfig) -> Path:
@@ -175,7 +176,8 @@ class Loop:
         return st.offline_step(self.cfg, start, self.data(rnd), out_dir, self.seed(rnd))
 
     def _reil(self, rnd: int, out_dir: Path) -> st.StepResult:
-        policy = self.ledger.outputs(rnd, OFFLINE)[st.POLICY]
+        policy = (self.ledger.outputs(rnd, OFFLINE)[st.POLICY] if self.cfg.offline_rl  # ablation: re-IL only
+                  else self.round_policy(self.carried(rnd - 1)))
         return st.reil_step(self.cfg, policy, self.data(rnd), out_dir, self.seed(rnd))
 
     def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:

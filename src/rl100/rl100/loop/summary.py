@@ -60,10 +60,13 @@ def _gate(row: dict[str, Any]) -> str:
 
 def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
     operator, reil = "on" if cfg.operator is not None else "off", "on" if cfg.reil else "off"
+    offline = "on" if getattr(cfg, "offline_rl", True) else "off"
+    mode = ", temporal ensembling" if getattr(cfg, "temporal_ensemble", False) else ""
     last_seed = cfg.eval_seed + cfg.eval_episodes - 1
     lines = [f"# Loop summary: {cfg.task}", "",
              f"Initial policy `{cfg.policy}`; {cfg.rounds} rounds of {cfg.episodes} collected episodes "
-             f"(collected with the {cfg.collect_with.upper()} export, operator {operator}, re-imitation {reil}); "
+             f"(collected with the {cfg.collect_with.upper()} export{mode}, operator {operator}, offline RL {offline}, "
+             f"re-imitation {reil}); "
              f"evaluation over {cfg.eval_episodes} episodes (seeds {cfg.eval_seed}..{last_seed}, same every round).",
              "",
              "| round | collected (success) | interventions (steps) | env steps (total) | eval env steps "

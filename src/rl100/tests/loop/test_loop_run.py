@@ -177,6 +177,20 @@ def test_gates_never_let_a_worse_policy_through_silently(init_policy, h, tmp_pat
     assert loop.carried(1) == 0
 
 
+def test_reil_only_ablation_skips_offline_rl(init_policy, h, tmp_path):
+    cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, offline_rl=False, eval_ddim=False)
+    assert steps.OFFLINE not in round_steps(cfg, 1)
+    loop = Loop(cfg, evaluator=FakeEvaluator([0.5, 0.5]))
+    rows = loop.run()
+    assert rows[1]["complete"] and rows[1]["gate_accepted"] is None
+    assert not (tmp_path / "run" / "round_001" / "offline").exists()
+    reil_meta = json.loads((tmp_path / "run" / "round_001" / "reil" / "il" / "policy.json").read_text())["meta"]
+    assert f"init {cfg.policy})" in reil_meta["command"]  # re-imitation started from the round's starting policy
+    assert "offline RL off" in (tmp_path / "run" / "summary.md").read_text()
+    with pytest.raises(ValueError, match="nothing would change the policy"):
+        h.tiny_config(init_policy, tmp_path / "x", offline_rl=False, reil=False)
+
+
 def test_cli_builds_the_config_and_stops(init_policy, tmp_path):
     from rl100.cli import main
 
