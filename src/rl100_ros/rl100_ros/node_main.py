@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+
+SHUTDOWN_GRACE_S = 0.5  # s an error from spin may precede the context's shutdown by a signal
+
+
+def _shut_down_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while rclpy.ok():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None,
@@ -43,9 +55,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         pass
     except Exception:
         # SIGINT / SIGTERM shut the context down while a callback was taking a message: rclpy
-        # then raises from inside spin (e.g. 'Unable to convert call argument'). That is the
-        # clean stop that was asked for; anything raised while the context is fine is a failure.
-        if rclpy.ok():
+        # then raises from inside spin (e.g. 'Unable to convert call argument'), sometimes a
+        # moment before the context reads as shut down. That is the clean stop that was asked
+        # for; anything raised while the context stays fine is a failure.
+        if not _shut_down_within(SHUTDOWN_GRACE_S):
             raise
     finally:
         if node is not None:

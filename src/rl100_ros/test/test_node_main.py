@@ -1,5 +1,6 @@
 """run_node: a node that fails to construct exits 1 with a one-line reason; diagnostics publish."""
 
+import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -44,13 +45,19 @@ def test_diagnostics_reach_a_subscriber():
 
 
 class _Raising(Node):
-    """Raises from a timer callback, after shutting the context down when ``shutdown``."""
+    """Raises from a timer callback, after shutting the context down when ``shutdown``.
 
-    def __init__(self, shutdown: bool):
+    ``shutdown='late'``: the shutdown comes 0.1 s after the error (a signal's shutdown racing
+    a callback that already failed).
+    """
+
+    def __init__(self, shutdown):
         super().__init__('raising_node')
 
         def tick():
-            if shutdown:
+            if shutdown == 'late':
+                threading.Timer(0.1, rclpy.try_shutdown).start()
+            elif shutdown:
                 rclpy.try_shutdown()  # what SIGINT / SIGTERM do, under a running callback
             raise RuntimeError('take failed')
 
@@ -59,6 +66,7 @@ class _Raising(Node):
 
 def test_an_error_raised_while_shutting_down_is_a_clean_stop():
     assert run_node(lambda: _Raising(shutdown=True), args=[]) == 0
+    assert run_node(lambda: _Raising(shutdown='late'), args=[]) == 0
 
 
 def test_an_error_raised_while_running_is_not_hidden():
