@@ -130,7 +130,7 @@ def test_loading_a_model_does_not_stop_the_control_loop(harness, models, monkeyp
 
     def slow_init(self, *args, **kwargs):
         ticks['start'] = harness.node._ticks
-        time.sleep(0.8)  # runs in the service's callback group, beside the control timer
+        time.sleep(1.5)  # runs in the service's callback group, beside the control timer
         ticks['end'] = harness.node._ticks
         original(self, *args, **kwargs)
 
@@ -138,9 +138,10 @@ def test_loading_a_model_does_not_stop_the_control_loop(harness, models, monkeyp
     assert harness.spin_until(lambda: len(harness.chunks) >= 2)
     accepted = harness.load(models[1])
     assert accepted.accepted
-    # 0.8 s at 20 Hz is 16 timer ticks; a loop blocked by the load would tick 0 times
+    # 1.5 s at 20 Hz is 30 timer ticks; a loop blocked by the load would start none (a shared
+    # 2-core CI machine under load was seen to run only 2 in 0.8 s, so the bar is low)
     during = ticks['end'] - ticks['start']
-    assert during >= 5, f'only {during} control ticks while loading: the loop was blocked'
+    assert during >= 2, f'only {during} control ticks while loading: the loop was blocked'
     assert harness.spin_until(lambda: harness.chunks[-1].model_id == accepted.model_id)
 
 
