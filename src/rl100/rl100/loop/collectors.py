@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
-import os
 import shutil
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -139,12 +138,13 @@ class SimCollector:
 
     def evaluate(self, policy_onnx: Path, n_episodes: int, seed: int) -> dict[str, Any]:
         from rl100 import sim
+        from rl100.export.card import card_path, read_card
         from rl100.runtime import PolicyRuntime
         from rl100.train.evaluate import evaluate_parallel
 
         make_runtime = functools.partial(PolicyRuntime, policy_onnx, seed=seed, intra_op_threads=self.threads,
                                          temporal_ensemble=self.temporal_ensemble)
-        names, kw = self.env_kwargs(make_runtime().card)
+        names, kw = self.env_kwargs(read_card(card_path(policy_onnx)))  # the runtimes check it against the graph
         make_env = functools.partial(sim.make_env, self.task, seed=seed, obs=names, **kw)
         res = evaluate_parallel(make_runtime, make_env, n_episodes, seed, self.workers)
         res[ENV_STEPS] = int(sum(res["lengths"]))
@@ -217,7 +217,6 @@ class SimCollector:
 
 def _collect_shard(kwargs: dict[str, Any], policy_onnx: Path, root: Path, n_episodes: int, seed: int) -> Path:
     """Worker process: episodes ``seed .. seed + n_episodes - 1`` into the dataset ``root``."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         return SimCollector(**kwargs)._collect_range(policy_onnx, root, n_episodes, seed)
     except Exception as exc:

@@ -10,7 +10,6 @@ import argparse
 import functools
 import json
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
@@ -72,7 +71,6 @@ _WORKER: dict[str, object] = {}
 
 
 def _worker_init(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object]) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["runtime"], _WORKER["env"] = make_runtime(), make_env()
 
 
