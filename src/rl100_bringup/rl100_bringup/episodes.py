@@ -3,8 +3,9 @@
 One episode goes through these phases (:class:`Phase`), each one call to the stack:
 
     HOLD_FOR_RESET  SetMode HOLD: the robot ignores the policy while the scene restarts
-    RESET           /rl100/sim/reset: the simulated task restarts with the next seed
-    WAIT_RESET      poll /rl100/sim/success until it reports the new seed
+    RESET           /rl100/sim/reset: the simulated task restarts with the next seed (before
+                    the first episode, ``first_seed`` sets that seed on the sim robot)
+    WAIT_RESET      poll /rl100/sim/success until it reports the reset
     START           StartEpisode: the recorder opens a bag (and the policy node restarts its
                     observation history on the EpisodeEvent START)
     AUTONOMOUS      SetMode AUTONOMOUS: the policy drives the robot through the safety node
@@ -19,6 +20,8 @@ stack is anything with the methods of :class:`Stack` (``run_episodes.RosStack`` 
 fake in the unit tests); time goes through ``sleep`` / ``monotonic`` callables so tests need no
 wall clock. A failure raises :class:`EpisodeError` naming the episode, the phase and the
 problem; the open episode is then aborted (its bag discarded) and the robot put on HOLD.
+With ``expect_model`` set, an episode the policy node drove with any other model (it respawned
+with its start-up model after a LoadPolicy swap, say) is such a failure too.
 :func:`summarize` turns the results into the figures ``make demo`` prints: success rate, mean
 cycle time (simulated seconds of the successful episodes), achieved control rate (policy
 actions per simulated second) and policy inference latency (p50 / p99, as the policy node
@@ -71,6 +74,7 @@ class SimStatus:
     episode_time: float  # s, simulated time since the last reset
     success_time: float | None  # episode_time of the first successful tick, None before
     time_limit: float  # s, the task's own episode length
+    resets: int | None = None  # resets applied since the sim robot started (None: not reported)
 
     KEYS = ('success', 'seed', 'time', 'episode_time', 'success_time', 'time_limit')
 
@@ -88,7 +92,8 @@ class SimStatus:
         return cls(success=bool(data['success']), seed=int(data['seed']),
                    time=float(data['time']), episode_time=float(data['episode_time']),
                    success_time=None if st is None else float(st),
-                   time_limit=float(data['time_limit']))
+                   time_limit=float(data['time_limit']),
+                   resets=None if data.get('resets') is None else int(data['resets']))
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class PolicySample:
     stamp: float  # s, simulated: the newest observation the chunk was computed from
     latency: float  # s, inference latency the policy node reports (its last prediction)
     period: float  # s, the policy's control period
+    model_id: str = ''  # the model that computed it (ActionChunk.model_id)
 
 
 class Stack(Protocol):
@@ -110,6 +116,9 @@ class Stack(Protocol):
         """``hold`` or ``autonomous`` on the safety node."""
 
     def reset_sim(self) -> None: ...
+
+    def set_next_seed(self, seed: int) -> None:
+        """The sim robot's next reset uses this seed (later ones count on from it)."""
 
     def sim_status(self) -> SimStatus: ...
 
@@ -140,12 +149,17 @@ class RunnerConfig:
     # before the run stops; each is recorded as a failed episode with its error, and the next
     # one waits for the stack to be ready again
     max_errors: int = 0
+    first_seed: int = -1  # env seed of the first episode; -1: the sim robot's next one
+    expect_model: str = ''  # policy model id every episode must run (ActionChunk.model_id)
 
     def __post_init__(self):
         if self.episodes < 1:
             raise ValueError(f'episodes must be >= 1, got {self.episodes}')
         if self.max_errors < 0:
             raise ValueError(f'max_errors must be >= 0, got {self.max_errors}')
+        if self.first_seed < -1:
+            raise ValueError(f'first_seed must be >= 0 (or -1: the next seed), got '
+                             f'{self.first_seed}')
         if not self.time_limit >= 0.0:
             raise ValueError(f'time_limit must be >= 0 s (0: the limit of the task), got '
                              f'{self.time_limit}')
@@ -169,6 +183,7 @@ class EpisodeResult:
     wall_time: float = 0.0
     note: str = ''  # why there were no actions, as far as the policy node said
     error: str = ''  # the stack error that ended the episode (counted as a failure)
+    model: str = ''  # the model id(s) of the policy actions, comma-separated
 
 
 class EpisodeRunner:
@@ -246,15 +261,18 @@ class EpisodeRunner:
         ep, stack, cfg, now = self._ep, self.stack, self.config, self._monotonic()
         if self.phase == Phase.HOLD_FOR_RESET:
             stack.set_mode('hold', f'episode {ep["index"]}: reset')
-            ep['seed_before'] = stack.sim_status().seed
+            if ep['index'] == 1 and cfg.first_seed >= 0:
+                stack.set_next_seed(cfg.first_seed)
+            ep['before'] = stack.sim_status()
             return Phase.RESET
         if self.phase == Phase.RESET:
             stack.reset_sim()
             ep['reset_at'] = now
             return Phase.WAIT_RESET
         if self.phase == Phase.WAIT_RESET:
-            status = stack.sim_status()
-            if status.seed != ep['seed_before']:
+            status, before = stack.sim_status(), ep['before']
+            if (status.resets != before.resets if status.resets is not None
+                    else status.seed != before.seed):
                 ep['seed'] = status.seed
                 ep['time_limit'] = cfg.time_limit or status.time_limit
                 if not ep['time_limit'] > 0.0:
@@ -262,7 +280,8 @@ class EpisodeRunner:
                 return Phase.START
             if now - ep['reset_at'] > cfg.reset_timeout:
                 raise StackError(f'the sim robot did not apply the reset within '
-                                 f'{cfg.reset_timeout:g} s (still seed {status.seed})')
+                                 f'{cfg.reset_timeout:g} s (still seed {status.seed}, '
+                                 f'{status.resets} resets)')
             self._sleep(min(cfg.poll_period, 0.01))  # the robot holds an old target meanwhile
             return Phase.WAIT_RESET
         if self.phase == Phase.START:
@@ -320,6 +339,7 @@ class EpisodeRunner:
         t0, t1 = ep['t0_sim'], ep['t1_sim']
         samples = [s for s in self.stack.policy_samples() if t0 < s.stamp <= t1]
         actions = len(samples)
+        models = sorted({s.model_id for s in samples})
         latencies = []
         for s in samples:  # a chunk repeats the latency of the last prediction: one per change
             if s.latency != self._last_latency:
@@ -329,10 +349,15 @@ class EpisodeRunner:
             index=ep['index'], seed=ep['seed'], success=ep['success'], duration=ep['duration'],
             episode_id=ep['episode_id'], bag=ep['bag'], control_time=t1 - t0,
             actions=actions, fresh=len({s.stamp for s in samples}), latencies=latencies,
-            wall_time=self._monotonic() - ep['wall0'],
+            wall_time=self._monotonic() - ep['wall0'], model=','.join(models),
             note='' if actions else f'no policy actions: {self.stack.policy_status()}')
         if samples and samples[-1].period > 0:
             self._period = samples[-1].period
+        expected = self.config.expect_model
+        if expected and any(m != expected for m in models):
+            raise StackError(f'the policy node ran {", ".join(models)}, not {expected} (did it '
+                             'restart with its start-up model after a LoadPolicy swap?); the '
+                             f'bag {ep["bag"]} stays as recorded')
 
     def _abandon(self, where: str) -> None:
         """After a failure: best effort to stop the robot and discard the open episode."""

@@ -26,6 +26,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.srv import SetParameters
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -62,8 +63,9 @@ class RosStack:
     """The runner's calls as ROS service calls; every wait is bounded and names what failed."""
 
     def __init__(self, node: Node, service_timeout: float, cancel: threading.Event,
-                 ready_timeout: float = 30.0):
+                 ready_timeout: float = 30.0, sim_node: str = 'sim_robot'):
         self._node, self._timeout, self._cancel = node, service_timeout, cancel
+        self._sim_node = sim_node
         self._ready_timeout = ready_timeout
         self._clients: dict = {}
         self._samples: list = []
@@ -84,7 +86,8 @@ class RosStack:
     def _on_chunk(self, msg: ActionChunk) -> None:
         sample = PolicySample(stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
                               latency=float(msg.inference_latency),
-                              period=msg.period.sec + msg.period.nanosec * 1e-9)
+                              period=msg.period.sec + msg.period.nanosec * 1e-9,
+                              model_id=str(msg.model_id))
         with self._lock:
             self._samples.append(sample)
             self._chunks += 1
@@ -157,6 +160,14 @@ class RosStack:
         if not response.success:
             raise StackError(f'the sim robot refused the reset: {response.message}')
 
+    def set_next_seed(self, seed: int) -> None:
+        request = SetParameters.Request(parameters=[Parameter('seed', value=int(seed))
+                                                    .to_parameter_msg()])
+        name = f'/{self._sim_node}/set_parameters'
+        result = self._call(SetParameters, name, SIM, request).results[0]
+        if not result.successful:
+            raise StackError(f'the sim robot refused seed {seed}: {result.reason}')
+
     def sim_status(self) -> SimStatus:
         return SimStatus.parse(self._call(Trigger, SIM_SUCCESS, SIM, Trigger.Request()).message)
 
@@ -205,7 +216,14 @@ class EpisodeRunnerNode(Node):
                             'advancing before the run fails'),
             max_errors=p('max_errors', 0, 'episodes that may end in a stack error (a node died '
                          'and respawns, a service timed out) before the run stops; each counts '
-                         'as a failure and the next waits for the graph to be ready'))
+                         'as a failure and the next waits for the graph to be ready'),
+            first_seed=p('first_seed', -1, "env seed of the first episode, set on the sim "
+                         "robot's seed parameter (later episodes count on); -1: its next seed"),
+            expect_model=p('expect_model', '', 'model id (ActionChunk.model_id, '
+                           '<file>:<sha256[:12]>) every episode must be run by; an episode '
+                           'with another is a stack error (empty: any)'))
+        self.sim_node = p('sim_node', 'sim_robot', 'name of the sim robot node (its seed '
+                          'parameter is set for first_seed)')
         self.service_timeout = p('service_timeout', 10.0, 'wall seconds for a service to '
                                  'appear and answer')
         self.ready_timeout = p('ready_timeout', 30.0, 'wall seconds, before the first episode, '
@@ -258,7 +276,7 @@ def evaluate(parameters: dict | None = None, cancel: threading.Event | None = No
         spinner = threading.Thread(target=_spin, args=(executor,), name='runner_spin',
                                    daemon=True)
         spinner.start()
-        stack = RosStack(node, node.service_timeout, cancel, node.ready_timeout)
+        stack = RosStack(node, node.service_timeout, cancel, node.ready_timeout, node.sim_node)
         config = node.config
 
         def progress(r):

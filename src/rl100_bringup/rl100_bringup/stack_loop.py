@@ -2,14 +2,15 @@
 
 ``python -m rl100_bringup.stack_loop --policy IL.json --task juicing-place --rounds R ...`` takes
 the arguments of ``rl100 loop-sim`` and runs the same resumable rounds (``rl100.loop``), except
-that collection and evaluation go through the whole orange_juicer graph: for each, ``up``
-starts the graph with the round's exported model, runs the episodes with the recorder on
-(``--episodes``) and stops it; collected bags are turned into the round's dataset by
+that collection and evaluation go through the whole orange_juicer graph. By default one graph
+stays up for the whole run (:class:`~rl100_bringup.stack_session.StackSession`): each round's
+exported model is hot-swapped into the running policy node with LoadPolicy, the episodes run
+with the recorder on (bags of the whole run in ``<out>/stack/bags``), and the sim robot's seed
+is set per batch so every evaluation sees the same scenes. ``--fresh-graph`` starts a graph per
+batch instead (``up --episodes``). Collected bags are turned into the round's dataset by
 ``rl100 ingest`` with the model's card, so the data has exactly the model's observations.
 
-Not yet: the scripted operator (it needs the object's state, which the stack does not publish),
-and hot-swapping each round's model into one long-running graph with LoadPolicy (each
-collection / evaluation starts a fresh graph).
+Not yet: the scripted operator (it needs the object's state, which the stack does not publish).
 """
 
 from __future__ import annotations
@@ -82,20 +83,25 @@ def _summary(results: dict, n_episodes: int) -> dict:
 class StackCollector:
     """``rl100.loop`` Collector + Evaluator over the ROS stack."""
 
-    def __init__(self, episodes: StackEpisodes | None = None):
+    def __init__(self, episodes=None):
+        """``episodes``: a StackEpisodes (a graph per batch) or a StackSession (one graph)."""
         self.episodes = episodes or StackEpisodes()
 
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
         from rl100.ingest import ingest, IngestSpec
         from rl100.ingest_points import PointsPreprocessing
 
-        self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
+        results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
+        bags = [e['bag'] for e in results.get('episodes', [])
+                if e.get('bag') and not e.get('error')]
+        if not bags:
+            raise StackError(f'{out_dir}: no episode was recorded: {results.get("meta")}')
         card = json.loads(Path(policy_onnx).with_suffix('.card.json').read_text())
         has_points = any(o.get('kind') == 'points' for o in card.get('observation_spec', []))
         spec = IngestSpec(points=PointsPreprocessing.from_card(card) if has_points else None,
                           points_seed=seed)
         dataset = Path(out_dir) / ROS_DATASET
-        report = ingest([Path(out_dir) / BAGS], dataset, spec)
+        report = ingest([Path(b) for b in bags], dataset, spec)
         if not report['ingested']:
             raise StackError(f'{out_dir}: no episode could be ingested: {report}')
         return dataset
@@ -117,10 +123,23 @@ def main(argv=None) -> int:
     parser.add_argument('--graph', default='orange_juicer', help='bringup graph to run')
     parser.add_argument('--launch-arg', action='append', default=[], metavar='KEY:=VALUE',
                         help='extra launch argument for every run of the graph')
+    parser.add_argument('--fresh-graph', action='store_true',
+                        help='start a new graph for every collection and evaluation instead of '
+                        'hot-swapping models into one that stays up')
     args = parser.parse_args(argv)
     args.no_operator = True  # the operator needs the object's state, which the stack lacks
-    stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)))
-    return loop_cli.run(args, stack, stack)
+    if args.fresh_graph:
+        stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)))
+        return loop_cli.run(args, stack, stack)
+    from .stack_session import StackSession
+
+    out = Path(args.out or 'runs/loop') / 'stack'
+    with StackSession(out / BAGS, args.graph, tuple(args.launch_arg),
+                      log_path=out / 'graph.log') as session:
+        stack = StackCollector(session)
+        code = loop_cli.run(args, stack, stack)
+        print(f'[stack_loop] {session.swaps} LoadPolicy swaps into one graph', flush=True)
+        return code
 
 if __name__ == '__main__':
     raise SystemExit(main())

@@ -39,6 +39,7 @@ class FakeStack:
         self.applies_reset, self.stuck = True, False
         self.refuse_start = ''
         self.not_ready = ''
+        self.resets, self.next_seed, self.model = 0, None, 'cm.onnx:0123456789ab'
 
     def wait_ready(self):
         self.calls.append(('ready',))
@@ -49,12 +50,15 @@ class FakeStack:
         if self.stuck:
             return
         if self.pending_reset and self.applies_reset:
-            self.seed, self.reset_time, self.pending_reset = self.seed + 1, self.time, False
+            self.seed = self.seed + 1 if self.next_seed is None else self.next_seed
+            self.reset_time, self.pending_reset, self.next_seed = self.time, False, None
+            self.resets += 1
         self.time = round(self.time + DT, 6)
         if self.mode == 'autonomous':
             self.chunks += 1
             latency = 0.001 * (1 + self.chunks // self.replan)
-            self.samples.append(PolicySample(stamp=self.time, latency=latency, period=DT))
+            self.samples.append(PolicySample(stamp=self.time, latency=latency, period=DT,
+                                             model_id=self.model))
 
     def set_mode(self, mode, reason):
         self.calls.append(('set_mode', mode))
@@ -64,6 +68,10 @@ class FakeStack:
         self.calls.append(('reset',))
         self.pending_reset = True
 
+    def set_next_seed(self, seed):
+        self.calls.append(('next_seed', seed))
+        self.next_seed = seed
+
     def sim_status(self):
         self.calls.append(('status',))
         self._tick()
@@ -72,7 +80,7 @@ class FakeStack:
         success_time = at if at is not None and episode_time >= at else None
         return SimStatus(success=success_time is not None, seed=self.seed, time=self.time,
                          episode_time=episode_time, success_time=success_time,
-                         time_limit=self.time_limit)
+                         time_limit=self.time_limit, resets=self.resets)
 
     def start_episode(self, task, note):
         self.calls.append(('start', task))
@@ -198,8 +206,9 @@ def test_a_reset_that_never_shows_is_named():
     stack = FakeStack()
     stack.applies_reset = False
     runner, _ = _runner(stack, episodes=2, reset_timeout=3.0)
-    with pytest.raises(EpisodeError, match=r'episode 1/2 \(wait for reset\): the sim robot did '
-                                           r'not apply the reset within 3 s \(still seed 0\)'):
+    with pytest.raises(EpisodeError, match=r'episode 1/2 \(wait for reset\): the sim robot '
+                                           r'did not apply the reset within 3 s \(still seed 0, '
+                                           r'0 resets\)'):
         runner.run()
     assert ('abort',) not in stack.calls  # no episode was open yet
     assert stack.calls[-1] == ('set_mode', 'hold')
@@ -320,3 +329,33 @@ def test_sim_status_parsing_names_what_is_missing():
 def test_invalid_config_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RunnerConfig(**kwargs)
+
+
+def test_first_seed_is_set_once_and_a_repeated_seed_still_counts_as_reset():
+    stack = FakeStack(success_at={7: 0.5, 8: 0.5})
+    stack.seed = 7  # the sim already runs seed 7: only the reset counter shows the new reset
+    runner, _ = _runner(stack, episodes=2, first_seed=7)
+    results = runner.run()
+    assert [r.seed for r in results] == [7, 8] and all(r.success for r in results)
+    assert [c for c in stack.calls if c[0] == 'next_seed'] == [('next_seed', 7)]
+    assert stack.resets == 2
+    assert results[0].model == 'cm.onnx:0123456789ab'
+
+
+def test_an_episode_run_by_another_model_is_a_stack_error():
+    stack = FakeStack(success_at={1: 0.5, 2: 0.5, 3: 0.5})
+    expected = stack.model
+    runner, _ = _runner(stack, episodes=3, expect_model=expected, max_errors=1)
+    original_end = stack.end_episode
+
+    def end_then_respawn(success, note):  # the policy node restarts with another model
+        stack.model = 'startup.onnx:ba9876543210'
+        return original_end(success, note)
+
+    stack.end_episode = end_then_respawn
+    with pytest.raises(EpisodeError, match='startup.onnx:ba9876543210, not cm.onnx'):
+        runner.run()
+    assert runner.results[0].success and not runner.results[0].error
+    assert 'startup.onnx' in runner.results[1].error and not runner.results[1].success
+    with pytest.raises(ValueError, match='first_seed'):
+        RunnerConfig(first_seed=-2)

@@ -10,7 +10,9 @@ tick's simulated time; takes
 (std_srvs/Trigger: success = the task's success detector now, message = JSON details: seed,
 steps and ``episode_time`` since the last reset, ``success_time`` (episode time of the first
 successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
-``time``).
+``time``, ``resets`` applied since start-up). Setting the ``seed`` parameter while the node
+runs (``ros2 param set /sim_robot seed 1000``) makes the next reset use that seed, so an
+evaluation can rerun the same scenes in a graph that stays up.
 
 Time: simulated time is published on ``/clock``; the other nodes run with
 ``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
@@ -29,7 +31,7 @@ import time
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rl100_ros import qos, topics
 from rl100_ros.node_main import run_node
@@ -55,7 +57,10 @@ class SimRobotNode(Node):
         super().__init__('sim_robot', **node_kwargs)
         p = self._declare
         task = p('task', 'juicing-place', 'simulated task (rl100.sim task name)')
-        self._seed = int(p('seed', 0, 'seed of the first episode; each reset uses the next one'))
+        self._seed = int(p('seed', 0, 'seed of the first episode; each reset uses the next one; '
+                           'set while running: the seed of the next reset'))
+        self._next_seed: int | None = None  # set at run time: the next reset's seed
+        self._resets = 0
         self._rtf = float(p('real_time_factor', 0.0, '0: lockstep, as fast as the graph '
                             'answers; > 0: wall-clock paced at this multiple of real time'))
         self._lockstep_timeout = float(p('lockstep_timeout', 1.0, 'lockstep: wall seconds to '
@@ -101,6 +106,7 @@ class SimRobotNode(Node):
         self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.COMMAND)
         self.create_subscription(Float32, topics.GRIPPER_COMMAND, self._on_gripper, qos.COMMAND)
         self.create_service(Trigger, SIM_RESET, self._on_reset)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(Trigger, SIM_SUCCESS, self._on_success)
         # the loop thread resets, steps, renders and closes the env: an EGL context (camera,
         # points) is current in one thread only
@@ -160,23 +166,38 @@ class SimRobotNode(Node):
         except CommandRejectedError as exc:
             self.get_logger().warn(f'rejected gripper command: {exc}', throttle_duration_sec=1.0)
 
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        for param in parameters:
+            if param.name != 'seed':
+                continue
+            value = param.value
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+                return SetParametersResult(successful=False, reason=f'seed must be an integer '
+                                           f'in [0, 2**32), got {value!r}')
+            with self._lock:
+                self._next_seed = value
+        return SetParametersResult(successful=True)
+
     def _on_reset(self, request, response):
         del request
+        with self._lock:
+            seed = self._seed + 1 if self._next_seed is None else self._next_seed
         self._reset_requested = True
-        response.success, response.message = True, f'reset to seed {self._seed + 1} queued'
+        response.success, response.message = True, f'reset to seed {seed} queued'
         return response
 
     def _on_success(self, request, response):
         del request
         with self._lock:
             r, start, success_time = self._reading, self._episode_start, self._success_time
-            seed = self._seed
+            seed, resets = self._seed, self._resets
         response.success = r.success
         response.message = json.dumps({
             'success': r.success, 'steps': r.steps, 'seed': seed, 'time': round(r.time, 6),
             'episode_time': round(r.time - start, 6),
             'success_time': None if success_time is None else round(success_time, 6),
-            'time_limit': round(self._time_limit, 6), 'rejected_commands': self._robot.rejected})
+            'time_limit': round(self._time_limit, 6), 'rejected_commands': self._robot.rejected,
+            'resets': resets})
         return response
 
     # --- the simulation loop ------------------------------------------------------------------
@@ -204,8 +225,12 @@ class SimRobotNode(Node):
         while self._running:
             with self._lock:
                 if self._reset_requested:
-                    self._seed += 1
+                    if self._next_seed is None:
+                        self._seed += 1
+                    else:
+                        self._seed, self._next_seed = self._next_seed, None
                     self._reading = self._robot.reset(self._seed)
+                    self._resets += 1
                     self._episode_start, self._success_time = self._reading.time, None
                     self._reset_requested = False
                 reading = self._reading

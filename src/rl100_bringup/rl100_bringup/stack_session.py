@@ -1,0 +1,210 @@
+"""One orange_juicer graph that stays up while the RL loop swaps models in (issue: closed loop).
+
+The loop's rounds need episodes run by a new model each time. :class:`StackSession` starts the
+graph once (``python -m rl100_bringup.up GRAPH``, the recorder writing into one directory) and,
+for every batch of episodes:
+
+1. hot-swaps the model into the running policy node with ``LoadPolicy`` (the sha256 from the
+   model card is required, so a file that changed on disk is refused);
+2. runs the episodes with the episode runner of ``run_episodes`` in this process, the sim
+   robot's ``seed`` parameter set to the batch's first seed (the same evaluation scenes every
+   round) and ``expect_model`` set to the swapped-in model, so an episode that a respawned
+   policy node ran with its start-up model is a stack error, not a silent result;
+3. returns ``up --results-json``'s content: one record per episode with its bag.
+
+The graph is started with ``model:=`` the first model asked for and dies with this process
+(``PR_SET_PDEATHSIG``: a killed loop leaves no graph behind; the rerun starts a new one).
+A graph that exits, or a batch that does not finish within ``run_timeout``, raises
+:class:`StackError` with the tail of the graph's log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from .episodes import StackError
+
+RESULTS = 'episodes.json'
+_PR_SET_PDEATHSIG = 1
+
+
+def model_id(policy_onnx: Path) -> tuple[str, str]:
+    """``(id, sha256)`` the policy node reports for this file (``<file>:<sha256[:12]>``)."""
+    sha = hashlib.sha256(Path(policy_onnx).read_bytes()).hexdigest()
+    return f'{Path(policy_onnx).name}:{sha[:12]}', sha
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def load_policy(policy_onnx: Path, sha256: str = '', timeout: float = 60.0) -> str:
+    """LoadPolicy on the running policy node; the model id it runs now (StackError: refused)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rl100_msgs.srv import LoadPolicy
+    from rl100_ros import topics
+
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    node = None
+    try:
+        node = rclpy.create_node('stack_session_loader', context=context)
+        client = node.create_client(LoadPolicy, topics.LOAD_POLICY)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise StackError(f'{topics.LOAD_POLICY} is not available after {timeout:g} s: is the '
+                             'policy node running?')
+        future = client.call_async(LoadPolicy.Request(path=str(Path(policy_onnx).resolve()),
+                                                      expected_sha256=sha256))
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        executor.shutdown(timeout_sec=1.0)
+        if not future.done():
+            raise StackError(f'the policy node did not answer LoadPolicy within {timeout:g} s')
+        response = future.result()
+        if not response.accepted:
+            raise StackError(f'the policy node refused {policy_onnx}: {response.message} '
+                             f'(still running {response.model_id or "no model"})')
+        return response.model_id
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+class StackSession:
+    """A long-running graph; ``run`` has the signature of ``stack_loop.StackEpisodes.run``.
+
+    ``record_dir``: where the recorder writes every bag of the session; ``extra``: more launch
+    arguments (``key:=value``); ``run_timeout``: wall seconds for one batch of episodes;
+    ``time_limit``: simulated seconds per episode (0: the task's own limit).
+    """
+
+    def __init__(self, record_dir: Path, graph: str = 'orange_juicer', extra: tuple = (),
+                 run_timeout: float = 3600.0, ready_timeout: float = 120.0,
+                 log_path: Path | None = None, env: dict | None = None,
+                 time_limit: float = 0.0):
+        self.record_dir = Path(record_dir)
+        self.graph, self.extra = graph, tuple(extra)
+        self.run_timeout, self.ready_timeout = run_timeout, ready_timeout
+        self.log_path = Path(log_path) if log_path else self.record_dir.parent / 'graph.log'
+        self.env = env
+        self.time_limit = float(time_limit)
+        self.timed_out = False
+        self.proc: subprocess.Popen | None = None
+        self.running_model = ''  # model id the policy node runs, as LoadPolicy answered
+        self.swaps = 0  # LoadPolicy calls accepted
+
+    # --- the graph process -------------------------------------------------------------------
+    def start(self, policy_onnx: Path) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, '-m', 'rl100_bringup.up', self.graph,
+               f'model:={Path(policy_onnx).resolve()}',
+               f'record_dir:={self.record_dir.resolve()}', *self.extra,
+               '--ready-timeout', str(self.ready_timeout)]
+        log = open(self.log_path, 'a')  # noqa: SIM115 - the child keeps writing to it
+        log.write(f'\n# {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(cmd)}\n')
+        log.flush()
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+            env=dict(self.env if self.env is not None else os.environ))
+        log.close()
+        self.running_model = model_id(policy_onnx)[0]
+
+    def close(self, timeout: float = 30.0) -> int | None:
+        """Stop the graph (SIGINT, then SIGKILL after ``timeout``); its exit code."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode
+
+    def __enter__(self) -> 'StackSession':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return '\n'.join(self.log_path.read_text(errors='replace').splitlines()[-lines:])
+        except OSError:
+            return '(no graph log)'
+
+    def _check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            raise StackError(f'the {self.graph} graph is not running (exit code {code}):\n'
+                             f'{self._log_tail()}')
+
+    # --- a batch of episodes ---------------------------------------------------------------------
+    def swap(self, policy_onnx: Path) -> str:
+        """Make the policy node run ``policy_onnx`` (LoadPolicy unless it already does)."""
+        wanted, sha = model_id(policy_onnx)
+        if wanted != self.running_model:
+            self._check_alive()
+            self.running_model = load_policy(policy_onnx, sha)
+            self.swaps += 1
+        return self.running_model
+
+    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> dict:
+        from .run_episodes import evaluate
+
+        self.start(policy_onnx)
+        running = self.swap(policy_onnx)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results = out_dir / RESULTS
+        cancel = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(cancel,), daemon=True)
+        watchdog.start()
+        lines: list = []
+        try:
+            report = evaluate(
+                {'episodes': int(n_episodes), 'first_seed': int(seed), 'expect_model': running,
+                 'results_json': str(results), 'ready_timeout': float(self.ready_timeout),
+                 'time_limit': self.time_limit},
+                cancel=cancel, meta={'graph': self.graph, 'model': running, 'session': True},
+                log=lines.append)
+        finally:
+            cancel.set()
+            watchdog.join(timeout=2.0)
+        (out_dir / 'episodes.log').write_text('\n'.join(lines + [report.text]) + '\n')
+        if report.error:
+            self._check_alive()
+            if self.timed_out:
+                raise StackError(f'{n_episodes} episodes of {running} did not finish within '
+                                 f'{self.run_timeout:g} s')
+            raise StackError(f'{n_episodes} episodes of {running} stopped: {report.error}')
+        return json.loads(results.read_text())
+
+    def _watch(self, cancel: threading.Event) -> None:
+        """Cancel the batch when the graph exits or the batch runs past ``run_timeout``."""
+        deadline = time.monotonic() + self.run_timeout
+        self.timed_out = False
+        while not cancel.wait(0.5):
+            if time.monotonic() > deadline:
+                self.timed_out = True
+            if self.timed_out or self.proc is None or self.proc.poll() is not None:
+                cancel.set()
