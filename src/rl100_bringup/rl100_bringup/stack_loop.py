@@ -10,7 +10,11 @@ is set per batch so every evaluation sees the same scenes. ``--fresh-graph`` sta
 batch instead (``up --episodes``). Collected bags are turned into the round's dataset by
 ``rl100 ingest`` with the model's card, so the data has exactly the model's observations.
 
-Not yet: the scripted operator (it needs the object's state, which the stack does not publish).
+Collection runs with the scripted operator unless ``--no-operator``: the sim robot plays the
+human (``rl100_sim.sim_operator``: it takes over near failure with the task's expert, through
+the safety node as an absolute-pose teleop device, so the recorder flags those steps as
+intervention, exactly as a person with a leader arm would produce them); evaluations run
+without it. Its thresholds are the loop's defaults (``--set operator.*`` does not reach it).
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ class StackEpisodes:
         self.timeout_s = timeout_s
         self.env = env  # None: this process's environment
 
-    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> dict:
+    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int,
+            operator: bool = False) -> dict:
+        """``operator``: the sim robot's scripted operator watches the episodes."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         results = out_dir / RESULTS
@@ -55,6 +61,7 @@ class StackEpisodes:
                f'model:={Path(policy_onnx).resolve()}',
                f'record_dir:={(out_dir / BAGS).resolve()}',
                f'sim_seed:={seed - 1}', *self.extra,
+               *(('scripted_operator:=true', 'teleop_device:=pose') if operator else ()),
                '--episodes', str(n_episodes), '--results-json', str(results)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout_s,
@@ -83,15 +90,21 @@ def _summary(results: dict, n_episodes: int) -> dict:
 class StackCollector:
     """``rl100.loop`` Collector + Evaluator over the ROS stack."""
 
-    def __init__(self, episodes=None):
-        """``episodes``: a StackEpisodes (a graph per batch) or a StackSession (one graph)."""
+    def __init__(self, episodes=None, operator: bool = False):
+        """Collect / evaluate with ``episodes``.
+
+        ``episodes``: a StackEpisodes (a graph per batch) or a StackSession (one graph);
+        ``operator``: collect with the scripted operator (evaluations never have it).
+        """
         self.episodes = episodes or StackEpisodes()
+        self.operator = bool(operator)
 
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
         from rl100.ingest import ingest, IngestSpec
         from rl100.ingest_points import PointsPreprocessing
 
-        results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
+        results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed,
+                                    operator=self.operator)
         bags = [e['bag'] for e in results.get('episodes', [])
                 if e.get('bag') and not e.get('error')]
         if not bags:
@@ -118,7 +131,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m rl100_bringup.stack_loop',
         description='the RL-100 loop with episodes run through the ROS stack (rl100 loop-sim '
-                    'arguments; the scripted operator is not available here)')
+                    "arguments; the scripted operator is the sim robot's, with its default "
+                    'thresholds)')
     loop_cli.add_arguments(parser)
     parser.add_argument('--graph', default='orange_juicer', help='bringup graph to run')
     parser.add_argument('--launch-arg', action='append', default=[], metavar='KEY:=VALUE',
@@ -127,16 +141,16 @@ def main(argv=None) -> int:
                         help='start a new graph for every collection and evaluation instead of '
                         'hot-swapping models into one that stays up')
     args = parser.parse_args(argv)
-    args.no_operator = True  # the operator needs the object's state, which the stack lacks
+    operator = not args.no_operator
     if args.fresh_graph:
-        stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)))
+        stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)), operator)
         return loop_cli.run(args, stack, stack)
     from .stack_session import StackSession
 
     out = Path(args.out or 'runs/loop') / 'stack'
     with StackSession(out / BAGS, args.graph, tuple(args.launch_arg),
-                      log_path=out / 'graph.log') as session:
-        stack = StackCollector(session)
+                      log_path=out / 'graph.log', operator=operator) as session:
+        stack = StackCollector(session, operator)
         code = loop_cli.run(args, stack, stack)
         print(f'[stack_loop] {session.swaps} LoadPolicy swaps into one graph', flush=True)
         return code

@@ -12,6 +12,12 @@ for every batch of episodes:
    policy node ran with its start-up model is a stack error, not a silent result;
 3. returns ``up --results-json``'s content: one record per episode with its bag.
 
+With ``operator=True`` the graph starts with the sim robot's scripted operator and the safety
+node taking absolute operator targets (``scripted_operator:=true teleop_device:=pose``); each
+batch then switches the operator on (collection: it takes over near failure, the steps are
+flagged as intervention) or off (evaluation) through the sim robot's ``scripted_operator``
+parameter.
+
 The graph is started with ``model:=`` the first model asked for and dies with this process
 (``PR_SET_PDEATHSIG``: a killed loop leaves no graph behind; the rerun starts a new one).
 A graph that exits, or a batch that does not finish within ``run_timeout``, raises
@@ -46,6 +52,41 @@ def model_id(policy_onnx: Path) -> tuple[str, str]:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def set_parameters(node_name: str, values: dict, timeout: float = 30.0) -> None:
+    """Set parameters of a running node (SetParameters); StackError naming a refused one."""
+    from rcl_interfaces.srv import SetParameters
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    node = None
+    try:
+        node = rclpy.create_node('stack_session_parameters', context=context)
+        service = f'/{node_name}/set_parameters'
+        client = node.create_client(SetParameters, service)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise StackError(f'{service} is not available after {timeout:g} s: is {node_name} '
+                             'running?')
+        request = SetParameters.Request(parameters=[
+            Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = client.call_async(request)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        executor.shutdown(timeout_sec=1.0)
+        if not future.done():
+            raise StackError(f'{node_name} did not answer {service} within {timeout:g} s')
+        for name, result in zip(values, future.result().results, strict=False):
+            if not result.successful:
+                raise StackError(f'{node_name} refused {name}={values[name]!r}: {result.reason}')
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
 
 
 def load_policy(policy_onnx: Path, sha256: str = '', timeout: float = 60.0) -> str:
@@ -88,19 +129,22 @@ class StackSession:
 
     ``record_dir``: where the recorder writes every bag of the session; ``extra``: more launch
     arguments (``key:=value``); ``run_timeout``: wall seconds for one batch of episodes;
-    ``time_limit``: simulated seconds per episode (0: the task's own limit).
+    ``time_limit``: simulated seconds per episode (0: the task's own limit); ``operator``: start
+    the sim robot's scripted operator (switched per batch by ``run(..., operator=)``).
     """
 
     def __init__(self, record_dir: Path, graph: str = 'orange_juicer', extra: tuple = (),
                  run_timeout: float = 3600.0, ready_timeout: float = 120.0,
                  log_path: Path | None = None, env: dict | None = None,
-                 time_limit: float = 0.0):
+                 time_limit: float = 0.0, operator: bool = False, sim_node: str = 'sim_robot'):
         self.record_dir = Path(record_dir)
         self.graph, self.extra = graph, tuple(extra)
         self.run_timeout, self.ready_timeout = run_timeout, ready_timeout
         self.log_path = Path(log_path) if log_path else self.record_dir.parent / 'graph.log'
         self.env = env
         self.time_limit = float(time_limit)
+        self.operator, self.sim_node = bool(operator), sim_node
+        self._operator_on: bool | None = None  # as last set on the sim robot
         self.timed_out = False
         self.proc: subprocess.Popen | None = None
         self.running_model = ''  # model id the policy node runs, as LoadPolicy answered
@@ -115,6 +159,7 @@ class StackSession:
         cmd = [sys.executable, '-m', 'rl100_bringup.up', self.graph,
                f'model:={Path(policy_onnx).resolve()}',
                f'record_dir:={self.record_dir.resolve()}', *self.extra,
+               *(('scripted_operator:=true', 'teleop_device:=pose') if self.operator else ()),
                '--ready-timeout', str(self.ready_timeout)]
         log = open(self.log_path, 'a')  # noqa: SIM115 - the child keeps writing to it
         log.write(f'\n# {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(cmd)}\n')
@@ -125,6 +170,7 @@ class StackSession:
             env=dict(self.env if self.env is not None else os.environ))
         log.close()
         self.running_model = model_id(policy_onnx)[0]
+        self._operator_on = self.operator
 
     def close(self, timeout: float = 30.0) -> int | None:
         """Stop the graph (SIGINT, then SIGKILL after ``timeout``); its exit code."""
@@ -168,11 +214,18 @@ class StackSession:
             self.swaps += 1
         return self.running_model
 
-    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> dict:
+    def run(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int,
+            operator: bool = False, time_limit: float | None = None) -> dict:
+        """Run a batch; ``operator``: the scripted operator watches (session made with it)."""
         from .run_episodes import evaluate
 
+        if operator and not self.operator:
+            raise StackError('this session was started without the scripted operator')
         self.start(policy_onnx)
         running = self.swap(policy_onnx)
+        if self.operator and operator != self._operator_on:
+            set_parameters(self.sim_node, {'scripted_operator': bool(operator)})
+            self._operator_on = operator
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         results = out_dir / RESULTS
@@ -184,8 +237,9 @@ class StackSession:
             report = evaluate(
                 {'episodes': int(n_episodes), 'first_seed': int(seed), 'expect_model': running,
                  'results_json': str(results), 'ready_timeout': float(self.ready_timeout),
-                 'time_limit': self.time_limit},
-                cancel=cancel, meta={'graph': self.graph, 'model': running, 'session': True},
+                 'time_limit': self.time_limit if time_limit is None else float(time_limit)},
+                cancel=cancel, meta={'graph': self.graph, 'model': running, 'session': True,
+                                     'operator': bool(operator)},
                 log=lines.append)
         finally:
             cancel.set()

@@ -6,6 +6,7 @@ INTERVENTION = '/rl100/intervention'  # rl100_msgs/Intervention, every control t
 EPISODE_EVENT = '/rl100/episode_event'  # rl100_msgs/EpisodeEvent
 LOAD_POLICY = '/rl100/load_policy'  # rl100_msgs/srv/LoadPolicy
 SET_MODE = '/rl100/set_mode'  # rl100_msgs/srv/SetMode
+TELEOP_TARGET = '/rl100/teleop/target'  # rl100_msgs/TeleopTarget: pose-commanding operators
 
 # robot side: what the safety node commands and what it observes (franka_ros2 + CRISP names;
 # the sim robot uses the same ones)

@@ -14,7 +14,7 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rl100_msgs.msg import ActionChunk, EpisodeEvent, Intervention, SafetyStatus
+from rl100_msgs.msg import ActionChunk, EpisodeEvent, Intervention, SafetyStatus, TeleopTarget
 from rl100_msgs.srv import EndEpisode, SetMode, StartEpisode
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.conversions import array_to_pose, finger_width_to_gripper, pose_to_array
@@ -24,12 +24,13 @@ from std_msgs.msg import Float32
 
 from .devices import SpaceMouseReader
 from .safety_filter import ACTION_DIM, Mode, SafetyFilter, SafetyLimits, Source
-from .teleop import Event, JOY_TOPIC, JoyStream, TeleopConfig, TeleopMapper
+from .teleop import Event, JOY_TOPIC, JoyStream, PoseStream, TeleopConfig, TeleopMapper
 
 DEVICE_SOURCE = {'spacemouse': Intervention.SOURCE_SPACEMOUSE,
                  'joy': Intervention.SOURCE_GAMEPAD,
                  'gamepad': Intervention.SOURCE_GAMEPAD,
                  'none': Intervention.SOURCE_NONE}
+POSE_DEVICE = 'pose'  # absolute targets arrive as rl100_msgs/TeleopTarget on TELEOP_TARGET
 JOY_DEVICES = ('joy', 'gamepad')  # operator input arrives as sensor_msgs/Joy on JOY_TOPIC
 LABELS = {Event.SUCCESS: EpisodeEvent.LABEL_SUCCESS, Event.FAILURE: EpisodeEvent.LABEL_FAILURE}
 
@@ -55,13 +56,15 @@ class SafetyNode(Node):
         self._device_name = p('teleop_device', 'joy',
                               'operator device: spacemouse (read here from hidraw), gamepad '
                               '(sensor_msgs/Joy from gamepad_teleop), joy (sensor_msgs/Joy '
-                              'from keyboard_teleop or another publisher) or none')
+                              'from keyboard_teleop or another publisher), pose (absolute '
+                              'targets, rl100_msgs/TeleopTarget on /rl100/teleop/target: a '
+                              "leader arm, VR, the sim robot's scripted operator) or none")
         self._device_path = p('teleop_device_path', '',
                               'spacemouse: /dev/hidrawN (default: auto-detect)')
-        joy_timeout = float(p('joy_timeout', 0.5, 'Joy input reads as released (no takeover, '
-                              'zero twist) this many wall seconds after the last Joy message, '
-                              'so a dead teleop node cannot keep steering; 0 disables (only '
-                              'for publishers that send changes only)'))
+        joy_timeout = float(p('joy_timeout', 0.5, 'Joy (and pose) input reads as released (no '
+                              'takeover, zero twist) this many wall seconds after the last '
+                              'message, so a dead teleop node cannot keep steering; 0 '
+                              'disables (only for publishers that send changes only)'))
         self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
         self._tick_on_chunk = bool(p('tick_on_chunk', True, 'also send a command as soon as a '
                                      'policy chunk arrives (lower latency; limits scale with '
@@ -82,6 +85,7 @@ class SafetyNode(Node):
         self._mapper = TeleopMapper(TeleopConfig())
         self._device = self._open_device()
         self._joy = JoyStream(joy_timeout)
+        self._pose_input = PoseStream(joy_timeout, self._frame)
         self._gripper_state = 0.0
         self._observed = None
         self._ticks = 0
@@ -97,6 +101,9 @@ class SafetyNode(Node):
                                  qos.LATCHED)
         if self._device_name in JOY_DEVICES:
             self.create_subscription(Joy, JOY_TOPIC, self._on_joy, qos.COMMAND)
+        if self._device_name == POSE_DEVICE:
+            self.create_subscription(TeleopTarget, topics.TELEOP_TARGET, self._on_teleop_target,
+                                     qos.COMMAND)
         self.create_service(SetMode, topics.SET_MODE, self._on_set_mode)
         self._start_client = self.create_client(StartEpisode, topics.START_EPISODE)
         self._end_client = self.create_client(EndEpisode, topics.END_EPISODE)
@@ -113,11 +120,12 @@ class SafetyNode(Node):
 
     def _open_device(self):
         name = self._device_name
-        if name == 'none' or name in JOY_DEVICES:
-            return None  # joy input arrives as messages
+        if name in ('none', POSE_DEVICE) or name in JOY_DEVICES:
+            return None  # joy / pose input arrives as messages
         if name == 'spacemouse':
             return SpaceMouseReader.open(self._device_path or None)
-        raise ValueError(f"teleop_device must be spacemouse, gamepad, joy or none, got '{name}'")
+        raise ValueError(f"teleop_device must be spacemouse, gamepad, joy, pose or none, got "
+                         f"'{name}'")
 
     # --- inputs -------------------------------------------------------------------------------
     def _on_chunk(self, msg: ActionChunk) -> None:
@@ -134,8 +142,9 @@ class SafetyNode(Node):
         self._chunk_wall = time.monotonic()
         if not self._filter.policy_chunk(stamp, period, actions):
             self.get_logger().warn(self._filter.last_reason)
-        elif self._tick_on_chunk and not (self._wait_for_policy and stamp < self._now() - 1e-6):
-            self._tick()
+        elif self._tick_on_chunk and not self._mapper_active() \
+                and not (self._wait_for_policy and stamp < self._now() - 1e-6):
+            self._tick()  # (under a takeover the chunk changes nothing: the timer ticks)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self._observed = pose_to_array(msg, self._gripper_state)
@@ -147,6 +156,13 @@ class SafetyNode(Node):
             self._joy.push(msg.axes, msg.buttons, time.monotonic())
         except ValueError as exc:
             self.get_logger().warn(f'ignored Joy message: {exc}')
+
+    def _on_teleop_target(self, msg: TeleopTarget) -> None:
+        try:
+            self._pose_input.push(msg.header.frame_id, pose_to_array(msg, msg.gripper),
+                                  msg.takeover, msg.source, time.monotonic())
+        except ValueError as exc:
+            self.get_logger().warn(f'ignored teleop target: {exc}', throttle_duration_sec=1.0)
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_START:  # an episode starts where the robot is
@@ -181,14 +197,25 @@ class SafetyNode(Node):
         self._tick()
 
     def _mapper_active(self) -> bool:
-        return bool(self._joy.peek(time.monotonic()).takeover) or self._filter.operator_active
+        now = time.monotonic()
+        if self._device_name == POSE_DEVICE:
+            return self._pose_input.command(now) is not None or self._filter.operator_active
+        return bool(self._joy.peek(now).takeover) or self._filter.operator_active
 
     def _tick(self) -> None:
         now = self._now()
         dt = self._period if self._last_tick is None else min(max(now - self._last_tick, 0.0),
                                                               self._period)
         self._last_tick = now
-        if self._device is not None:
+        if self._device_name == POSE_DEVICE:
+            timeouts = self._pose_input.timeouts
+            op = self._pose_input.command(time.monotonic())
+            if self._pose_input.timeouts > timeouts:
+                self.get_logger().error(f'no teleop target for {self._pose_input.timeout:.2f} s '
+                                        'while the operator had control: takeover released')
+            self._filter.operator_command(op, active=op is not None)
+            sample = None
+        elif self._device is not None:
             sample = self._device.poll(0.0)
         else:
             timeouts = self._joy.timeouts
@@ -197,8 +224,9 @@ class SafetyNode(Node):
                 self.get_logger().error(f'no Joy message for {self._joy.timeout:.2f} s while '
                                         'the operator held input: takeover released '
                                         '(teleop node down?)')
-        self._handle_events(sample.events)
-        if self._observed is not None:
+        if sample is not None:
+            self._handle_events(sample.events)
+        if sample is not None and self._observed is not None:
             op = self._mapper.update(now, sample, self._observed, dt)
             self._filter.operator_command(op, active=op is not None)
         result = self._filter.tick(now)
@@ -210,8 +238,10 @@ class SafetyNode(Node):
         self._gripper_pub.publish(Float32(data=float(result.target[6])))
         iv = Intervention(active=result.intervention, gripper=float(result.target[6]))
         iv.header.stamp, iv.header.frame_id = stamp, self._frame
-        iv.source = DEVICE_SOURCE.get(self._device_name, Intervention.SOURCE_NONE) \
-            if result.source == Source.OPERATOR else Intervention.SOURCE_NONE
+        device_source = self._pose_input.source if self._device_name == POSE_DEVICE else \
+            DEVICE_SOURCE.get(self._device_name, Intervention.SOURCE_NONE)
+        iv.source = device_source if result.source == Source.OPERATOR else \
+            Intervention.SOURCE_NONE
         iv.target = array_to_pose(result.target, self._frame, stamp).pose
         self._iv_pub.publish(iv)
         self._publish_status(result)
@@ -254,7 +284,9 @@ class SafetyNode(Node):
         level = diagnostics.ERROR if self._filter.estop_latched else diagnostics.OK
         return level, self._filter.mode.name.lower(), {
             'ticks': self._ticks, 'rejected_commands': self._filter.rejected,
-            'last_reason': self._filter.last_reason, 'joy_timeouts': self._joy.timeouts}
+            'last_reason': self._filter.last_reason, 'joy_timeouts': self._joy.timeouts,
+            'pose_timeouts': self._pose_input.timeouts,
+            'pose_rejected': self._pose_input.rejected}
 
     def destroy_node(self):
         if self._device is not None:

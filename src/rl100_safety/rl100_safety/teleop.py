@@ -188,3 +188,46 @@ class JoyStream:
         sample = self.peek(now)
         sample.events, self._events = self._events, ()
         return sample
+
+
+class PoseStream:
+    """Operator input from a device that commands absolute poses (rl100_msgs/TeleopTarget).
+
+    A leader arm, a VR controller or the simulated scripted operator send where the tool should
+    be, not how fast to move it; the safety node passes the target on (through its limits)
+    while ``takeover`` is held. Like :class:`JoyStream`, a stream that goes silent for
+    ``timeout`` wall seconds reads as released (counted in ``timeouts``), so a dead device
+    cannot keep steering. ``frame``: the only frame a target may come in.
+    """
+
+    def __init__(self, timeout: float, frame: str):
+        self.timeout, self.frame = float(timeout), frame
+        self._target: np.ndarray | None = None  # (7,) while taken over
+        self._source = 0
+        self._last = float('-inf')
+        self.timeouts = 0
+        self.rejected = 0
+
+    def push(self, frame_id: str, target, takeover: bool, source: int, now: float) -> None:
+        """One message: target (7,) position, rotation vector, gripper 0..1; ValueError if bad."""
+        target = np.asarray(target, dtype=np.float64)
+        if frame_id != self.frame:
+            self.rejected += 1
+            raise ValueError(f"teleop target in frame '{frame_id}', not the base frame "
+                             f"'{self.frame}'")
+        if target.shape != (7,) or not np.all(np.isfinite(target)):
+            self.rejected += 1
+            raise ValueError(f'teleop target must be 7 finite numbers, got {target}')
+        self._target = target.copy() if takeover else None
+        self._source, self._last = int(source), now
+
+    @property
+    def source(self) -> int:
+        return self._source
+
+    def command(self, now: float) -> np.ndarray | None:
+        """The (7,) operator target while a takeover is held and fresh, else None."""
+        if self._target is not None and self.timeout > 0.0 and now - self._last > self.timeout:
+            self.timeouts += 1
+            self._target = None
+        return None if self._target is None else self._target.copy()

@@ -16,6 +16,7 @@ from rl100_safety.teleop import (
     Event,
     input_to_joy,
     JoyStream,
+    PoseStream,
     TeleopConfig,
     TeleopInput,
     TeleopMapper,
@@ -124,3 +125,21 @@ def test_joy_stream_timeout_off_holds_forever():
     stream = JoyStream(timeout=0.0)
     stream.push(*input_to_joy(TeleopInput(takeover=True)), now=0.0)
     assert stream.take(1e6).takeover
+
+
+def test_pose_stream_passes_held_targets_and_releases_when_silent():
+    stream = PoseStream(timeout=0.5, frame='fr3_link0')
+    target = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 1.0])
+    assert stream.command(0.0) is None  # nothing received: no takeover
+    stream.push('fr3_link0', target, takeover=True, source=4, now=1.0)
+    assert np.array_equal(stream.command(1.2), target) and stream.source == 4
+    stream.push('fr3_link0', target, takeover=False, source=4, now=1.3)
+    assert stream.command(1.3) is None  # clutch released
+    stream.push('fr3_link0', target, takeover=True, source=4, now=2.0)
+    assert stream.command(2.6) is None and stream.timeouts == 1  # went silent while in control
+    assert stream.command(2.7) is None and stream.timeouts == 1  # counted once
+    with pytest.raises(ValueError, match="frame 'world', not the base frame 'fr3_link0'"):
+        stream.push('world', target, takeover=True, source=4, now=3.0)
+    with pytest.raises(ValueError, match='7 finite numbers'):
+        stream.push('fr3_link0', np.r_[target[:6], np.nan], takeover=True, source=4, now=3.0)
+    assert stream.rejected == 2 and stream.command(3.0) is None  # bad input takes nothing over

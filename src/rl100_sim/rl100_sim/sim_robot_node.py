@@ -12,7 +12,11 @@ steps and ``episode_time`` since the last reset, ``success_time`` (episode time 
 successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
 ``time``, ``resets`` applied since start-up). Setting the ``seed`` parameter while the node
 runs (``ros2 param set /sim_robot seed 1000``) makes the next reset use that seed, so an
-evaluation can rerun the same scenes in a graph that stays up.
+evaluation can rerun the same scenes in a graph that stays up. With ``scripted_operator`` the
+node also plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure
+it takes over with the task's scripted expert, publishing absolute targets on
+``/rl100/teleop/target`` for a safety node with ``teleop_device: pose``; the success status
+then also reports the episode's ``takeover`` (step and reason, null before one).
 
 Time: simulated time is published on ``/clock``; the other nodes run with
 ``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
@@ -73,15 +77,33 @@ class SimRobotNode(Node):
                             "acting from each reset: 'none', names or name:severity, "
                             "comma-separated ('push_arm,latency:mild'), or a JSON list of "
                             'family configs'))
+        operator = bool(p('scripted_operator', False, 'play the human operator: take over near '
+                          'failure with the scripted expert, as absolute targets on '
+                          '/rl100/teleop/target (the safety node needs teleop_device: pose); '
+                          'when started true, settable at run time (false: the operator '
+                          'watches no more, true: from the next tick)'))
+        operator_skill = float(p('operator_skill', 1.0, 'skill of the expert the scripted '
+                                 'operator drives, 0..1'))
         from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
 
         obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
+        obs += ('env_state',) if operator else ()
         env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9)
         if disturbance.strip().lower() not in ('', 'none'):  # a bad spec fails start-up
             from rl100.sim.disturbances import attach
             families = attach(env, disturbance).configs()
             self.get_logger().info(f'disturbance: {json.dumps(families)}')
         self._robot = SimRobot(env, self._frame)
+        self._operator = None
+        self._operator_on = operator
+        if operator:
+            from rl100_msgs.msg import Intervention, TeleopTarget
+
+            from .sim_operator import SimOperator
+            self._operator = SimOperator(task, env, skill=operator_skill, seed=self._seed)
+            self._teleop_msg = (TeleopTarget, Intervention.SOURCE_SCRIPTED)
+            self._teleop_pub = self.create_publisher(TeleopTarget, topics.TELEOP_TARGET,
+                                                     qos.COMMAND)
         # episodes never truncate here; the task's own limit is reported for episode runners
         self._time_limit = make_config(task).max_steps * self._robot.dt
         self._episode_start = 0.0  # simulated time of the last reset
@@ -168,6 +190,16 @@ class SimRobotNode(Node):
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         for param in parameters:
+            if param.name == 'scripted_operator':
+                if param.value and self._operator is None:
+                    return SetParametersResult(successful=False, reason='the scripted operator '
+                                               'exists only when the node starts with '
+                                               'scripted_operator true')
+                with self._lock:
+                    if bool(param.value) != self._operator_on and self._operator is not None:
+                        self._operator.reset()
+                    self._operator_on = bool(param.value)
+                continue
             if param.name != 'seed':
                 continue
             value = param.value
@@ -191,13 +223,14 @@ class SimRobotNode(Node):
         with self._lock:
             r, start, success_time = self._reading, self._episode_start, self._success_time
             seed, resets = self._seed, self._resets
+            takeover = self._operator.takeover if self._operator and self._operator_on else None
         response.success = r.success
         response.message = json.dumps({
             'success': r.success, 'steps': r.steps, 'seed': seed, 'time': round(r.time, 6),
             'episode_time': round(r.time - start, 6),
             'success_time': None if success_time is None else round(success_time, 6),
             'time_limit': round(self._time_limit, 6), 'rejected_commands': self._robot.rejected,
-            'resets': resets})
+            'resets': resets, 'takeover': takeover})
         return response
 
     # --- the simulation loop ------------------------------------------------------------------
@@ -231,10 +264,16 @@ class SimRobotNode(Node):
                         self._seed, self._next_seed = self._next_seed, None
                     self._reading = self._robot.reset(self._seed)
                     self._resets += 1
+                    if self._operator is not None:
+                        self._operator.reset()
                     self._episode_start, self._success_time = self._reading.time, None
                     self._reset_requested = False
                 reading = self._reading
+                operator_target = (self._operator.update(reading.obs)
+                                   if self._operator is not None and self._operator_on else None)
             self._publish(reading)
+            if self._operator is not None:
+                self._publish_operator(operator_target, reading.time)
             if self._rtf > 0:
                 wait = wall0 + reading.time / self._rtf - time.monotonic()
                 if wait > 0:
@@ -275,6 +314,20 @@ class SimRobotNode(Node):
             with self._lock:
                 cloud = self._robot.points()
             self._points.publish(self._pointcloud_msg(cloud, self._frame, stamp))
+
+    def _publish_operator(self, target, t: float) -> None:
+        """The scripted operator's TeleopTarget for this tick (takeover false: not in control)."""
+        from rl100.geometry import rotvec_to_quat_wxyz
+
+        teleop_target, source = self._teleop_msg
+        msg = teleop_target(takeover=target is not None, source=source)
+        msg.header.stamp, msg.header.frame_id = _time_msg(t), self._frame
+        if target is not None:
+            p, o = msg.pose.position, msg.pose.orientation
+            p.x, p.y, p.z = (float(v) for v in target[:3])
+            o.w, o.x, o.y, o.z = (float(v) for v in rotvec_to_quat_wxyz(target[3:6]))
+            msg.gripper = float(np.clip(target[6], 0.0, 1.0))
+        self._teleop_pub.publish(msg)
 
     def _publish_camera(self, stamp) -> None:
         camera_info_msg, image_msg, Intrinsics = self._camera_msgs  # noqa: N806
