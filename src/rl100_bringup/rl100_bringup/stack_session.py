@@ -54,74 +54,58 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def set_parameters(node_name: str, values: dict, timeout: float = 30.0) -> None:
-    """Set parameters of a running node (SetParameters); StackError naming a refused one."""
-    from rcl_interfaces.srv import SetParameters
+def call_service(srv_type, name: str, request, owner: str, timeout: float = 30.0):
+    """One service call from a ROS context of its own; the response (StackError: no answer)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
 
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
     node = None
     try:
-        node = rclpy.create_node('stack_session_parameters', context=context)
-        service = f'/{node_name}/set_parameters'
-        client = node.create_client(SetParameters, service)
+        node = rclpy.create_node('stack_session_client', context=context)
+        client = node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
-            raise StackError(f'{service} is not available after {timeout:g} s: is {node_name} '
-                             'running?')
-        request = SetParameters.Request(parameters=[
-            Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+            raise StackError(f'{name} is not available after {timeout:g} s: is {owner} running?')
         future = client.call_async(request)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         executor.spin_until_future_complete(future, timeout_sec=timeout)
         executor.shutdown(timeout_sec=1.0)
         if not future.done():
-            raise StackError(f'{node_name} did not answer {service} within {timeout:g} s')
-        for name, result in zip(values, future.result().results, strict=False):
-            if not result.successful:
-                raise StackError(f'{node_name} refused {name}={values[name]!r}: {result.reason}')
+            raise StackError(f'{owner} did not answer {name} within {timeout:g} s')
+        return future.result()
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def set_parameters(node_name: str, values: dict, timeout: float = 30.0) -> None:
+    """Set parameters of a running node (SetParameters); StackError naming a refused one."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    request = SetParameters.Request(parameters=[
+        Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    response = call_service(SetParameters, f'/{node_name}/set_parameters', request, node_name,
+                            timeout)
+    for name, result in zip(values, response.results, strict=False):
+        if not result.successful:
+            raise StackError(f'{node_name} refused {name}={values[name]!r}: {result.reason}')
 
 
 def load_policy(policy_onnx: Path, sha256: str = '', timeout: float = 60.0) -> str:
     """LoadPolicy on the running policy node; the model id it runs now (StackError: refused)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rl100_msgs.srv import LoadPolicy
     from rl100_ros import topics
 
-    context = rclpy.Context()
-    rclpy.init(args=[], context=context)
-    node = None
-    try:
-        node = rclpy.create_node('stack_session_loader', context=context)
-        client = node.create_client(LoadPolicy, topics.LOAD_POLICY)
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise StackError(f'{topics.LOAD_POLICY} is not available after {timeout:g} s: is the '
-                             'policy node running?')
-        future = client.call_async(LoadPolicy.Request(path=str(Path(policy_onnx).resolve()),
-                                                      expected_sha256=sha256))
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        executor.spin_until_future_complete(future, timeout_sec=timeout)
-        executor.shutdown(timeout_sec=1.0)
-        if not future.done():
-            raise StackError(f'the policy node did not answer LoadPolicy within {timeout:g} s')
-        response = future.result()
-        if not response.accepted:
-            raise StackError(f'the policy node refused {policy_onnx}: {response.message} '
-                             f'(still running {response.model_id or "no model"})')
-        return response.model_id
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
+    request = LoadPolicy.Request(path=str(Path(policy_onnx).resolve()), expected_sha256=sha256)
+    response = call_service(LoadPolicy, topics.LOAD_POLICY, request, 'the policy node', timeout)
+    if not response.accepted:
+        raise StackError(f'the policy node refused {policy_onnx}: {response.message} '
+                         f'(still running {response.model_id or "no model"})')
+    return response.model_id
 
 
 class StackSession:
