@@ -112,6 +112,9 @@ def wait_for_graph(names: list, timeout: float) -> list:
     return missing
 
 
+STACK_DUMP_WAIT_S = 1.0  # s for a hung node to print its stacks (SIGUSR1) before SIGKILL
+
+
 class Supervisor:
 
     def __init__(self, nodes: list, workdir: str):
@@ -148,11 +151,22 @@ class Supervisor:
         return None
 
     def stop(self) -> dict:
-        """SIGINT every node, wait, then SIGTERM / SIGKILL stragglers. Returns exit codes."""
+        """SIGINT every node, wait, then SIGTERM / SIGKILL stragglers. Returns exit codes.
+
+        Before the SIGKILL a straggler gets SIGUSR1: a node run by ``rl100_ros.node_main``
+        prints its threads' stacks then, so the log shows where it hung.
+        """
         self.stopping = True
         escalation = ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 3.0),
                       (signal.SIGKILL, 3.0))
         for sig, grace in escalation:
+            if sig == signal.SIGKILL:
+                hung = [p for p in self.procs if p.proc.poll() is None]
+                for p in hung:
+                    print(f'[up] {p.node.name} ignored SIGINT and SIGTERM: its stacks follow',
+                          flush=True)
+                    p.signal(signal.SIGUSR1)
+                time.sleep(STACK_DUMP_WAIT_S if hung else 0.0)
             for p in self.procs:
                 p.signal(sig)
             deadline = time.monotonic() + grace

@@ -5,6 +5,7 @@ Humble has no ``with rclpy.init()``, so the try/finally is written out once here
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 import time
@@ -32,9 +33,15 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
 
     ``threads`` > 1 spins a MultiThreadedExecutor (callbacks in separate callback groups then
     run concurrently, e.g. a slow service beside a control timer). SIGTERM (what a supervisor
-    or ``docker stop`` sends) is turned into the same clean shutdown as SIGINT. Returns a
+    or ``docker stop`` sends) is turned into the same clean shutdown as SIGINT. SIGUSR1 prints
+    every thread's Python stack to stderr without stopping the node (what a supervisor asks for
+    before it SIGKILLs a node that does not stop: the log then says where it hung). Returns a
     process exit code.
     """
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, OSError, ValueError):  # no real stderr (embedded, captured)
+        pass
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     node = None

@@ -77,3 +77,44 @@ def test_an_error_raised_while_running_is_not_hidden():
     else:
         raise AssertionError('the callback error was swallowed')
     assert not rclpy.ok()
+
+
+NODE_SCRIPT = """
+import rclpy.node
+from rl100_ros.node_main import run_node
+
+class Idle(rclpy.node.Node):
+    def __init__(self):
+        super().__init__('idle_for_stack_dump')
+        print('up', flush=True)
+
+raise SystemExit(run_node(Idle))
+"""
+
+
+def test_sigusr1_prints_the_stacks_and_the_node_keeps_running(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, ROS_DOMAIN_ID='231', ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    err = open(tmp_path / 'stderr', 'w+')
+    proc = subprocess.Popen([sys.executable, '-c', NODE_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=err, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == 'up'
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10.0
+        while 'File ' not in (tmp_path / 'stderr').read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dump = (tmp_path / 'stderr').read_text()
+        assert 'most recent call first' in dump and 'File ' in dump, dump
+        assert proc.poll() is None  # a stack dump does not stop the node
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        err.close()
