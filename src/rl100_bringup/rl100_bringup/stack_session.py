@@ -40,6 +40,7 @@ import time
 from .episodes import StackError
 
 RESULTS = 'episodes.json'
+NOT_READY = 'before the first episode'  # how the runner's readiness failures start
 _PR_SET_PDEATHSIG = 1
 
 
@@ -217,14 +218,22 @@ class StackSession:
         watchdog = threading.Thread(target=self._watch, args=(cancel,), daemon=True)
         watchdog.start()
         lines: list = []
+        parameters = {
+            'episodes': int(n_episodes), 'first_seed': int(seed), 'expect_model': running,
+            'results_json': str(results), 'ready_timeout': float(self.ready_timeout),
+            'time_limit': self.time_limit if time_limit is None else float(time_limit)}
+        meta = {'graph': self.graph, 'model': running, 'session': True,
+                'operator': bool(operator)}
         try:
-            report = evaluate(
-                {'episodes': int(n_episodes), 'first_seed': int(seed), 'expect_model': running,
-                 'results_json': str(results), 'ready_timeout': float(self.ready_timeout),
-                 'time_limit': self.time_limit if time_limit is None else float(time_limit)},
-                cancel=cancel, meta={'graph': self.graph, 'model': running, 'session': True,
-                                     'operator': bool(operator)},
-                log=lines.append)
+            for attempt in (1, 2):
+                report = evaluate(parameters, cancel=cancel, meta=meta, log=lines.append)
+                # a runner that saw nothing of a graph that is up: its fresh DDS participant
+                # may have missed discovery (seen once under heavy load) -- one more try
+                if attempt == 1 and report.error.startswith(NOT_READY) and not report.results \
+                        and not cancel.is_set():
+                    lines.append(f'[session] retrying once: {report.error}')
+                    continue
+                break
         finally:
             cancel.set()
             watchdog.join(timeout=2.0)
