@@ -190,10 +190,10 @@ class PandaTaskEnv(gym.Env):
         return self._observe(), {"success": False, "is_success": False}
 
     def step(self, action):
-        a = validate_action(action)
-        pos = np.clip(a[:3], self._ws_lo, self._ws_hi)
+        a = validate_action(action)  # finite: the clips below equal np.clip's
+        pos = np.minimum(np.maximum(a[:3], self._ws_lo), self._ws_hi)
         quat = rotvec_to_quat_wxyz(a[3:6])
-        self.arm.command(pos, quat, float(np.clip(a[6], 0.0, 1.0)))
+        self.arm.command(pos, quat, float(a[6]))  # the gripper command is clipped to [0, 1] there
         dist = self.disturbances
         if dist is not None:  # pushes, object moves
             dist.before_physics(self, a)

@@ -136,8 +136,7 @@ class BowlingEnv(PandaTaskEnv):
 
     def pins_up(self) -> np.ndarray:
         """(3,) cosine of each pin's tilt (1 = upright)."""
-        d = self.data
-        return np.array([d.xmat[b][8] for b in self._pin_body])
+        return self.data.xmat[self._pin_body, 8]
 
     def _env_state(self) -> np.ndarray:
         d, q, v = self.data, self._ball_q, self._ball_v

@@ -94,6 +94,7 @@ class JuicingPlaceEnv(PandaTaskEnv):
         self._orange_qadr = int(m.jnt_qposadr[m.joint("orange").id])
         self._orange_dadr = int(m.jnt_dofadr[m.joint("orange").id])
         self._juicer_body = m.body("juicer").id
+        self._crown_site = m.site("crown").id
         self.orange_radius = float(np.mean(self.config.orange_radius))
 
     def _scene(self) -> tuple[str, str]:
@@ -175,7 +176,7 @@ class JuicingPlaceEnv(PandaTaskEnv):
         m.body_pos[self._juicer_body] = (*(np.asarray(cfg.juicer_xy) + jitter), 0.0)
 
     def crown_pos(self) -> np.ndarray:
-        return self.data.site_xpos[self.model.site("crown").id].copy()
+        return self.data.site_xpos[self._crown_site].copy()
 
     def _env_state(self) -> np.ndarray:
         d, q, v = self.data, self._orange_qadr, self._orange_dadr

@@ -283,6 +283,11 @@ class PandaArm:
         self._tmp_quat = np.zeros(4)
         self._tmp_vel = np.zeros(3)
         self._eye6, self._eye7 = np.eye(6), np.eye(7)
+        # per-step fast paths (same values as the index arrays above, without fancy-indexing copies)
+        self._q, self._v = _as_index(self.qadr), _as_index(self.dadr)
+        self._finger_q, self._finger_ctrl = _as_index(self.finger_qadr), _as_index(self.finger_act)
+        self._jac = np.zeros((6, len(jid)))  # [jacp; jacr] restricted to the arm dofs
+        self._reg6 = 1e-6 * self._eye6  # == the 1e-6 * eye(6) that used to be made at every command
 
     def reset(self, qpos: np.ndarray, gripper: float = 0.0) -> None:
         """Put the arm at rest at joint angles ``qpos`` (7,), the target on the resulting TCP pose."""
@@ -306,7 +311,7 @@ class PandaArm:
         return self.data.site_xpos[self.site].copy(), self.data.site_xmat[self.site].reshape(3, 3).copy()
 
     def gripper_width(self) -> float:
-        return float(self.data.qpos[self.finger_qadr].sum())
+        return float(self.data.qpos[self._finger_q].sum())
 
     def joint_pos(self) -> np.ndarray:
         return self.data.qpos[self.qadr].copy()
@@ -316,7 +321,7 @@ class PandaArm:
         d = self.data
         mujoco.mju_mat2Quat(self._tmp_quat, d.site_xmat[self.site])
         quat = quat_wxyz_to_xyzw(self._tmp_quat)
-        return state_vector(d.site_xpos[self.site], quat, self.gripper_width(), d.qpos[self.qadr])
+        return state_vector(d.site_xpos[self.site], quat, self.gripper_width(), d.qpos[self._q])
 
     # -- commands ---------------------------------------------------------------------------------
     def command(self, pos: np.ndarray, quat_wxyz: np.ndarray, gripper: float) -> None:
@@ -324,37 +329,64 @@ class PandaArm:
         m, d = self.model, self.data
         self.goal_pos[:] = pos
         self.goal_quat[:] = quat_wxyz
-        d.ctrl[self.finger_act] = MAX_FINGER * (1.0 - float(np.clip(gripper, 0.0, 1.0)))
+        g = float(gripper)
+        g = 0.0 if g < 0.0 else 1.0 if g > 1.0 else g  # np.clip(g, 0, 1) without its per-call overhead
+        d.ctrl[self._finger_ctrl] = MAX_FINGER * (1.0 - g)
         if self.cfg.null_kp > 0:  # posture torque projected into the null space of the TCP Jacobian
             mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
-            jac = np.concatenate([self._jacp[:, self.dadr], self._jacr[:, self.dadr]])  # (6, 7)
-            proj = self._eye7 - jac.T @ np.linalg.solve(jac @ jac.T + 1e-6 * self._eye6, jac)  # (7, 7)
-            tau = self.cfg.null_kp * (HOME_QPOS - d.qpos[self.qadr]) - 0.1 * self.cfg.null_kp * d.qvel[self.dadr]
-            d.qfrc_applied[self.dadr] = proj @ tau
+            jac, v = self._jac, self._v  # (6, 7)
+            jac[:3] = self._jacp[:, v]
+            jac[3:] = self._jacr[:, v]
+            proj = self._eye7 - jac.T @ np.linalg.solve(jac @ jac.T + self._reg6, jac)  # (7, 7)
+            tau = self.cfg.null_kp * (HOME_QPOS - d.qpos[self._q]) - 0.1 * self.cfg.null_kp * d.qvel[v]
+            d.qfrc_applied[v] = proj @ tau
 
     def step(self, n_steps: int) -> None:
-        """Advance the physics ``n_steps`` steps, moving the filtered target towards the goal."""
-        m, d, cfg = self.model, self.data, self.cfg
+        """Advance the physics ``n_steps`` steps, moving the filtered target towards the goal.
+
+        Once the filtered target has reached the goal (an update would leave it bit for bit where it
+        is), the remaining filter periods cannot move it either, and they run as one ``mj_step`` call.
+        """
+        m, d = self.model, self.data
+        period = self.cfg.filter_period
         done = 0
         while done < n_steps:
-            chunk = min(cfg.filter_period, n_steps - done)
-            dt = chunk * m.opt.timestep
-            target = d.mocap_pos[self.mocap]
-            delta = self.goal_pos - target
-            dist = float(np.sqrt(delta @ delta))
-            if dist > cfg.max_lin_vel * dt:
-                delta *= cfg.max_lin_vel * dt / dist
-            d.mocap_pos[self.mocap] = target + delta
-            quat = d.mocap_quat[self.mocap]
-            mujoco.mju_subQuat(self._tmp_vel, self.goal_quat, quat)  # in the target frame
-            angle = float(np.sqrt(self._tmp_vel @ self._tmp_vel))
-            if angle > 1e-9:
-                step = min(angle, cfg.max_ang_vel * dt)
-                self._tmp_quat[:] = quat
-                mujoco.mju_quatIntegrate(self._tmp_quat, self._tmp_vel, step / angle)
-                d.mocap_quat[self.mocap] = self._tmp_quat
+            chunk = min(period, n_steps - done)
+            if not self._filter_update(chunk * m.opt.timestep):
+                mujoco.mj_step(m, d, nstep=n_steps - done)
+                return
             mujoco.mj_step(m, d, nstep=chunk)
             done += chunk
+
+    def _filter_update(self, dt: float) -> bool:
+        """Move the target (mocap) ``dt`` s of rate-limited motion towards the goal; False if it did not move."""
+        d, cfg = self.data, self.cfg
+        target = d.mocap_pos[self.mocap]
+        delta = self.goal_pos - target
+        dist = float(np.sqrt(delta @ delta))
+        if dist > cfg.max_lin_vel * dt:
+            delta *= cfg.max_lin_vel * dt / dist
+        new = target + delta
+        moved = new.tobytes() != target.tobytes()
+        if moved:
+            d.mocap_pos[self.mocap] = new
+        quat = d.mocap_quat[self.mocap]
+        mujoco.mju_subQuat(self._tmp_vel, self.goal_quat, quat)  # in the target frame
+        angle = float(np.sqrt(self._tmp_vel @ self._tmp_vel))
+        if angle > 1e-9:
+            step = min(angle, cfg.max_ang_vel * dt)
+            self._tmp_quat[:] = quat
+            mujoco.mju_quatIntegrate(self._tmp_quat, self._tmp_vel, step / angle)
+            d.mocap_quat[self.mocap] = self._tmp_quat
+            moved = True
+        return moved
+
+
+def _as_index(idx: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive ascending indices (a view, no copy), else the index array itself."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
 
 
 def _has_ancestor(model: mujoco.MjModel, body: int, ancestor: int) -> bool:

@@ -47,3 +47,10 @@ def test_bench_sim_prints_a_markdown_table(capsys):
     out = capsys.readouterr().out
     assert "| task | obs | control steps/s | physics steps/s |" in out
     assert "| juicing-place | state |" in out
+
+
+def test_bench_sim_repeats_reports_the_fastest_run(capsys):
+    argv = ["bench-sim", "--tasks", "juicing-place", "--modalities", "state", "--steps", "3", "--repeats", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "fastest of 2 runs" in out and out.count("| juicing-place | state |") == 1
