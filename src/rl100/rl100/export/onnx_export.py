@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rl100.export.card import ACTION_OUTPUT, NOISE_INPUT, STEP_NOISE_INPUT, io_spec, make_card, write_card
-from rl100.export.fast_graph import FastGraphPolicy
+from rl100.export.fast_graph import FastGraphOptions, FastGraphPolicy
 from rl100.policy.consistency import ConsistencyPolicy
 from rl100.policy.diffusion import DiffusionPolicy
 
@@ -72,11 +72,14 @@ def example_inputs(card_like: dict[str, Any], batch: int = 1, seed: int = 0) -> 
 
 def export_onnx(policy: nn.Module, onnx_path: str | os.PathLike, *, control_rate_hz: float = 10.0,
                 training_command: str | None = None, extra: dict[str, Any] | None = None,
-                points_preprocessing: dict[str, Any] | None = None, fast: bool = True) -> dict[str, Any]:
+                points_preprocessing: dict[str, Any] | None = None,
+                fast: bool | FastGraphOptions = True) -> dict[str, Any]:
     """Write ``onnx_path`` and its card (``<stem>.card.json``); returns the card.
 
     ``fast``: trace :class:`rl100.export.fast_graph.FastGraphPolicy` (constant timestep embedding, fused FiLM,
-    static reshapes; same outputs up to float32 rounding) instead of the reference wrapper ``_GraphPolicy``.
+    static reshapes, one-node GroupNorm and Mish, short convolutions as prepacked MatMuls; same outputs up to
+    float32 rounding) instead of the reference wrapper ``_GraphPolicy``; a
+    :class:`rl100.export.fast_graph.FastGraphOptions` picks the rewrites (default: all).
 
     ``points_preprocessing``: crop box + sampler of the point-cloud inputs, written into their card entries
     (see :func:`rl100.export.card.obs_entry`).
@@ -93,7 +96,11 @@ def export_onnx(policy: nn.Module, onnx_path: str | os.PathLike, *, control_rate
     inputs = example_inputs(pre_card, batch=1)
     names = list(inputs)
     # FastGraphPolicy: the same function as _GraphPolicy (the parity reference) with far fewer ONNX nodes
-    wrapper = (FastGraphPolicy(policy, kind) if fast else _GraphPolicy(policy, kind)).eval()
+    if fast:
+        opts = fast if isinstance(fast, FastGraphOptions) else FastGraphOptions()
+        wrapper = FastGraphPolicy(policy, kind, opts).eval()
+    else:
+        wrapper = _GraphPolicy(policy, kind).eval()
     tmp = onnx_path.with_name(onnx_path.name + ".tmp")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

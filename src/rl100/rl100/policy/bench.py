@@ -2,7 +2,10 @@
 
 Random weights (latency does not depend on training), low-dim state observations; prints a Markdown table.
 The ONNX rows time :meth:`rl100.runtime.PolicyRuntime.predict` on the exported graph (session options of
-:func:`rl100.runtime.policy_runtime.session_options`); ``--reference-graph`` adds the unfused export.
+:func:`rl100.runtime.policy_runtime.session_options`); ``--legacy-graph`` adds the first fast export
+(:data:`rl100.export.fast_graph.LEGACY`: Conv, InstanceNormalization, Softplus) and ``--reference-graph`` the
+unfused one. Several ONNX graphs of one model are timed interleaved (one untimed and one timed call each per
+round), so that a shared machine's load changes hit them alike.
 Example: ``python -m rl100.policy.bench --sizes small paper --repeats 20``.
 """
 
@@ -35,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-onnx", action="store_true", help="torch eager only")
     parser.add_argument("--reference-graph", action="store_true",
                         help="also time the unfused reference export (export_onnx(fast=False)) for comparison")
+    parser.add_argument("--legacy-graph", action="store_true",
+                        help="also time the first fast export (Conv / InstanceNormalization / Softplus nodes)")
     parser.add_argument("--spin", action="store_true", help="let idle ORT intra-op threads busy-wait")
 
 
@@ -51,7 +56,7 @@ def _time(fn, repeats: int) -> tuple[float, float]:
 
 def bench(sizes: list[str], ddim_steps: int = 10, repeats: int = 20, threads: int = 0, state_dim: int = 15,
           action_dim: int = 7, onnx: bool = True, reference_graph: bool = False,
-          spin: bool = False) -> list[dict[str, object]]:
+          spin: bool = False, legacy_graph: bool = False) -> list[dict[str, object]]:
     if threads > 0:
         torch.set_num_threads(threads)
     rows = []
@@ -69,25 +74,51 @@ def bench(sizes: list[str], ddim_steps: int = 10, repeats: int = 20, threads: in
             rows.append({"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": "torch eager",
                          "p50_ms": med, "p95_ms": p95})
             if onnx:
-                for fast in (True, False) if reference_graph else (True,):
-                    rows.append(_bench_onnx(model, size, n_params, name, obs, noise, repeats, threads, fast, spin))
+                from rl100.export.fast_graph import LEGACY
+
+                graphs = {"ONNX Runtime CPU": True}
+                if legacy_graph:
+                    graphs["ONNX Runtime CPU (first fast graph)"] = LEGACY
+                if reference_graph:
+                    graphs["ONNX Runtime CPU (reference graph)"] = False
+                for backend, (med, p95) in _bench_onnx(model, obs, graphs, repeats, threads, spin).items():
+                    rows.append({"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": backend,
+                                 "p50_ms": med, "p95_ms": p95})
     return rows
 
 
-def _bench_onnx(model, size, n_params, name, obs, noise, repeats, threads, fast=True, spin=False) -> dict[str, object]:
-    """Times :meth:`PolicyRuntime.predict` (what ``rl100 eval`` and the robot's policy node call per chunk)."""
+def _time_interleaved(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, float]]:
+    """``name -> fn``: 3 warm-up calls each, then ``repeats`` rounds of (untimed call, timed call) per fn."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    ts: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            fn()  # back in cache after the other graphs' calls
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: (float(np.median(t)), float(np.percentile(t, 95))) for name, t in ts.items()}
+
+
+def _bench_onnx(model, obs, graphs: dict[str, object], repeats: int, threads: int,
+                spin: bool = False) -> dict[str, tuple[float, float]]:
+    """Times :meth:`PolicyRuntime.predict` (what ``rl100 eval`` and the robot's policy node call per chunk) on
+    each export ``graphs`` (backend name -> ``export_onnx(fast=...)``) -> backend name -> (p50, p95) ms."""
     from rl100.export.onnx_export import export_onnx
     from rl100.runtime.policy_runtime import PolicyRuntime
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "policy.onnx"
-        export_onnx(model, path, training_command="bench", fast=fast)
-        rt = PolicyRuntime(path, intra_op_threads=threads, providers=["CPUExecutionProvider"], allow_spinning=spin)
-        rt.act({OBS_STATE: obs[OBS_STATE][0, -1].numpy()})  # fills the observation history
-        med, p95 = _time(rt.predict, repeats)
-    backend = "ONNX Runtime CPU" if fast else "ONNX Runtime CPU (reference graph)"
-    return {"model": size, "params_M": n_params / 1e6, "sampler": name, "backend": backend, "p50_ms": med,
-            "p95_ms": p95}
+        fns = {}
+        for i, (backend, fast) in enumerate(graphs.items()):
+            path = Path(tmp) / f"policy{i}.onnx"
+            export_onnx(model, path, training_command="bench", fast=fast)
+            rt = PolicyRuntime(path, intra_op_threads=threads, providers=["CPUExecutionProvider"],
+                               allow_spinning=spin)
+            rt.act({OBS_STATE: obs[OBS_STATE][0, -1].numpy()})  # fills the observation history
+            fns[backend] = rt.predict
+        return _time_interleaved(fns, repeats)
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
@@ -100,7 +131,8 @@ def markdown(rows: list[dict[str, object]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rows = bench(args.sizes, args.ddim_steps, args.repeats, args.threads, args.state_dim, args.action_dim,
-                 onnx=not args.no_onnx, reference_graph=args.reference_graph, spin=args.spin)
+                 onnx=not args.no_onnx, reference_graph=args.reference_graph, spin=args.spin,
+                 legacy_graph=args.legacy_graph)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"batch 1, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
           f"ORT intra-op threads {args.threads or 'default'}{' (spinning)' if args.spin else ''}, load average {load}")

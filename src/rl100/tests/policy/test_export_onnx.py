@@ -1,15 +1,23 @@
-"""ONNX export: torch vs onnxruntime parity (CM, DDIM deterministic and stochastic) and the model card."""
+"""ONNX export: torch vs onnxruntime parity (CM, DDIM deterministic and stochastic, each fast-graph rewrite set)
+and the model card."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from rl100.export.card import card_path, sha256_file
+from rl100.export.fast_graph import LEGACY, FastGraphOptions, FastGraphPolicy
+from rl100.export.graph_ops import MatMulConv1d
+from rl100.export.graph_ops import mish as graph_mish
 from rl100.export.onnx_export import _GraphPolicy, example_inputs, export_onnx
 from rl100.policy.consistency import ConsistencyPolicy
 from rl100.policy.diffusion import DiffusionPolicy
@@ -81,3 +89,54 @@ def test_card_carries_points_preprocessing(h, tmp_path):
     points = card["observation_spec"][1]
     assert points == {"key": "observation.points", "shape": [2, 32, 3], "dtype": "float32", "kind": "points", **pre}
     assert "crop_lo" not in card["observation_spec"][0]
+
+
+@pytest.mark.parametrize("opts", [FastGraphOptions(), FastGraphOptions(matmul_conv_max_len=4), LEGACY,
+                                  FastGraphOptions(fused_norm=False)], ids=["default", "mixed", "legacy", "conv-mm"])
+def test_fast_graph_options_parity(h, tmp_path, opts):
+    """Each rewrite set of the fast graph matches the reference wrapper (ONNX Runtime, batch 2, CM)."""
+    policy = ConsistencyPolicy(h.tiny_config(clip_sample=False)).eval()  # no clamp: the raw U-Net output is compared
+    card = export_onnx(policy, tmp_path / "cm.onnx", fast=opts)
+    inputs = example_inputs(card, batch=2, seed=5)
+    with torch.no_grad():
+        ref = _GraphPolicy(policy, "cm")(*inputs.values()).numpy()
+        eager = FastGraphPolicy(policy, "cm", opts)(*inputs.values()).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "cm.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {k: v.numpy() for k, v in inputs.items()})
+    np.testing.assert_allclose(eager, ref, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "cm.onnx")).graph.node}
+    slow = {"Conv", "ConvTranspose", "Softplus", "InstanceNormalization"}
+    if opts == FastGraphOptions():  # horizon 8: every convolution is a MatMul
+        assert not ops & slow and "LayerNormalization" in ops
+    elif opts == LEGACY:
+        assert slow <= ops
+
+
+@pytest.mark.parametrize("conv, length", [(nn.Conv1d(6, 5, 3, padding=1), 8), (nn.Conv1d(6, 5, 3, 2, 1), 8),
+                                          (nn.ConvTranspose1d(6, 5, 4, 2, 1), 4), (nn.Conv1d(6, 5, 1), 4),
+                                          (nn.Conv1d(6, 5, 5, padding=2), 16), (nn.ConvTranspose1d(6, 5, 3, 2, 1), 5)])
+def test_matmul_conv1d_matches_torch(conv, length):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, length)
+    with torch.no_grad():
+        np.testing.assert_allclose(MatMulConv1d(conv, length)(x).numpy(), conv(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_mish_graph_extremes(tmp_path):
+    """The Exp/Log/Tanh Mish in ONNX Runtime: no NaN where exp overflows, Mish's value elsewhere."""
+
+    class M(nn.Module):
+        def forward(self, x):
+            return graph_mish(x)
+
+    x = torch.cat([torch.linspace(-200, 200, 801), torch.tensor([-1e30, 1e30, 0.0])]).reshape(1, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(M(), (x,), str(tmp_path / "m.onnx"), input_names=["x"], opset_version=18, dynamo=False)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {"x": x.numpy()})
+    ref = F.mish(x.double()).numpy()
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(graph_mish(x).numpy(), ref, atol=1e-5, rtol=1e-5)
