@@ -62,6 +62,9 @@ class TrainConfig:
     """distillation only: weight of the LCM-style trajectory-consistency term"""
     policy: dict[str, Any] = field(default_factory=dict)
     """PolicyConfig fields (without obs / action_dim)"""
+    augment: dict[str, Any] = field(default_factory=dict)
+    """observation augmentation (:class:`rl100.train.augment.AugmentConfig` fields, e.g. state_pos_std=0.003);
+    empty: none. The state normaliser's ranges are widened by the noise (also when starting from ``init``)"""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -78,6 +81,13 @@ class TrainConfig:
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
         if self.backend not in ("auto", "nccl", "gloo"):
             raise ValueError(f"backend must be auto|nccl|gloo, got {self.backend!r}")
+        from rl100.train.augment import AugmentConfig
+
+        self.augment = dict(self.augment or {})
+        try:
+            AugmentConfig(**self.augment)
+        except TypeError as exc:
+            raise ValueError(f"augment: {exc}") from None
         bad = {"obs", "action_dim"} & set(self.policy)
         if bad:
             raise ValueError(f"policy.{sorted(bad)} come from the dataset; do not set them")

@@ -22,6 +22,7 @@ from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
 from rl100.train import distributed
+from rl100.train.augment import AugmentConfig, Augmenter
 from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config
 from rl100.train.logger import MetricLogger, NullLogger
@@ -87,6 +88,7 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
                                     scheduler=scheduler)["step"])
     distributed.agree(ctx, step=step, windows=len(source))
     meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset), "init": cfg.init,
+            "augment": cfg.augment,
             "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
     if ctx.enabled:
         meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
@@ -100,7 +102,9 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
         return distillation_loss(model, teacher, batch, traj_weight=cfg.traj_weight)
 
     loss = distributed.data_parallel(student, student_loss, ctx, device, cfg.batch_size)
-    step = train_steps(student, lambda at: loss(source.batch(at)), optimizer=optimizer, scheduler=scheduler, ema=ema,
+    augment = Augmenter(AugmentConfig(**cfg.augment), cfg.seed)  # the student meets the teacher's inputs
+    step = train_steps(student, lambda at: loss(augment(source.batch(at), at)), optimizer=optimizer,
+                       scheduler=scheduler, ema=ema,
                        logger=logger, start=step, end=cfg.steps, total=cfg.steps, grad_clip=cfg.grad_clip,
                        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, save_state=save_state, progress=progress,
                        desc="distill", dist_ctx=ctx)

@@ -18,10 +18,11 @@ import yaml
 
 from rl100.data import Dataset, compute_stats
 from rl100.keys import ACTION
-from rl100.policy.checkpoint import CheckpointError, load_policy, save_policy
+from rl100.policy.checkpoint import CheckpointError, load_policy, read_policy_json, save_policy
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
 from rl100.train import distributed
+from rl100.train.augment import AugmentConfig, Augmenter, widen_normalizer
 from rl100.train.common import BatchSource, resolve_device, train_steps
 from rl100.train.config import TrainConfig, load_config, policy_config_for, reduce_axes_for
 from rl100.train.logger import MetricLogger, NullLogger
@@ -81,6 +82,10 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     else:
         stats = compute_stats(dataset, [*pcfg.obs_keys, ACTION], reduce_axes=reduce_axes_for(pcfg))
         model.normalizer.set_stats(stats)
+    augment = Augmenter(AugmentConfig(**cfg.augment), cfg.seed)
+    # the normaliser is widened once per augmentation: not again when the init policy already was (re-imitation)
+    if not (cfg.init and read_policy_json(cfg.init).get("meta", {}).get("augment") == cfg.augment):
+        widen_normalizer(model.normalizer, augment.config)
     model.to(device).train()
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -94,7 +99,8 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
         step = int(meta["step"])
     distributed.agree(ctx, step=step, windows=len(source))
     n_params = sum(p.numel() for p in model.parameters())
-    meta = {"command": command, "dataset": str(cfg.dataset), "n_params": n_params, "windows": len(source)}
+    meta = {"command": command, "dataset": str(cfg.dataset), "n_params": n_params, "windows": len(source),
+            "augment": cfg.augment}
     if ctx.enabled:
         meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
 
@@ -106,7 +112,7 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
                              config=cfg.to_dict(), extra=meta)
 
     loss = distributed.data_parallel(model, _loss, ctx, device, cfg.batch_size)
-    step = train_steps(model, lambda s: (loss(source.batch(s)), {}), optimizer=optimizer,
+    step = train_steps(model, lambda s: (loss(augment(source.batch(s), s)), {}), optimizer=optimizer,
                        scheduler=scheduler, ema=ema, logger=logger, start=step, end=end, total=cfg.steps,
                        grad_clip=cfg.grad_clip, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
                        save_state=save_state, progress=progress, desc="train-il", dist_ctx=ctx)
