@@ -5,13 +5,16 @@ episodes; a second model is swapped in with LoadPolicy and collects an episode w
 operator on, which takes over (steps flagged as intervention in the ingested dataset); then the
 second model runs the first model's two seeds again with the operator off (no intervention).
 Checked: one graph process throughout, every episode ran the model and the seed its batch
-asked for and has its bag, a file the policy node cannot load is refused with the reason while
-the old model keeps running, and the graph stops cleanly.
+asked for and has its bag, the simulation is paused between batches, a file the policy node
+cannot load is refused with the reason while the old model keeps running, and the graph stops
+cleanly.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -22,8 +25,6 @@ COLLECT_LIMIT = 6.0  # s: the operator takes over after 4 s without progress at 
 
 
 def _flags(bags, card_path, out):
-    import json
-
     from rl100.data.reader import Dataset
     from rl100.ingest import IngestSpec, ingest
     from rl100.ingest_points import PointsPreprocessing
@@ -36,7 +37,9 @@ def _flags(bags, card_path, out):
 def test_models_swap_into_one_running_graph(tmp_path, points_model, points_model_b):
     from rl100_bringup.episodes import StackError
     from rl100_bringup.stack_loop import StackCollector
-    from rl100_bringup.stack_session import StackSession, model_id
+    from rl100_bringup.stack_session import StackSession, call_service, model_id
+    from rl100_sim.sim_robot_node import SIM_SUCCESS
+    from std_srvs.srv import Trigger
 
     from rl100.data.reader import Dataset
     from rl100.keys import FLAG_INTERVENTION, FLAG_ROLLOUT
@@ -72,6 +75,13 @@ def test_models_swap_into_one_running_graph(tmp_path, points_model, points_model
         evaluated = _flags([e["bag"] for e in second["episodes"]],
                            points_model_b.with_suffix(".card.json"), tmp_path / "eval_ds")
         assert set(np.unique(evaluated)) == {FLAG_ROLLOUT}  # the operator was off
+
+        def sim_time():
+            return json.loads(call_service(Trigger, SIM_SUCCESS, Trigger.Request(), "sim").message)["time"]
+
+        paused_at = sim_time()  # between batches the sim is paused: the idle graph costs no CPU
+        time.sleep(1.0)
+        assert sim_time() == paused_at
 
         bad = tmp_path / "broken.onnx"
         bad.write_bytes(b"not an onnx graph")

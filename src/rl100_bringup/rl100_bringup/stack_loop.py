@@ -120,7 +120,7 @@ class StackCollector:
         return dataset
 
     def evaluate(self, policy_onnx: Path, n_episodes: int, seed: int) -> dict:
-        out_dir = Path(policy_onnx).parent / f'stack_eval_{seed}'
+        out_dir = Path(policy_onnx).parent / f'stack_eval_{Path(policy_onnx).stem}_{seed}'
         results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed)
         return _summary(results, n_episodes)
 

@@ -18,6 +18,9 @@ batch then switches the operator on (collection: it takes over near failure, the
 flagged as intervention) or off (evaluation) through the sim robot's ``scripted_operator``
 parameter.
 
+Between batches the sim robot is paused (its ``paused`` parameter): a lockstep graph otherwise
+keeps stepping and inferring at full speed and takes the CPU from the training beside it.
+
 The graph is started with ``model:=`` the first model asked for and dies with this process
 (``PR_SET_PDEATHSIG``: a killed loop leaves no graph behind; the rerun starts a new one).
 A graph that exits, or a batch that does not finish within ``run_timeout``, raises
@@ -208,9 +211,11 @@ class StackSession:
             raise StackError('this session was started without the scripted operator')
         self.start(policy_onnx)
         running = self.swap(policy_onnx)
+        sim = {'paused': False}
         if self.operator and operator != self._operator_on:
-            set_parameters(self.sim_node, {'scripted_operator': bool(operator)})
-            self._operator_on = operator
+            sim['scripted_operator'] = bool(operator)
+        set_parameters(self.sim_node, sim)
+        self._operator_on = operator if self.operator else self._operator_on
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         results = out_dir / RESULTS
@@ -237,6 +242,7 @@ class StackSession:
         finally:
             cancel.set()
             watchdog.join(timeout=2.0)
+            self._pause()
         (out_dir / 'episodes.log').write_text('\n'.join(lines + [report.text]) + '\n')
         if report.error:
             self._check_alive()
@@ -245,6 +251,15 @@ class StackSession:
                                  f'{self.run_timeout:g} s')
             raise StackError(f'{n_episodes} episodes of {running} stopped: {report.error}')
         return json.loads(results.read_text())
+
+    def _pause(self) -> None:
+        """Between batches the sim robot stops: the idle graph leaves the CPU to training."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            set_parameters(self.sim_node, {'paused': True}, timeout=10.0)
+        except StackError as exc:  # costs CPU, not correctness: the next batch unpauses anyway
+            print(f'[stack_session] could not pause the sim robot: {exc}', flush=True)
 
     def _watch(self, cancel: threading.Event) -> None:
         """Cancel the batch when the graph exits or the batch runs past ``run_timeout``."""

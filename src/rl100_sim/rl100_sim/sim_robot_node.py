@@ -12,7 +12,9 @@ steps and ``episode_time`` since the last reset, ``success_time`` (episode time 
 successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
 ``time``, ``resets`` applied since start-up). Setting the ``seed`` parameter while the node
 runs (``ros2 param set /sim_robot seed 1000``) makes the next reset use that seed, so an
-evaluation can rerun the same scenes in a graph that stays up. With ``scripted_operator`` the
+evaluation can rerun the same scenes in a graph that stays up; ``paused`` true stops the
+simulation (no stepping, no topics, no ``/clock``), so a graph kept up between batches of
+episodes costs nothing while a trainer runs beside it. With ``scripted_operator`` the
 node also plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure
 it takes over with the task's scripted expert, publishing absolute targets on
 ``/rl100/teleop/target`` for a safety node with ``teleop_device: pose``; the success status
@@ -82,6 +84,8 @@ class SimRobotNode(Node):
                           '/rl100/teleop/target (the safety node needs teleop_device: pose); '
                           'when started true, settable at run time (false: the operator '
                           'watches no more, true: from the next tick)'))
+        self._paused = bool(p('paused', False, 'stop stepping and publishing (no /clock: the '
+                              'graph idles at no cost) until set false; settable at run time'))
         operator_skill = float(p('operator_skill', 1.0, 'skill of the expert the scripted '
                                  'operator drives, 0..1'))
         from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
@@ -190,6 +194,9 @@ class SimRobotNode(Node):
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         for param in parameters:
+            if param.name == 'paused':
+                self._paused = bool(param.value)
+                continue
             if param.name == 'scripted_operator':
                 if param.value and self._operator is None:
                     return SetParametersResult(successful=False, reason='the scripted operator '
@@ -256,6 +263,11 @@ class SimRobotNode(Node):
     def _run_loop(self) -> None:
         wall0 = time.monotonic()
         while self._running:
+            if self._paused:  # nothing stepped, nothing published: the graph waits at no cost
+                time.sleep(0.05)
+                if self._rtf > 0:  # paced: the schedule resumes from now
+                    wall0 = time.monotonic() - self._reading.time / self._rtf
+                continue
             with self._lock:
                 if self._reset_requested:
                     if self._next_seed is None:
