@@ -214,7 +214,7 @@ class StackSession:
         sim = {'paused': False}
         if self.operator and operator != self._operator_on:
             sim['scripted_operator'] = bool(operator)
-        set_parameters(self.sim_node, sim)
+        set_parameters(self.sim_node, sim, timeout=self.ready_timeout)  # may have just started
         self._operator_on = operator if self.operator else self._operator_on
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
