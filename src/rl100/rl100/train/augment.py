@@ -109,9 +109,15 @@ class Augmenter:
         gen = torch.Generator(device=ref.device).manual_seed(self.seed * 1_000_003 + int(step))
         b = ref.shape[0]
         chosen = torch.rand(b, generator=gen, device=ref.device) < cfg.prob  # (B,)
-        if OBS_STATE in batch and batch[OBS_STATE].shape[-1] == STATE_DIM:
+        if max(cfg.state_pos_std, cfg.state_rot_std, cfg.state_joint_std) > 0:
+            if OBS_STATE not in batch or batch[OBS_STATE].shape[-1] != STATE_DIM:
+                shape = tuple(batch[OBS_STATE].shape) if OBS_STATE in batch else None
+                raise ValueError(f"augment.state_*: needs the {STATE_DIM}-d robot state in {OBS_STATE} "
+                                 f"(TCP position, quaternion, width, joints); the batch has {shape}")
             out[OBS_STATE] = self._state(batch[OBS_STATE], chosen, gen)
-        if OBS_POINTS in batch:
+        if max(cfg.points_std, cfg.points_dropout, cfg.points_shift, cfg.points_rotation) > 0:
+            if OBS_POINTS not in batch:
+                raise ValueError(f"augment.points_*: the policy has no {OBS_POINTS} input")
             out[OBS_POINTS] = self._points(batch[OBS_POINTS], chosen, gen)
         return out
 

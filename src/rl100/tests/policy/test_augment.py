@@ -28,6 +28,11 @@ def test_no_augmentation_is_the_identity():
         AugmentConfig(state_pos_std=-1.0)
     with pytest.raises(ValueError, match="points_dropout"):
         AugmentConfig(points_dropout=1.0)
+    no_state = {k: v for k, v in batch.items() if k != OBS_STATE}
+    with pytest.raises(ValueError, match="15-d robot state"):  # asked for, but nothing to apply it to
+        Augmenter(AugmentConfig(state_pos_std=0.01))(no_state, 0)
+    with pytest.raises(ValueError, match="no observation.points"):
+        Augmenter(AugmentConfig(points_std=0.01))({OBS_STATE: batch[OBS_STATE]}, 0)
 
 
 def test_state_noise_has_the_asked_size_and_keeps_unit_quaternions():
