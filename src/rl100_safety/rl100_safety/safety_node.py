@@ -199,7 +199,7 @@ class SafetyNode(Node):
     def _mapper_active(self) -> bool:
         now = time.monotonic()
         if self._device_name == POSE_DEVICE:
-            return self._pose_input.command(now) is not None or self._filter.operator_active
+            return self._pose_input.held(now) or self._filter.operator_active
         return bool(self._joy.peek(now).takeover) or self._filter.operator_active
 
     def _tick(self) -> None:

@@ -225,6 +225,11 @@ class PoseStream:
     def source(self) -> int:
         return self._source
 
+    def held(self, now: float) -> bool:
+        """A takeover is held and fresh (no side effects, unlike ``command``)."""
+        return self._target is not None and not (
+            self.timeout > 0.0 and now - self._last > self.timeout)
+
     def command(self, now: float) -> np.ndarray | None:
         """The (7,) operator target while a takeover is held and fresh, else None."""
         if self._target is not None and self.timeout > 0.0 and now - self._last > self.timeout:

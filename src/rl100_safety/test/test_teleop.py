@@ -136,6 +136,7 @@ def test_pose_stream_passes_held_targets_and_releases_when_silent():
     stream.push('fr3_link0', target, takeover=False, source=4, now=1.3)
     assert stream.command(1.3) is None  # clutch released
     stream.push('fr3_link0', target, takeover=True, source=4, now=2.0)
+    assert stream.held(2.4) and not stream.held(2.6) and stream.timeouts == 0  # held() only looks
     assert stream.command(2.6) is None and stream.timeouts == 1  # went silent while in control
     assert stream.command(2.7) is None and stream.timeouts == 1  # counted once
     with pytest.raises(ValueError, match="frame 'world', not the base frame 'fr3_link0'"):
