@@ -17,6 +17,7 @@ prints the results table; the exit code is 0 when all N episodes ran.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,8 +89,9 @@ class NodeProcess:
             self.proc.send_signal(sig)
 
 
-def wait_for_graph(names: list, timeout: float) -> list:
-    """Wait until every node name is visible over DDS; return the missing ones."""
+@contextlib.contextmanager
+def _observer():
+    """A short-lived rclpy node that only looks at the ROS graph (node names)."""
     import rclpy
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
@@ -99,17 +101,58 @@ def wait_for_graph(names: list, timeout: float) -> list:
     rclpy.init(args=['--ros-args', '-r', '__node:=rl100_up_observer'],
                signal_handler_options=SignalHandlerOptions.NO)
     node = Node('rl100_up_observer')
-    missing = list(names)
     try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _seen(node, names: list, seconds: float) -> list:
+    """Spin ``node`` for ``seconds``; return those of ``names`` visible at the end."""
+    import rclpy
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
+    seen = set(node.get_node_names())
+    return [n for n in names if n in seen]
+
+
+def wait_for_graph(names: list, timeout: float) -> list:
+    """Wait until every node name is visible over DDS; return the missing ones."""
+    import rclpy
+
+    with _observer() as node:
+        missing = list(names)
         deadline = time.monotonic() + timeout
         while missing and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
             seen = set(node.get_node_names())
             missing = [n for n in names if n not in seen]
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     return missing
+
+
+def already_running(names: list, settle: float, timeout: float, log=print) -> list:
+    """Names of this graph's nodes that something else already runs on this ROS domain.
+
+    Two graphs on one domain answer each other's services and drive each other's robot (an
+    episode runner's StartEpisode reaches the other recorder, the sim is reset from
+    elsewhere...), so a second start is refused. Looks for ``settle`` s (DDS discovery); a graph
+    that was just killed stays visible until its participants' DDS leases expire, so while
+    names are seen this waits up to ``timeout`` s more for them to leave.
+    """
+    if settle <= 0:
+        return []
+    with _observer() as node:
+        found = _seen(node, names, settle)
+        deadline = time.monotonic() + timeout
+        if found:
+            log(f'[up] already on ROS_DOMAIN_ID {os.environ.get("ROS_DOMAIN_ID", "0")}: '
+                f'{", ".join(found)}; waiting up to {timeout:.0f} s for them to leave')
+        while found and time.monotonic() < deadline:
+            found = _seen(node, names, 0.5)
+    return found
 
 
 STACK_DUMP_WAIT_S = 1.0  # s for a hung node to print its stacks (SIGUSR1) before SIGKILL
@@ -249,6 +292,13 @@ def main(argv: list | None = None) -> int:
                         help='with --episodes: also write the results to this JSON file')
     parser.add_argument('--ready-timeout', type=float, default=30.0,
                         help='seconds for every node to join the ROS graph')
+    parser.add_argument('--conflict-check', type=float, default=1.0, metavar='S',
+                        help='look this many seconds for nodes of the same names already on '
+                        'this ROS domain (another graph, or one still shutting down) and refuse '
+                        'to start beside them (0 = do not look)')
+    parser.add_argument('--conflict-wait', type=float, default=25.0, metavar='S',
+                        help='while such nodes are seen, wait this long for them to leave '
+                        '(a killed graph stays visible until its DDS leases expire)')
     parser.add_argument(
         '--show-args', action='store_true', help='list the launch arguments and exit')
     args = parser.parse_intermixed_args(argv)  # NAME:=VALUE before or after the options
@@ -271,13 +321,22 @@ def main(argv: list | None = None) -> int:
         print(f'[up] error: {exc}', file=sys.stderr)
         return 2
 
+    names = [n.name for n in nodes]
+    clash = already_running(names, args.conflict_check, args.conflict_wait)
+    if clash:
+        workdir.cleanup()
+        print(f'[up] error: nodes of graph {graph.name!r} already run on ROS_DOMAIN_ID '
+              f'{os.environ.get("ROS_DOMAIN_ID", "0")}: {", ".join(clash)} — stop that graph '
+              f'first, or start this one on another ROS_DOMAIN_ID', file=sys.stderr)
+        return 2
+
     stop_requested = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_requested.set())
 
     supervisor.start()
     t0 = time.monotonic()
-    missing = wait_for_graph([n.name for n in nodes], args.ready_timeout)
+    missing = wait_for_graph(names, args.ready_timeout)
     error = supervisor.poll()
     if missing and not error:
         error = (f'nodes not visible in the ROS graph after {args.ready_timeout:.0f} s: '

@@ -24,7 +24,7 @@ def test_graph_comes_up_and_stops_cleanly(ros_env, tmp_path):
     assert '[policy_node]' in result.stdout  # node output is forwarded, prefixed
 
 
-def test_sigint_is_forwarded_to_every_node(ros_env, tmp_path):
+def test_sigint_is_forwarded_and_a_second_graph_is_refused(ros_env, tmp_path):
     proc = subprocess.Popen(UP + ['orange_juicer', 'model:=none', f'record_dir:={tmp_path}'],
                             env=ros_env,
                             text=True,
@@ -36,6 +36,14 @@ def test_sigint_is_forwarded_to_every_node(ros_env, tmp_path):
         lines.append(line)
         if "graph 'orange_juicer' up" in line or not line:
             break
+    # the same graph again on the same ROS domain: refused before any node starts
+    second = _run(['orange_juicer', 'model:=none', f'record_dir:={tmp_path / "2"}',
+                   '--conflict-wait', '1'], ros_env)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert 'already run on ROS_DOMAIN_ID' in second.stderr
+    assert 'policy_node' in second.stderr or 'sim_robot' in second.stderr
+    assert '[up] started' not in second.stdout
+    assert proc.poll() is None  # the first graph is untouched
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     text = ''.join(lines) + out

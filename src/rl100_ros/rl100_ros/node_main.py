@@ -49,6 +49,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         try:
             node = factory()
         except Exception as exc:  # a bad parameter or file: say which, exit 1, no traceback
+            if _shut_down_within(SHUTDOWN_GRACE_S):
+                # SIGINT / SIGTERM during start-up: whatever the constructor raised on the way
+                # out (a publisher on a dead context...) is the stop that was asked for
+                print(f'{getattr(factory, "__name__", "node")} stopped during start-up',
+                      file=sys.stderr, flush=True)
+                return 0
             print(f'[ERROR] {getattr(factory, "__name__", "node")} failed to start: '
                   f'{exc.__class__.__name__}: {exc}', file=sys.stderr, flush=True)
             return 1

@@ -20,6 +20,17 @@ def test_failed_construction_returns_1_and_names_the_error(capsys):
     assert not rclpy.ok()  # shut down again
 
 
+def test_a_stop_signal_during_construction_is_a_clean_stop(capsys):
+    def interrupted_node():
+        rclpy.try_shutdown()  # what SIGINT / SIGTERM do while the constructor still runs
+        raise RuntimeError("Failed to create publisher: rcl node's context is invalid")
+
+    assert run_node(interrupted_node, args=[]) == 0
+    err = capsys.readouterr().err
+    assert 'interrupted_node stopped during start-up' in err
+    assert 'failed to start' not in err
+
+
 def test_diagnostics_reach_a_subscriber():
     rclpy.init()
     try:

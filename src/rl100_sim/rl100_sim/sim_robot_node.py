@@ -144,7 +144,12 @@ class SimRobotNode(Node):
         self._wall_start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name='sim_loop', daemon=True)
         self._thread.start()
-        self._ready.wait()
+        try:
+            self._ready.wait()
+        except BaseException:  # SIGINT while the loop thread resets: it finishes first, then
+            self._running = False  # closes the renderer in its own thread, before we exit
+            self._thread.join(timeout=30.0)
+            raise
         if self._start_error is not None:
             self._running = False
             self._thread.join(timeout=5.0)

@@ -80,6 +80,7 @@ class CameraRenderer:
         if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
             model.vis.global_.offwidth = max(width, model.vis.global_.offwidth)
             model.vis.global_.offheight = max(height, model.vis.global_.offheight)
+        self._ctx = self._gl = None  # what close() frees, also after a failed construction
         model.vis.quality.offsamples = 0  # no MSAA: 10x faster on llvmpipe
         self.model = model
         self.width, self.height = int(width), int(height)
@@ -89,9 +90,9 @@ class CameraRenderer:
         if not _ATEXIT_REGISTERED:  # registered after the backend's hook, so it runs before it
             atexit.register(_close_all)
             _ATEXIT_REGISTERED = True
-        _LIVE.add(self)
         self._gl.make_current()
         self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+        _LIVE.add(self)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._ctx)
         self._ctx.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR  # reversed z: 1 at znear, 0 at infinity
         self._scene = mujoco.MjvScene(model, maxgeom=2000)
@@ -154,6 +155,8 @@ class CameraRenderer:
         return CameraInfo(camera, self.width, self.height, f, f, (self.width - 1) / 2.0, (self.height - 1) / 2.0, pose)
 
     def close(self) -> None:
+        """Free the GL resources (in the thread that made them: an EGL context is per thread)."""
+        _LIVE.discard(self)
         if self._ctx is not None:
             self._ctx.free()
             self._ctx = None
