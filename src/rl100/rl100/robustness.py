@@ -29,7 +29,9 @@ import numpy as np
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="exported .onnx policy (its .card.json beside it), or expert[:SKILL]")
     parser.add_argument("--task", required=True, help="rl100.sim Panda task name")
-    parser.add_argument("--families", default="all", help="comma-separated family names, or 'all' (those that apply)")
+    parser.add_argument("--families", default="all",
+                        help="comma-separated family names, or 'all' (those that apply); a name may carry "
+                        "parameter overrides for an ablation, e.g. 'sensor_noise(pos_std=0;rot_std=0)'")
     parser.add_argument("--severity", default="moderate", help="comma-separated: mild, moderate, severe")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per family (and for nominal)")
     parser.add_argument("--seed", type=int, default=0, help="first environment seed (episode i uses seed + i)")
@@ -37,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0: the env's own)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--temporal-ensemble", action="store_true", help="replan every step and average chunks")
+    parser.add_argument("--points-lo", default="", metavar="X,Y,Z",
+                        help="lower corner of the point-cloud crop box (m, base frame) instead of the task's")
     parser.add_argument("--out", required=True, help="output directory (results.json, robustness.md, .png)")
 
 
@@ -81,12 +85,45 @@ def env_kwargs_from_card(card: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def family_args(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"a,b(k=v;k2=v2)"`` -> ``[("a", {}), ("b", {"k": v, "k2": v2})]`` (values as JSON, else strings)."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0 or depth > 1:
+            raise ValueError(f"unbalanced parentheses in families {text!r}")
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise ValueError(f"unbalanced parentheses in families {text!r}")
+    out = []
+    for item in (i.strip() for i in items + [cur]):
+        if not item:
+            continue
+        name, _, rest = item.partition("(")
+        params: dict[str, Any] = {}
+        for pair in filter(None, (p.strip() for p in rest.rstrip(")").split(";"))):
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"family override {pair!r} in {item!r} is not KEY=VALUE")
+            try:
+                params[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key.strip()] = value.strip()
+        out.append((name.strip(), params))
+    return out
+
+
 def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: list[str], severities: list[str],
                    episodes: int, seed: int = 0, family_seed: int = 0, max_steps: int = 0,
                    log=print) -> dict[str, Any]:
     """Nominal, then every (family, severity); ``make_agent(env)`` returns the agent for that environment.
 
-    ``families``: names, or ``["all"]`` for every family that applies to ``task``.
+    ``families``: names, or ``["all"]`` for every family that applies to ``task``; an entry may be a
+    ``(name, overrides)`` pair (:func:`family_args`): the overrides replace the severity preset's values.
     """
     from rl100.sim import disturbances
     from rl100.train.evaluate import evaluate
@@ -109,16 +146,19 @@ def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: 
             families = [name for name, why in disturbances.applicability(probe).items() if why is None]
         finally:
             probe.close()
-    configs = [disturbances.make_family(name, sev, family_seed) for name in families for sev in severities]
+    items = [f if isinstance(f, tuple) else (f, {}) for f in families]
+    configs = [(disturbances.make_family(name, sev, family_seed, **over), over)
+               for name, over in items for sev in severities]
     nominal = one(None)
     log(f"nominal: success {nominal['success_rate']:.2f}")
     rows = []
-    for fam in configs:
+    for fam, over in configs:
         res = one(fam)
-        res |= {"family": fam.name, "severity": fam.severity, "config": fam.to_dict(),
+        name = fam.name + ("(" + ";".join(f"{k}={v}" for k, v in over.items()) + ")" if over else "")
+        res |= {"family": name, "severity": fam.severity, "config": fam.to_dict(), "overrides": over,
                 "delta": res["success_rate"] - nominal["success_rate"]}
         rows.append(res)
-        log(f"{fam.label()}: success {res['success_rate']:.2f} ({res['delta']:+.2f})")
+        log(f"{name}:{fam.severity}: success {res['success_rate']:.2f} ({res['delta']:+.2f})")
     return {"task": task, "episodes": episodes, "seed": seed, "family_seed": family_seed, "nominal": nominal,
             "families": rows}
 
@@ -183,7 +223,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    try:
+        families = family_args(args.families)
+    except ValueError as exc:
+        print(f"rl100 robustness: {exc}")
+        return 2
+    if [name for name, _ in families] == ["all"]:
+        families = ["all"]
     severities = [s.strip() for s in args.severity.split(",") if s.strip()]
     if args.model == "expert" or args.model.startswith("expert:"):
         skill = float(args.model.partition(":")[2] or 1.0)
@@ -203,6 +249,15 @@ def run(args: argparse.Namespace) -> int:
         def make_agent(env):
             return runtime
 
+    if args.points_lo:
+        try:
+            lo = [float(v) for v in args.points_lo.split(",")]
+        except ValueError:
+            lo = []
+        if len(lo) != 3:
+            print(f"rl100 robustness: --points-lo wants X,Y,Z in metres, got {args.points_lo!r}")
+            return 2
+        env_kwargs["points_lo"] = tuple(lo)
     try:
         result = run_robustness(args.task, make_agent, env_kwargs, families, severities, args.episodes, args.seed,
                                 args.family_seed, args.max_steps)

@@ -354,3 +354,24 @@ def test_robustness_command_writes_table_and_plot(tmp_path, capsys):
     assert "robustness.md" in capsys.readouterr().out
     assert cli.main([*argv[:4], "--families", "shove", "--out", str(out)]) == 2
     assert "unknown robustness family 'shove'" in capsys.readouterr().out
+
+
+def test_robustness_command_takes_parameter_overrides_for_an_ablation(tmp_path, capsys):
+    from rl100.robustness import family_args
+
+    assert family_args("latency(steps=3),sensor_noise(pos_std=0;rgb_std=1.5), push_arm") == [
+        ("latency", {"steps": 3}), ("sensor_noise", {"pos_std": 0, "rgb_std": 1.5}), ("push_arm", {})]
+    out = tmp_path / "ablate"
+    argv = ["robustness", "expert", "--task", "juicing-place", "--families", "latency(steps=3),latency",
+            "--severity", "mild", "--episodes", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert [(r["family"], r["config"]["steps"]) for r in result["families"]] == [("latency(steps=3)", 3),
+                                                                                  ("latency", 1)]
+    assert "| latency(steps=3) | mild |" in (out / "robustness.md").read_text()
+    for bad, message in (("latency(step=3)", "valid parameters"), ("latency(steps)", "not KEY=VALUE"),
+                         ("latency(steps=3", "unbalanced")):
+        assert cli.main([*argv[:4], "--families", bad, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().out
+    assert cli.main([*argv, "--points-lo", "0.1,0.2"]) == 2
+    assert "--points-lo wants X,Y,Z" in capsys.readouterr().out

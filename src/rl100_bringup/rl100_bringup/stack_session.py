@@ -30,7 +30,6 @@ A graph that exits, or a batch that does not finish within ``run_timeout``, rais
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -39,6 +38,9 @@ import subprocess
 import sys
 import threading
 import time
+
+from rl100.export.card import model_id as card_model_id
+from rl100.export.card import sha256_file
 
 from .episodes import StackError
 
@@ -49,8 +51,8 @@ _PR_SET_PDEATHSIG = 1
 
 def model_id(policy_onnx: Path) -> tuple[str, str]:
     """``(id, sha256)`` the policy node reports for this file (``<file>:<sha256[:12]>``)."""
-    sha = hashlib.sha256(Path(policy_onnx).read_bytes()).hexdigest()
-    return f'{Path(policy_onnx).name}:{sha[:12]}', sha
+    sha = sha256_file(policy_onnx)
+    return card_model_id(policy_onnx, sha), sha
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

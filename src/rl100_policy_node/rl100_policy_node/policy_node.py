@@ -28,6 +28,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rl100.export.card import model_id as card_model_id
 from rl100.runtime.policy_runtime import PolicyRuntime
 from rl100_msgs.msg import ActionChunk, EpisodeEvent
 from rl100_msgs.srv import LoadPolicy
@@ -56,7 +57,7 @@ class LoadedPolicy:
         if expected_sha256 and expected_sha256 != sha:
             raise ValueError(f'sha256 {sha} is not the expected {expected_sha256}')
         self.assembler = Assembler(self.runtime.card['observation_spec'], assembly)
-        self.model_id = f'{os.path.basename(path)}:{sha[:12]}'
+        self.model_id = card_model_id(path, sha)
 
 
 class PolicyNode(Node):

@@ -41,6 +41,11 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def model_id(onnx_path: str | os.PathLike, sha256: str) -> str:
+    """How a running model is named in messages and logs: ``<file name>:<sha256[:12]>``."""
+    return f"{Path(onnx_path).name}:{sha256[:12]}"
+
+
 def io_spec(card: dict[str, Any]) -> tuple[dict[str, tuple[list[Any], str]], dict[str, tuple[list[Any], str]]]:
     """Expected graph ``inputs`` and ``outputs``: name -> (shape with ``"batch"`` as dim 0, dtype)."""
     ta, da = card["action_spec"]["shape"]

@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--option", action="append", default=[], metavar="KEY=VALUE", help="task config field (JSON value), repeatable"
     )
+    parser.add_argument(
+        "--disturbance", default="", metavar="SPEC",
+        help="record under robustness families (rl100.sim.disturbances spec, e.g. 'sensor_noise' or "
+        "'push_object:mild,sensor_noise'): demos with noisy sensors or recoveries from pushes",
+    )
     parser.add_argument("--no-fsync", action="store_true", help="skip fsync (scratch data)")
 
 
@@ -83,7 +88,17 @@ def run(args: argparse.Namespace) -> int:
     wanted = [n for n in names if n in args.obs.split(",") or n == "state"]  # env_state only if asked for
     keys = [OBS_NAMES[n] for n in wanted]
     size = parse_size(args.camera_size)
-    env = make_env(args.task, obs=names, camera_size=size, n_points=args.n_points, **parse_options(args.option))
+    env_kwargs = dict(obs=names, camera_size=size, n_points=args.n_points, **parse_options(args.option))
+    if args.disturbance:
+        from rl100.sim import disturbances
+
+        try:
+            env = disturbances.make_env(args.task, args.disturbance, **env_kwargs)
+        except ValueError as exc:  # an unknown family / severity, or one that does not apply
+            print(f"rl100 collect: --disturbance: {exc}")
+            return 2
+    else:
+        env = make_env(args.task, **env_kwargs)
     expert = make_expert(args.task, env, skill=args.skill, seed=args.seed)
     writer_cls = _writer_class()
     metaworld = args.task.startswith("metaworld/")
@@ -101,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
         "points_sampler": str(env.unwrapped.config.points_sampler),
         "python": platform.python_version(),
     }
+    dset = getattr(env.unwrapped, "disturbances", None)
+    if dset is not None:
+        meta["disturbances"] = dset.configs()
     max_attempts = args.max_attempts or 3 * args.episodes
     kept = attempts = successes = steps = 0
     t0 = time.perf_counter()
@@ -124,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
             if args.only_success and not success:
                 episode.abort("expert failed")
                 continue
+            if dset is not None:  # what the families did in this episode (pushes, jumps...)
+                episode.meta["disturbance_events"] = [
+                    {"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
             episode.end(success=success, terminal=terminated)
             kept += 1
             outcome = "success" if success else "failure"

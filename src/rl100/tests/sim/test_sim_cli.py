@@ -28,6 +28,20 @@ def test_collect_records_expert_episodes(tmp_path, capsys):
     assert ds.episode_info(0).success and ds.episode_info(0).meta["seed"] == 0
 
 
+def test_collect_under_a_disturbance_records_it(tmp_path, capsys):
+    data = pytest.importorskip("rl100.data")
+    out = tmp_path / "pushed"
+    argv = ["collect", "--task", "juicing-place", "--episodes", "1", "--out", str(out), "--no-fsync",
+            "--disturbance", "push_arm:severe,sensor_noise"]
+    assert cli.main(argv) == 0
+    ds = data.Dataset(out)
+    assert [c["family"] for c in ds.meta["disturbances"]] == ["push_arm", "sensor_noise"]
+    events = ds.episode_info(0).meta["disturbance_events"]
+    assert events and events[0]["family"] == "push_arm"  # the push happened and is on record
+    assert cli.main([*argv[:-1], "shove", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown robustness family 'shove'" in capsys.readouterr().out
+
+
 def test_collect_option_parsing():
     assert parse_options(["max_steps=50", "juicer_xy=[0.5, 0.1]", "points_sampler=fps"]) == {
         "max_steps": 50,
