@@ -116,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "points_sampler": str(env.unwrapped.config.points_sampler),
         "python": platform.python_version(),
     }
-    dset = getattr(env.unwrapped, "disturbances", None)
-    if dset is not None:
-        meta["disturbances"] = dset.configs()
+    dset = getattr(env.unwrapped, "disturbances", None)  # recorded per episode: a dataset may mix runs
     max_attempts = args.max_attempts or 3 * args.episodes
     kept = attempts = successes = steps = 0
     t0 = time.perf_counter()
@@ -143,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 episode.abort("expert failed")
                 continue
             if dset is not None:  # what the families did in this episode (pushes, jumps...)
+                episode.meta["disturbances"] = dset.configs()
                 episode.meta["disturbance_events"] = [
                     {"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
             episode.end(success=success, terminal=terminated)

@@ -35,8 +35,9 @@ def test_collect_under_a_disturbance_records_it(tmp_path, capsys):
             "--disturbance", "push_arm:severe,sensor_noise"]
     assert cli.main(argv) == 0
     ds = data.Dataset(out)
-    assert [c["family"] for c in ds.meta["disturbances"]] == ["push_arm", "sensor_noise"]
-    events = ds.episode_info(0).meta["disturbance_events"]
+    meta = ds.episode_info(0).meta
+    assert [c["family"] for c in meta["disturbances"]] == ["push_arm", "sensor_noise"]
+    events = meta["disturbance_events"]
     assert events and events[0]["family"] == "push_arm"  # the push happened and is on record
     assert cli.main([*argv[:-1], "shove", "--out", str(tmp_path / "x")]) == 2
     assert "unknown robustness family 'shove'" in capsys.readouterr().out
