@@ -131,8 +131,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m rl100_bringup.stack_loop',
         description='the RL-100 loop with episodes run through the ROS stack (rl100 loop-sim '
-                    "arguments; the scripted operator is the sim robot's, with its default "
-                    'thresholds)')
+                    "arguments; the scripted operator is the sim robot's, with the loop's "
+                    'operator.* settings and expert_skill)')
     loop_cli.add_arguments(parser)
     parser.add_argument('--graph', default='orange_juicer', help='bringup graph to run')
     parser.add_argument('--launch-arg', action='append', default=[], metavar='KEY:=VALUE',
@@ -141,14 +141,19 @@ def main(argv=None) -> int:
                         help='start a new graph for every collection and evaluation instead of '
                         'hot-swapping models into one that stays up')
     args = parser.parse_args(argv)
-    operator = not args.no_operator
+    cfg = loop_cli.config_from_args(args)  # fails here on a bad --set, before a graph starts
+    operator = cfg.operator is not None
+    launch_args = tuple(args.launch_arg)
+    if operator:  # the loop's operator settings reach the sim robot's operator
+        launch_args += (f'operator_config:={json.dumps(cfg.operator)}',
+                        f'operator_skill:={cfg.expert_skill}')
     if args.fresh_graph:
-        stack = StackCollector(StackEpisodes(args.graph, tuple(args.launch_arg)), operator)
+        stack = StackCollector(StackEpisodes(args.graph, launch_args), operator)
         return loop_cli.run(args, stack, stack)
     from .stack_session import StackSession
 
     out = Path(args.out or 'runs/loop') / 'stack'
-    with StackSession(out / BAGS, args.graph, tuple(args.launch_arg),
+    with StackSession(out / BAGS, args.graph, launch_args,
                       log_path=out / 'graph.log', operator=operator) as session:
         stack = StackCollector(session, operator)
         code = loop_cli.run(args, stack, stack)

@@ -17,6 +17,30 @@ from typing import Any
 import numpy as np
 
 
+def operator_config_from_json(text: str):
+    """An OperatorConfig from a JSON object of its fields ('' or '{}': the defaults).
+
+    Unknown fields and bad values raise ValueError naming them (a typo must not silently fall
+    back to a default threshold).
+    """
+    import dataclasses
+    import json
+
+    from rl100.loop.operator import OperatorConfig
+
+    try:
+        fields = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'operator_config is not JSON: {exc}: {text!r}') from None
+    if not isinstance(fields, dict):
+        raise ValueError(f'operator_config must be a JSON object, got {text!r}')
+    valid = [f.name for f in dataclasses.fields(OperatorConfig)]
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ValueError(f'operator_config: unknown fields {unknown}; valid: {valid}')
+    return OperatorConfig(**fields)
+
+
 class SimOperator:
     """``reset()`` at each task reset; ``update(obs)`` once per tick -> (7,) target or None.
 

@@ -88,6 +88,9 @@ class SimRobotNode(Node):
                               'graph idles at no cost) until set false; settable at run time'))
         operator_skill = float(p('operator_skill', 1.0, 'skill of the expert the scripted '
                                  'operator drives, 0..1'))
+        operator_config = str(p('operator_config', '{}', 'scripted operator thresholds: a JSON '
+                                'object of rl100.loop.operator.OperatorConfig fields '
+                                '(e.g. {"stall_steps": 30}); {} = defaults'))
         from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
 
         obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
@@ -103,8 +106,9 @@ class SimRobotNode(Node):
         if operator:
             from rl100_msgs.msg import Intervention, TeleopTarget
 
-            from .sim_operator import SimOperator
-            self._operator = SimOperator(task, env, skill=operator_skill, seed=self._seed)
+            from .sim_operator import operator_config_from_json, SimOperator
+            self._operator = SimOperator(task, env, skill=operator_skill, seed=self._seed,
+                                         config=operator_config_from_json(operator_config))
             self._teleop_msg = (TeleopTarget, Intervention.SOURCE_SCRIPTED)
             self._teleop_pub = self.create_publisher(TeleopTarget, topics.TELEOP_TARGET,
                                                      qos.COMMAND)

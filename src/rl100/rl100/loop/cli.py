@@ -38,14 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, help="leave after running this many steps (rerun to continue)")
 
 
-def run(args: argparse.Namespace, collector=None, evaluator=None) -> int:
-    """``collector`` / ``evaluator``: where episodes run (default: this process's simulation)."""
+def config_from_args(args: argparse.Namespace):
+    """The LoopConfig these command-line arguments ask for (preset, --set overrides, flags)."""
     cfg = load_loop_config(args.overrides, policy=args.policy, task=args.task, rounds=args.rounds,
                            episodes=args.episodes, eval_episodes=args.eval_episodes, out=args.out,
                            dataset=args.dataset, student=args.student, seed=args.seed, device=args.device,
                            reil=False if args.no_reil else None)
     if args.no_operator:
         cfg.operator = None
+    return cfg
+
+
+def run(args: argparse.Namespace, collector=None, evaluator=None) -> int:
+    """``collector`` / ``evaluator``: where episodes run (default: this process's simulation)."""
+    cfg = config_from_args(args)
     rows = run_loop(cfg, collector, evaluator, stop_after=args.stop_after)
     if rows is None:
         print(f"stopped after {args.stop_after} steps; rerun the same command to continue ({cfg.out}/ledger.json)")
