@@ -29,23 +29,25 @@ def test_sigint_is_forwarded_and_a_second_graph_is_refused(ros_env, tmp_path):
                             env=ros_env,
                             text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "graph 'orange_juicer' up" in line or not line:
-            break
-    # the same graph again on the same ROS domain: refused before any node starts
-    second = _run(['orange_juicer', 'model:=none', f'record_dir:={tmp_path / "2"}',
-                   '--conflict-wait', '1'], ros_env)
-    assert second.returncode == 2, second.stdout + second.stderr
-    assert 'already run on ROS_DOMAIN_ID' in second.stderr
-    assert 'policy_node' in second.stderr or 'sim_robot' in second.stderr
-    assert '[up] started' not in second.stdout
-    assert proc.poll() is None  # the first graph is untouched
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "graph 'orange_juicer' up" in line or not line:
+                break
+        # the same graph again on the same ROS domain: refused before any node starts
+        second = _run(['orange_juicer', 'model:=none', f'record_dir:={tmp_path / "2"}',
+                       '--conflict-wait', '1'], ros_env)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert 'already run on ROS_DOMAIN_ID' in second.stderr
+        assert 'policy_node' in second.stderr or 'sim_robot' in second.stderr
+        assert '[up] started' not in second.stdout
+        assert proc.poll() is None  # the first graph is untouched
+    finally:  # never leave a graph running behind a failed assertion
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
     text = ''.join(lines) + out
     assert proc.returncode == 0, text
     assert 'policy_node=0, safety_node=0, recorder_node=0' in text
