@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 SAMPLERS = ("random", "fps")
+DEPTH_FILTERS = ("none", "median3", "median5")
 
 
 class PinholeView(Protocol):
@@ -47,6 +48,39 @@ def depth_to_points(depth: np.ndarray, info: PinholeView) -> tuple[np.ndarray, n
     cam = np.stack([(u - info.cx) * z / info.fx, (v - info.cy) * z / info.fy, z], axis=1)  # (M, 3) optical frame
     pts = cam @ info.base_T_cam[:3, :3].T + info.base_T_cam[:3, 3]
     return pts, idx
+
+
+def filter_depth(depth: np.ndarray, kind: str) -> np.ndarray:
+    """Denoise a depth image before it is back-projected: a median over the valid pixels of a window.
+
+    A stereo camera's depth noise is per pixel; a flat table seen through it scatters above and
+    below its plane, and the points that land over the crop box's floor take the policy's point
+    budget. The median of a k x k window (holes, depth 0, left out; a hole with valid neighbours is
+    filled by their median) keeps step edges where a mean would blur them, as a RealSense
+    spatial + hole-filling filter does on the camera.
+
+    Args:
+        depth: (H, W) metres, 0 = no return.
+        kind: one of :data:`DEPTH_FILTERS` (``"none"`` returns ``depth`` itself).
+
+    Returns:
+        (H, W) float32 metres, 0 where the whole window had no return.
+    """
+    if kind not in DEPTH_FILTERS:
+        raise ValueError(f"depth filter must be one of {DEPTH_FILTERS}, got {kind!r}")
+    if kind == "none":
+        return depth
+    k = int(kind.removeprefix("median"))
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be an (H, W) image, got shape {d.shape}")
+    d = np.where(d > 0, d, np.float32(np.inf))  # holes sort last
+    win = np.lib.stride_tricks.sliding_window_view(np.pad(d, k // 2, mode="edge"), (k, k))
+    win = np.sort(win.reshape(*d.shape, k * k), axis=-1)  # (H, W, k*k)
+    valid = np.sum(np.isfinite(win), axis=-1)  # (H, W)
+    mid = np.maximum(valid - 1, 0) // 2  # the lower median of the valid values
+    out = np.take_along_axis(win, mid[..., None], axis=-1)[..., 0]
+    return np.where(valid > 0, out, np.float32(0.0)).astype(np.float32)
 
 
 def crop(points: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray) -> np.ndarray:
@@ -97,12 +131,14 @@ def crop_and_sample(
 
 
 def camera_points(rgb: np.ndarray | None, depth: np.ndarray, view: PinholeView, box_lo, box_hi, n: int,
-                  rng: np.random.Generator, sampler: str = "random", color: bool = False) -> np.ndarray:
-    """One camera image -> the policy's point cloud: deproject, crop to the box, sample ``n``.
+                  rng: np.random.Generator, sampler: str = "random", color: bool = False,
+                  depth_filter: str = "none") -> np.ndarray:
+    """One camera image -> the policy's point cloud: filter the depth, deproject, crop to the box, sample ``n``.
 
     rgb (H, W, 3) uint8 (needed when ``color``), depth (H, W) m -> (n, 3) or (n, 6) float32.
+    ``depth_filter``: one of :data:`DEPTH_FILTERS` (:func:`filter_depth`).
     """
-    pts, idx = depth_to_points(depth, view)
+    pts, idx = depth_to_points(filter_depth(depth, depth_filter), view)
     colors = rgb.reshape(-1, 3)[idx].astype(np.float64) / 255.0 if color else None
     return crop_and_sample(pts, colors, np.asarray(box_lo), np.asarray(box_hi), n, rng, sampler)
 
@@ -119,18 +155,26 @@ def farthest_point_indices(points: np.ndarray, n: int, start: int = 0) -> np.nda
 
 
 def points_preprocessing(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """``{"crop_lo", "crop_hi", "sampler"}`` from a dataset meta (``points_lo/points_hi/points_sampler``).
+    """``{"crop_lo", "crop_hi", "sampler", "depth_filter"}`` from a dataset meta.
 
-    Returns None when the meta does not record them (datasets collected before they were written).
+    Reads ``points_lo``, ``points_hi``, ``points_sampler`` and ``points_depth_filter`` (``"none"``
+    when the meta predates it). Returns None when the meta does not record the crop box and
+    sampler (datasets collected before they were written).
     """
     if not all(k in meta for k in ("points_lo", "points_hi", "points_sampler")):
         return None
     return check_preprocessing({"crop_lo": meta["points_lo"], "crop_hi": meta["points_hi"],
-                                "sampler": meta["points_sampler"]})
+                                "sampler": meta["points_sampler"],
+                                "depth_filter": meta.get("points_depth_filter", "none")})
 
 
 def check_preprocessing(spec: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``{"crop_lo": (3,), "crop_hi": (3,), "sampler": str}``; returns it with plain lists/floats."""
+    """Validate ``{"crop_lo": (3,), "crop_hi": (3,), "sampler": str[, "depth_filter": str]}``.
+
+    Returns it with plain lists/floats and ``depth_filter`` (``"none"`` when absent: cards and
+    metas written before it existed). The depth filter is the camera side's business (it acts on
+    the depth image, before a cloud exists); a runtime fed clouds can only check it was applied.
+    """
     try:
         lo = [float(v) for v in spec["crop_lo"]]
         hi = [float(v) for v in spec["crop_hi"]]
@@ -141,4 +185,7 @@ def check_preprocessing(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"crop box must be two (3,) corners with lo < hi, got {lo}, {hi}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    return {"crop_lo": lo, "crop_hi": hi, "sampler": sampler}
+    depth_filter = spec.get("depth_filter", "none")
+    if depth_filter not in DEPTH_FILTERS:
+        raise ValueError(f"depth_filter must be one of {DEPTH_FILTERS}, got {depth_filter!r}")
+    return {"crop_lo": lo, "crop_hi": hi, "sampler": sampler, "depth_filter": depth_filter}

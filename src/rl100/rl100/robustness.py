@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from rl100.pointcloud import DEPTH_FILTERS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="exported .onnx policy (its .card.json beside it), or expert[:SKILL]")
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temporal-ensemble", action="store_true", help="replan every step and average chunks")
     parser.add_argument("--points-lo", default="", metavar="X,Y,Z",
                         help="lower corner of the point-cloud crop box (m, base frame) instead of the task's")
+    parser.add_argument("--depth-filter", default="", choices=("", *DEPTH_FILTERS),
+                        help="camera-side depth filter before the cloud is made (default: the task's, none)")
     parser.add_argument("--out", required=True, help="output directory (results.json, robustness.md, .png)")
 
 
@@ -82,6 +86,8 @@ def env_kwargs_from_card(card: dict[str, Any]) -> dict[str, Any]:
             kw["camera_size"] = tuple(o["shape"][1:3])
         if o["kind"] == "points":
             kw["n_points"] = int(o["shape"][1])
+            if o.get("depth_filter", "none") != "none":  # the camera filter the model was trained behind
+                kw["points_depth_filter"] = o["depth_filter"]
     return kw
 
 
@@ -258,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"rl100 robustness: --points-lo wants X,Y,Z in metres, got {args.points_lo!r}")
             return 2
         env_kwargs["points_lo"] = tuple(lo)
+    if args.depth_filter:
+        env_kwargs["points_depth_filter"] = args.depth_filter
     try:
         result = run_robustness(args.task, make_agent, env_kwargs, families, severities, args.episodes, args.seed,
                                 args.family_seed, args.max_steps)
@@ -265,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rl100 robustness: {exc}")
         return 2
     result["model"] = str(args.model)
+    result["env_kwargs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in env_kwargs.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{args.task}: {model_desc}"

@@ -1,4 +1,4 @@
-"""rl100.pointcloud: back-projection, crop, random / farthest-point downsampling, preprocessing specs."""
+"""rl100.pointcloud: depth filtering, back-projection, crop, random / farthest-point sampling, preprocessing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rl100.pointcloud import (
     crop_and_sample,
     depth_to_points,
     farthest_point_indices,
+    filter_depth,
     points_preprocessing,
 )
 
@@ -72,9 +73,41 @@ def test_depth_to_points_centre_pixel():
 
 def test_preprocessing_from_meta_and_checks():
     meta = {"points_lo": (0, -1, 0), "points_hi": [1, 1, 1], "points_sampler": "fps"}
-    assert points_preprocessing(meta) == {"crop_lo": [0.0, -1.0, 0.0], "crop_hi": [1.0, 1.0, 1.0], "sampler": "fps"}
+    assert points_preprocessing(meta) == {"crop_lo": [0.0, -1.0, 0.0], "crop_hi": [1.0, 1.0, 1.0], "sampler": "fps",
+                                          "depth_filter": "none"}  # a meta from before the filter existed
+    assert points_preprocessing(meta | {"points_depth_filter": "median3"})["depth_filter"] == "median3"
+    with pytest.raises(ValueError, match="depth_filter"):
+        points_preprocessing(meta | {"points_depth_filter": "blur"})
     assert points_preprocessing({"n_points": 512}) is None
     with pytest.raises(ValueError, match="lo < hi"):
         check_preprocessing({"crop_lo": [1, 0, 0], "crop_hi": [0, 1, 1], "sampler": "random"})
     with pytest.raises(ValueError, match="needs crop_lo"):
         check_preprocessing({"crop_lo": [0, 0, 0]})
+
+
+def test_depth_filter_denoises_keeps_edges_and_fills_holes():
+    rng = np.random.default_rng(0)
+    depth = np.full((40, 40), 1.0, np.float32)
+    depth[:, 20:] = 0.6  # a step edge: an object in front of the table
+    noisy = depth + rng.normal(0.0, 0.005, depth.shape).astype(np.float32)
+    holes = rng.random(depth.shape) < 0.05
+    noisy[holes] = 0.0
+    assert filter_depth(noisy, "none") is noisy
+    for kind, most in (("median3", 0.6), ("median5", 0.4)):
+        out = filter_depth(noisy, kind)
+        assert out.shape == depth.shape and out.dtype == np.float32
+        assert np.all(out > 0)  # every hole had valid neighbours
+        err = (out - depth)[:, 3:-3]
+        assert np.std(err) < most * 0.005  # well below the raw noise
+        assert np.all(np.abs(err) < 0.05)  # the step stays a step: no pixel takes the mean of both sides
+    lone = np.zeros((9, 9), np.float32)
+    lone[4, 4] = 1.0
+    out = filter_depth(lone, "median5")
+    assert out[4, 4] == 1.0 and out[0, 0] == 0.0  # a window with no return stays a hole
+
+
+def test_depth_filter_rejects_bad_input():
+    with pytest.raises(ValueError, match="depth filter must be one of"):
+        filter_depth(np.ones((4, 4)), "gauss")
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        filter_depth(np.ones((4, 4, 1)), "median3")

@@ -51,6 +51,7 @@ class PointsSpec:
     crop_lo: np.ndarray
     crop_hi: np.ndarray
     sampler: str
+    depth_filter: str = 'none'  # the camera-side filter the training clouds went through
 
     @classmethod
     def from_card_entry(cls, entry: dict) -> 'PointsSpec':
@@ -64,7 +65,7 @@ class PointsSpec:
         if len(shape) != 3 or shape[2] != 3:
             raise ValueError(f'{OBS_POINTS} must be (n_obs, N, 3) xyz in the card, got {shape}')
         return cls(int(shape[1]), np.asarray(pre['crop_lo']), np.asarray(pre['crop_hi']),
-                   pre['sampler'])
+                   pre['sampler'], pre['depth_filter'])
 
 
 class Assembler:

@@ -93,6 +93,7 @@ class PolicyNode(Node):
             self._policy = LoadedPolicy(model_path, '', self._assembly,  # errors end start-up
                                         **self._execution)
             self.get_logger().info(f'running {self._policy.model_id}')
+            self._camera_filter_notice(self._policy)
         self._publisher = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
@@ -187,7 +188,16 @@ class PolicyNode(Node):
             new.assembler.take_over(old.assembler)
         response.accepted, response.model_id, response.message = True, new.model_id, 'loaded'
         self.get_logger().info(f'now running {new.model_id}')
+        self._camera_filter_notice(new)
         return response
+
+    def _camera_filter_notice(self, policy: LoadedPolicy) -> None:
+        """A model trained on filtered depth needs the camera to filter: it cannot be done here."""
+        points = policy.assembler.points
+        if points is not None and points.depth_filter != 'none':
+            self.get_logger().warn(
+                f'{policy.model_id} was trained on clouds from depth filtered with '
+                f'{points.depth_filter}: the camera side must apply it (sim_robot depth_filter)')
 
     # --- the control tick ---------------------------------------------------------------------
     def _tick(self) -> None:

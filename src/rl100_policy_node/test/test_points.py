@@ -62,6 +62,14 @@ def test_assembler_refuses_points_without_preprocessing():
         Assembler([SPEC[0], entry])
     with pytest.raises(ValueError, match=r'\(n_obs, N, 3\)'):
         Assembler([{**SPEC[1], 'shape': [2, N, 6]}])
+    with pytest.raises(ValueError, match='depth_filter'):
+        Assembler([SPEC[0], {**SPEC[1], 'depth_filter': 'bilateral'}])
+
+
+def test_assembler_knows_the_camera_filter_the_model_needs():
+    assert Assembler(SPEC).points.depth_filter == 'none'  # a card from before the filter existed
+    a = Assembler([SPEC[0], {**SPEC[1], 'depth_filter': 'median3'}])
+    assert a.points.depth_filter == 'median3'
 
 
 @pytest.fixture(scope='module')

@@ -134,13 +134,15 @@ class SimRobot:
 
         The full cropped cloud, not downsampled: consumers (the policy node) apply the crop box
         and sampler their model was trained with (``rl100.pointcloud``). Needs the depth image
-        (the env made with ``depth`` in its observations).
+        (the env made with ``depth`` in its observations). The depth goes through the task's
+        ``points_depth_filter`` first, as a camera's own filter would.
         """
-        from rl100.pointcloud import crop, depth_to_points
+        from rl100.pointcloud import crop, depth_to_points, filter_depth
 
         depth = self._obs.get(OBS_DEPTH)
         if depth is None:
             raise RuntimeError('no depth image: make the env with depth observations')
-        pts, _ = depth_to_points(depth, self.env.camera_info())
         cfg = self.env.config
+        depth = filter_depth(depth, cfg.points_depth_filter)
+        pts, _ = depth_to_points(depth, self.env.camera_info())
         return pts[crop(pts, cfg.points_lo, cfg.points_hi)].astype(np.float32)

@@ -91,11 +91,15 @@ class SimRobotNode(Node):
         operator_config = str(p('operator_config', '{}', 'scripted operator thresholds: a JSON '
                                 'object of rl100.loop.operator.OperatorConfig fields '
                                 '(e.g. {"stall_steps": 30}); {} = defaults'))
+        depth_filter = str(p('depth_filter', 'none', 'the camera-side depth filter before the '
+                             "cloud is made (rl100.pointcloud.filter_depth): 'none', 'median3', "
+                             "'median5'; match the model card's depth_filter"))
         from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
 
         obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
         obs += ('env_state',) if operator else ()
-        env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9)
+        env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9,
+                       points_depth_filter=depth_filter)
         if disturbance.strip().lower() not in ('', 'none'):  # a bad spec fails start-up
             from rl100.sim.disturbances import attach
             families = attach(env, disturbance).configs()

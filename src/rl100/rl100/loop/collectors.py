@@ -162,6 +162,8 @@ class SimCollector:
         """(observation names, other ``sim.make_env`` keywords) for the card's inputs and the recorded keys."""
         kw: dict[str, Any] = {"camera_size": tuple(self.meta.get("camera_size", (96, 96))),
                               "n_points": int(self.meta.get("n_points", 512))}
+        if self.meta.get("points_depth_filter", "none") != "none":  # the demos' camera filter
+            kw["points_depth_filter"] = self.meta["points_depth_filter"]
         keys = set(self.keys)
         for o in card["observation_spec"]:
             keys.add(o["key"])

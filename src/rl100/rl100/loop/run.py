@@ -83,7 +83,7 @@ def points_preprocessing(cfg: LoopConfig, data: Path) -> dict[str, Any] | None:
     except ValueError:  # Meta-World: no point-cloud config fields
         return None
     return from_meta({"points_lo": list(c.points_lo), "points_hi": list(c.points_hi),
-                      "points_sampler": c.points_sampler})
+                      "points_sampler": c.points_sampler, "points_depth_filter": c.points_depth_filter})
 
 
 class Loop:

@@ -19,7 +19,7 @@ import numpy as np
 
 from rl100.geometry import rotvec_to_quat_wxyz
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB, OBS_STATE
-from rl100.pointcloud import camera_points
+from rl100.pointcloud import DEPTH_FILTERS, camera_points
 from rl100.robot_state import STATE_DIM
 from rl100.sim.camera import CameraInfo, CameraRenderer
 from rl100.sim.obs import OBS_NAMES, OBS_WRIST_DEPTH, OBS_WRIST_RGB, parse_obs
@@ -41,6 +41,8 @@ class PandaTaskConfig:
         points_lo, points_hi: m, crop box of the point cloud (base frame); excludes the table top.
         points_color: point cloud (N, 6) xyz+rgb instead of (N, 3).
         points_sampler: ``"random"`` or ``"fps"`` (farthest point; ~10x slower).
+        points_depth_filter: the camera-side depth filter before the cloud is made
+            (:data:`rl100.pointcloud.DEPTH_FILTERS`: ``"none"``, ``"median3"``, ``"median5"``).
         impedance: the simulated Cartesian impedance controller.
     """
 
@@ -54,6 +56,7 @@ class PandaTaskConfig:
     points_hi: tuple[float, float, float] = (1.0, 0.6, 0.6)
     points_color: bool = False
     points_sampler: str = "random"
+    points_depth_filter: str = "none"
     impedance: ImpedanceConfig = field(default_factory=ImpedanceConfig)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,8 @@ class PandaTaskConfig:
                 raise ValueError(f"{lo_name} must be 3 values each below {hi_name}, got {lo} / {hi}")
         if self.points_sampler not in ("random", "fps"):
             raise ValueError(f"points_sampler must be 'random' or 'fps', got {self.points_sampler!r}")
+        if self.points_depth_filter not in DEPTH_FILTERS:
+            raise ValueError(f"points_depth_filter must be one of {DEPTH_FILTERS}, got {self.points_depth_filter!r}")
         if isinstance(self.impedance, dict):
             self.impedance = ImpedanceConfig(**self.impedance)
 
@@ -285,7 +290,7 @@ class PandaTaskEnv(gym.Env):
     def _points(self, rgb: np.ndarray | None, depth: np.ndarray) -> np.ndarray:
         cfg = self.config
         return camera_points(rgb, depth, self.camera_info(), cfg.points_lo, cfg.points_hi, self.n_points,
-                             self._points_rng, cfg.points_sampler, cfg.points_color)
+                             self._points_rng, cfg.points_sampler, cfg.points_color, cfg.points_depth_filter)
 
     # -- helpers for tasks ------------------------------------------------------------------------
     def robot_touches(self, body_id: int) -> bool:

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "points_lo": [float(v) for v in env.unwrapped.config.points_lo],
         "points_hi": [float(v) for v in env.unwrapped.config.points_hi],
         "points_sampler": str(env.unwrapped.config.points_sampler),
+        "points_depth_filter": str(getattr(env.unwrapped.config, "points_depth_filter", "none")),
         "python": platform.python_version(),
     }
     dset = getattr(env.unwrapped, "disturbances", None)  # recorded per episode: a dataset may mix runs

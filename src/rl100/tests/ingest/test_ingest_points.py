@@ -209,7 +209,8 @@ def test_ingest_gives_the_cards_points_with_the_policy_nodes_preprocessing(tmp_p
     n_obs, n, _ = next(e["shape"] for e in card["observation_spec"] if e["key"] == keys.OBS_POINTS)
     assert ds.specs[keys.OBS_POINTS].shape == (n, 3) == (512, 3)
     # the dataset meta is what rl100 collect writes and rl100 export reads back
-    assert points_preprocessing(ds.meta) == {"crop_lo": list(LO), "crop_hi": list(HI), "sampler": "random"}
+    assert points_preprocessing(ds.meta) == {"crop_lo": list(LO), "crop_hi": list(HI), "sampler": "random",
+                                          "depth_filter": "none"}
     assert ds.meta["n_points"] == 512
     for pos, (episode_id, ticks) in enumerate([("e1", 6), ("e2", 4)]):
         pts = np.asarray(ds.episode(pos)[keys.OBS_POINTS])

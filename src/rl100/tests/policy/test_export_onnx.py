@@ -82,7 +82,7 @@ def test_card_carries_points_preprocessing(h, tmp_path):
         pass
     args = argparse.Namespace(crop_lo=None, crop_hi="1,0.5,0.7", sampler="fps")
     pre = points_preprocessing(args, {"dataset": str(tmp_path / "ds")})
-    assert pre == {"crop_lo": [0.1, -0.5, 0.0], "crop_hi": [1.0, 0.5, 0.7], "sampler": "fps"}
+    assert pre == {"crop_lo": [0.1, -0.5, 0.0], "crop_hi": [1.0, 0.5, 0.7], "sampler": "fps", "depth_filter": "none"}
     none = argparse.Namespace(crop_lo=None, crop_hi=None, sampler=None)
     assert points_preprocessing(none, {}) is None
     card = export_onnx(ConsistencyPolicy(h.tiny_config("all")).eval(), tmp_path / "p.onnx", points_preprocessing=pre)

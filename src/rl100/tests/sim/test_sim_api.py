@@ -39,6 +39,8 @@ def test_unknown_task_and_bad_options_raise_value_error():
         make_config("juicing-place", control_hz=7.0)
     with pytest.raises(ValueError, match="min_pins"):
         make_config("bowling", min_pins=4)
+    with pytest.raises(ValueError, match="points_depth_filter"):
+        make_config("juicing-place", points_depth_filter="gaussian")
 
 
 def test_observation_names_are_validated():

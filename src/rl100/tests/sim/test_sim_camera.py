@@ -10,7 +10,7 @@ pytest.importorskip("gymnasium_robotics")
 import mujoco  # noqa: E402
 
 from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_RGB  # noqa: E402
-from rl100.pointcloud import crop_and_sample, depth_to_points, farthest_point_indices  # noqa: E402
+from rl100.pointcloud import crop_and_sample, depth_to_points, farthest_point_indices, filter_depth  # noqa: E402
 from rl100.sim import make_env  # noqa: E402
 from rl100.sim.obs import OBS_WRIST_DEPTH, OBS_WRIST_RGB  # noqa: E402
 
@@ -89,6 +89,23 @@ def test_depth_is_consistent_with_the_point_cloud(cam_env):
     # the returned cloud is a cropped subset of the same points (xyz + colours)
     cloud = obs[OBS_POINTS]
     assert cloud[:, 2].min() >= -0.01 - 1e-6 and cloud[:, 0].min() >= 0.05 - 1e-6
+
+
+def test_the_cloud_is_made_from_the_filtered_depth():
+    env = make_env("juicing-place", obs=("depth", "points"), n_points=256, points_depth_filter="median5")
+    try:
+        obs, _ = env.reset(seed=3)
+        made, _ = depth_to_points(filter_depth(obs[OBS_DEPTH], "median5"), env.camera_info())
+        raw, _ = depth_to_points(obs[OBS_DEPTH], env.camera_info())
+    finally:
+        env.close()
+    cloud = obs[OBS_POINTS].astype(np.float64)
+
+    def nearest(ref):  # (256,) distance of each cloud point to its nearest point of ref
+        return np.min(np.linalg.norm(cloud[:, None, :] - ref[None, :, :], axis=2), axis=1)
+
+    assert np.all(nearest(made) < 1e-5)  # every point comes from the filtered image
+    assert np.any(nearest(raw) > 1e-4)  # and the filter changed some of them (edges)
 
 
 def test_point_cloud_sampling_is_deterministic_under_a_seed(cam_env):
