@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,20 +216,23 @@ def _with_points(resolved: list[tuple[Any, np.ndarray]]) -> Iterator[tuple[dict,
         yield {**obs, keys.OBS_POINTS: points}, action, flags
 
 
-def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any]) -> tuple[int, dict[str, int]]:
+_OWN_META = ("task", "source", "label", "bag_episode_id", "bag", "note")  # what _ingest_bag writes
+
+
+def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
+                extra: Mapping[str, Any] | None = None) -> tuple[int, dict[str, int]]:
     """Ingest one bag as one episode: (steps written, counts of :func:`_steps`)."""
     meta = dict(side.get("meta") or {})
     success = side.get("label") == "success"
-    episode = writer.begin_episode(
-        meta={
-            "task": side.get("task", ""),
-            "source": meta.get("source", "rollout"),
-            "label": side.get("label", "unknown"),
-            "bag_episode_id": side.get("episode_id", bag.name),
-            "bag": str(bag.resolve()),
-            "note": side.get("note", ""),
-        }
-    )
+    own = {
+        "task": side.get("task", ""),
+        "source": meta.get("source", "rollout"),
+        "label": side.get("label", "unknown"),
+        "bag_episode_id": side.get("episode_id", bag.name),
+        "bag": str(bag.resolve()),
+        "note": side.get("note", ""),
+    }
+    episode = writer.begin_episode(meta={**dict(extra or {}), **own})
     counts = {"dropped": 0, "points_ignored": 0}
     try:
         prev = None
@@ -266,6 +269,7 @@ def ingest(
     *,
     skip_bad: bool = False,
     fsync: bool = True,
+    episode_meta: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Append the episodes of ``bag_dirs`` (bags or directories of bags) to the dataset at ``dataset_root``.
 
@@ -276,10 +280,17 @@ def ingest(
     the episodes ingested before it are kept either way. A dataset that already holds episodes with
     another point-cloud preprocessing (or with / without ``observation.points`` when this run is
     not) is refused before anything is written (IngestError naming the dataset).
+    ``episode_meta``: extra episode meta by the recorder's episode id (what the caller knows of an
+    episode that the bag does not hold, e.g. why a scripted operator took over); it cannot
+    replace the keys ingest writes.
     """
     from rl100.data import Dataset, DatasetWriter
 
     spec = spec or IngestSpec()
+    for episode_id, extra in (episode_meta or {}).items():
+        clash = sorted(set(extra) & set(_OWN_META))
+        if clash:
+            raise ValueError(f"episode_meta for {episode_id} would replace ingest's own keys {clash}")
     bags = find_bags(bag_dirs)
     done: set[str] = set()
     root = Path(dataset_root)
@@ -303,7 +314,8 @@ def ingest(
                 if str(side.get("episode_id", bag.name)) in done:
                     report["skipped"].append((str(bag), "already in the dataset"))
                     continue
-                steps, counts = _ingest_bag(bag, writer, spec, side)
+                extra = (episode_meta or {}).get(str(side.get("episode_id", bag.name)), {})
+                steps, counts = _ingest_bag(bag, writer, spec, side, extra)
             except IngestError as exc:
                 if not skip_bad:
                     raise

@@ -75,6 +75,7 @@ class SimStatus:
     success_time: float | None  # episode_time of the first successful tick, None before
     time_limit: float  # s, the task's own episode length
     resets: int | None = None  # resets applied since the sim robot started (None: not reported)
+    takeover: dict | None = None  # scripted operator's takeover {'step', 'reason'}, None before
 
     KEYS = ('success', 'seed', 'time', 'episode_time', 'success_time', 'time_limit')
 
@@ -93,7 +94,19 @@ class SimStatus:
                    time=float(data['time']), episode_time=float(data['episode_time']),
                    success_time=None if st is None else float(st),
                    time_limit=float(data['time_limit']),
-                   resets=None if data.get('resets') is None else int(data['resets']))
+                   resets=None if data.get('resets') is None else int(data['resets']),
+                   takeover=_takeover(data.get('takeover')))
+
+
+def _takeover(value) -> dict | None:
+    """The status's ``takeover``: None, or ``{'step': int, 'reason': str}``."""
+    if value is None:
+        return None
+    try:
+        return {'step': int(value['step']), 'reason': str(value['reason'])}
+    except (KeyError, TypeError, ValueError):
+        raise StackError(f'sim robot status has a malformed takeover {value!r} '
+                         "(wants {'step': int, 'reason': str} or null)") from None
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,7 @@ class EpisodeResult:
     note: str = ''  # why there were no actions, as far as the policy node said
     error: str = ''  # the stack error that ended the episode (counted as a failure)
     model: str = ''  # the model id(s) of the policy actions, comma-separated
+    takeover: dict | None = None  # the scripted operator's takeover {'step', 'reason'}, if any
 
 
 class EpisodeRunner:
@@ -318,6 +332,7 @@ class EpisodeRunner:
             ep['success'] = succeeded
             ep['duration'] = status.success_time - ep['t0'] if succeeded else elapsed
             ep['t1_sim'] = status.time
+            ep['takeover'] = status.takeover
             return Phase.HOLD
         last_time, last_wall = ep['progress']
         if status.time > last_time:
@@ -350,6 +365,7 @@ class EpisodeRunner:
             episode_id=ep['episode_id'], bag=ep['bag'], control_time=t1 - t0,
             actions=actions, fresh=len({s.stamp for s in samples}), latencies=latencies,
             wall_time=self._monotonic() - ep['wall0'], model=','.join(models),
+            takeover=ep.get('takeover'),
             note='' if actions else f'no policy actions: {self.stack.policy_status()}')
         if samples and samples[-1].period > 0:
             self._period = samples[-1].period

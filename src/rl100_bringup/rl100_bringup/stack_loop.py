@@ -14,7 +14,10 @@ Collection runs with the scripted operator unless ``--no-operator``: the sim rob
 human (``rl100_sim.sim_operator``: it takes over near failure with the task's expert, through
 the safety node as an absolute-pose teleop device, so the recorder flags those steps as
 intervention, exactly as a person with a leader arm would produce them); evaluations run
-without it. Its thresholds are the loop's defaults (``--set operator.*`` does not reach it).
+without it. Its thresholds are the loop's ``operator.*`` settings and its expert's skill the
+loop's ``expert_skill`` (graph arguments ``operator_config`` / ``operator_skill``); the sim
+robot's takeover (step and reason) goes into each ingested episode's meta, as the in-process
+collector writes it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import subprocess
 import sys
 
-from rl100.loop.collectors import ENV_STEPS, EPISODES, SUCCESS_RATE
+from rl100.loop.collectors import ENV_STEPS, EPISODES, SUCCESS_RATE, TAKEOVER_REASON, TAKEOVER_STEP
 
 ROS_DATASET = 'dataset'
 BAGS = 'bags'
@@ -105,8 +108,12 @@ class StackCollector:
 
         results = self.episodes.run(policy_onnx, out_dir, n_episodes, seed,
                                     operator=self.operator)
-        bags = [e['bag'] for e in results.get('episodes', [])
-                if e.get('bag') and not e.get('error')]
+        recorded = [e for e in results.get('episodes', []) if e.get('bag') and not e.get('error')]
+        bags = [e['bag'] for e in recorded]
+        # why the operator took over is the sim robot's knowledge, not the bag's: into the meta
+        takeovers = {e['episode_id']: {TAKEOVER_STEP: e['takeover']['step'],
+                                       TAKEOVER_REASON: e['takeover']['reason']}
+                     for e in recorded if e.get('takeover')}
         if not bags:
             raise StackError(f'{out_dir}: no episode was recorded: {results.get("meta")}')
         card = json.loads(Path(policy_onnx).with_suffix('.card.json').read_text())
@@ -114,7 +121,7 @@ class StackCollector:
         spec = IngestSpec(points=PointsPreprocessing.from_card(card) if has_points else None,
                           points_seed=seed)
         dataset = Path(out_dir) / ROS_DATASET
-        report = ingest([Path(b) for b in bags], dataset, spec)
+        report = ingest([Path(b) for b in bags], dataset, spec, episode_meta=takeovers)
         if not report['ingested']:
             raise StackError(f'{out_dir}: no episode could be ingested: {report}')
         return dataset

@@ -40,6 +40,7 @@ class FakeStack:
         self.refuse_start = ''
         self.not_ready = ''
         self.resets, self.next_seed, self.model = 0, None, 'cm.onnx:0123456789ab'
+        self.takeover_at = {}  # seed -> (step, reason) of the scripted operator's takeover
 
     def wait_ready(self):
         self.calls.append(('ready',))
@@ -78,9 +79,11 @@ class FakeStack:
         episode_time = round(self.time - self.reset_time, 6)
         at = self.success_at.get(self.seed)
         success_time = at if at is not None and episode_time >= at else None
+        took = self.takeover_at.get(self.seed)
         return SimStatus(success=success_time is not None, seed=self.seed, time=self.time,
                          episode_time=episode_time, success_time=success_time,
-                         time_limit=self.time_limit, resets=self.resets)
+                         time_limit=self.time_limit, resets=self.resets,
+                         takeover=None if took is None else {'step': took[0], 'reason': took[1]})
 
     def start_episode(self, task, note):
         self.calls.append(('start', task))
@@ -318,6 +321,20 @@ def test_sim_status_parsing_names_what_is_missing():
         SimStatus.parse(json.dumps({'success': False, 'seed': 0, 'time': 1.0}))
     with pytest.raises(StackError, match='not JSON'):
         SimStatus.parse('ok')
+    assert status.takeover is None
+    took = SimStatus.parse(text.replace('"steps": 5',
+                                        '"takeover": {"step": 4, "reason": "stalled"}'))
+    assert took.takeover == {'step': 4, 'reason': 'stalled'}
+    with pytest.raises(StackError, match='malformed takeover'):
+        SimStatus.parse(text.replace('"steps": 5', '"takeover": {"step": "late"}'))
+
+
+def test_the_operator_takeover_is_in_the_episode_result():
+    stack = FakeStack(success_at={2: 0.5})
+    stack.takeover_at = {1: (7, 'stalled')}
+    runner, _ = _runner(stack, episodes=2)
+    first, second = runner.run()
+    assert first.takeover == {'step': 7, 'reason': 'stalled'} and second.takeover is None
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -42,3 +42,39 @@ def test_operator_settings_become_launch_arguments(monkeypatch, tmp_path):
     assert stack_loop.main([*argv, '--no-operator']) == 0
     graph, launch_args, kwargs = _FakeSession.started[-1]
     assert launch_args == ('sim_seed:=5',) and kwargs['operator'] is False
+
+
+class _FakeEpisodes:
+    """Stands in for StackSession.run: a results dict as the episode runner writes it."""
+
+    def __init__(self, episodes):
+        self.episodes = episodes
+
+    def run(self, policy_onnx, out_dir, n_episodes, seed, operator=False):
+        return {'meta': {}, 'episodes': self.episodes}
+
+
+def test_collect_puts_the_operator_takeovers_into_the_episode_meta(monkeypatch, tmp_path):
+    import rl100.ingest
+    from rl100.loop.collectors import TAKEOVER_REASON, TAKEOVER_STEP
+
+    calls = []
+
+    def fake_ingest(bags, dataset, spec, **kwargs):
+        calls.append((bags, kwargs))
+        return {'ingested': [(str(b), 5) for b in bags]}
+
+    monkeypatch.setattr(rl100.ingest, 'ingest', fake_ingest)
+    card = tmp_path / 'm.card.json'
+    card.write_text(json.dumps({'observation_spec': [{'key': 'observation.state',
+                                                      'kind': 'lowdim'}]}))
+    def episode(name, error='', takeover=None):
+        return {'episode_id': name, 'bag': f'/b/{name}', 'error': error, 'takeover': takeover}
+
+    episodes = [episode('e1', takeover={'step': 7, 'reason': 'stalled'}), episode('e2'),
+                episode('e3', error='stuck', takeover={'step': 1, 'reason': 'x'})]
+    collector = stack_loop.StackCollector(_FakeEpisodes(episodes), operator=True)
+    collector.collect(tmp_path / 'm.onnx', tmp_path / 'out', 3, 1)
+    (bags, kwargs), = calls
+    assert [str(b) for b in bags] == ['/b/e1', '/b/e2']  # the errored episode is left out
+    assert kwargs['episode_meta'] == {'e1': {TAKEOVER_STEP: 7, TAKEOVER_REASON: 'stalled'}}

@@ -43,6 +43,21 @@ def test_bags_become_episodes_with_flags_and_success(tmp_path, make_episode):
     assert len(Dataset(tmp_path / "ds")) == 2
 
 
+def test_caller_meta_joins_the_episodes_by_episode_id(tmp_path, make_episode):
+    bags = tmp_path / "bags"
+    make_episode(bags, "e1", ticks=4, active=(2, 3), label="failure")
+    make_episode(bags, "e2", ticks=3, label="success")
+    extra = {"e1": {"takeover_step": 2, "takeover_reason": "stalled"}, "not_here": {"x": 1}}
+    with pytest.raises(ValueError, match=r"replace ingest's own keys \['label'\]"):
+        ingest([bags], tmp_path / "ds", fsync=False, episode_meta={"e1": {"label": "success"}})
+    assert not (tmp_path / "ds").exists()  # refused before anything was written
+    ingest([bags], tmp_path / "ds", fsync=False, episode_meta=extra)
+    ds = Dataset(tmp_path / "ds")
+    by_id = {i.meta["bag_episode_id"]: i.meta for i in ds.infos}
+    assert by_id["e1"]["takeover_reason"] == "stalled" and by_id["e1"]["takeover_step"] == 2
+    assert "takeover_reason" not in by_id["e2"] and by_id["e1"]["label"] == "failure"
+
+
 def test_camera_images_are_sampled_at_the_ticks(tmp_path, make_episode):
     bag = make_episode(tmp_path / "bags", "cam", ticks=3, rgb=True)
     ingest([bag], tmp_path / "ds", IngestSpec(rgb_topic="/camera/camera/color/image_raw"), fsync=False)
