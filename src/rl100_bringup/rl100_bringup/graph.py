@@ -73,6 +73,9 @@ class NodeSpec:
     condition: str = 'true'  # start only when this is true
     unless: str = 'false'  # ... and this is false
     respawn: bool = False
+    # says so on /rl100/ready once constructed (every node started through rl100_ros.run_node);
+    # false for a node from elsewhere (e.g. realsense2_camera): up then waits only to see it
+    announces_ready: bool = True
 
     def __post_init__(self):
         for key in ('name', 'package', 'executable'):
@@ -91,6 +94,7 @@ class ResolvedNode:
     parameters: dict
     remappings: dict
     respawn: bool
+    announces_ready: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ class Graph:
             started.append(ResolvedNode(
                 name=node.name, package=node.package, executable=node.executable,
                 params_file=self.params_file, parameters=params,
-                remappings=dict(node.remappings), respawn=node.respawn))
+                remappings=dict(node.remappings), respawn=node.respawn,
+                announces_ready=node.announces_ready))
         return started
 
 

@@ -119,18 +119,30 @@ def _seen(node, names: list, seconds: float) -> list:
     return [n for n in names if n in seen]
 
 
-def wait_for_graph(names: list, timeout: float) -> list:
-    """Wait until every node name is visible over DDS; return the missing ones."""
-    import rclpy
+def wait_for_graph(names: list, timeout: float, ready: list | None = None) -> list:
+    """Wait until the nodes are up; return what is missing.
 
+    Up: every name visible over DDS, and each of ``ready`` (default: all of ``names``) has
+    announced on ``/rl100/ready`` that its constructor finished. A node that is visible but has
+    not announced is reported as ``'NAME (starting)'``.
+    """
+    import rclpy
+    from rl100_ros import qos, topics
+    from std_msgs.msg import String
+
+    ready = list(names if ready is None else ready)
+    announced: set = set()
     with _observer() as node:
-        missing = list(names)
+        node.create_subscription(String, topics.READY, lambda m: announced.add(m.data),
+                                 qos.LATCHED)
         deadline = time.monotonic() + timeout
-        while missing and time.monotonic() < deadline:
+        while True:
             rclpy.spin_once(node, timeout_sec=0.1)
             seen = set(node.get_node_names())
-            missing = [n for n in names if n not in seen]
-    return missing
+            missing = [n if n not in ready or n not in seen else f'{n} (starting)'
+                       for n in names if n not in seen or (n in ready and n not in announced)]
+            if not missing or time.monotonic() >= deadline:
+                return missing
 
 
 def already_running(names: list, settle: float, timeout: float, log=print) -> list:
@@ -336,11 +348,12 @@ def main(argv: list | None = None) -> int:
 
     supervisor.start()
     t0 = time.monotonic()
-    missing = wait_for_graph(names, args.ready_timeout)
+    missing = wait_for_graph(names, args.ready_timeout,
+                             [n.name for n in nodes if n.announces_ready])
     error = supervisor.poll()
     if missing and not error:
-        error = (f'nodes not visible in the ROS graph after {args.ready_timeout:.0f} s: '
-                 f'{", ".join(missing)}')
+        error = (f'nodes not up after {args.ready_timeout:.0f} s (not in the ROS graph, or '
+                 f'still starting): {", ".join(missing)}')
     if not error:
         print(f'[up] graph {graph.name!r} up: {", ".join(n.name for n in nodes)} '
               f'({time.monotonic() - t0:.1f} s)', flush=True)

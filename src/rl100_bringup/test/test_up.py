@@ -141,3 +141,40 @@ def test_a_crash_looping_node_is_respawned_with_growing_delays(monkeypatch, caps
     proc.respawn_at = None
     sup.poll()
     assert proc.respawn_at - clock[0] == up.RESPAWN_DELAY_S[0]
+
+
+SLOW_NODE = textwrap.dedent("""
+    import time
+    from rclpy.node import Node
+    from rl100_ros.node_main import run_node
+
+    class Slow(Node):
+        def __init__(self):
+            super().__init__('slow_start')  # visible in the ROS graph from here on
+            print('constructing', flush=True)
+            time.sleep(6.0)  # a model load, a simulator start-up
+
+    raise SystemExit(run_node(Slow))
+""")
+
+
+def test_a_node_is_up_when_its_constructor_finished_not_when_it_is_visible():
+    """``up`` announces the graph when the nodes say they are ready on /rl100/ready."""
+    import os
+
+    from rl100_bringup.up import wait_for_graph
+
+    env = dict(os.environ, PYTHONUNBUFFERED='1')  # this process's private ROS domain
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_NODE], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout.readline().strip() == 'constructing'
+        assert wait_for_graph(['slow_start'], 20.0, ready=[]) == []  # visible ...
+        assert wait_for_graph(['slow_start'], 0.5) == ['slow_start (starting)']  # ... not up
+        t0 = time.monotonic()
+        assert wait_for_graph(['slow_start'], 30.0) == []
+        assert time.monotonic() - t0 > 0.5  # it waited for the end of the constructor
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out

@@ -14,6 +14,9 @@ from typing import Callable
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from std_msgs.msg import String
+
+from . import qos, topics
 
 SHUTDOWN_GRACE_S = 0.5  # s an error from spin may precede the context's shutdown by a signal
 
@@ -35,8 +38,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     run concurrently, e.g. a slow service beside a control timer). SIGTERM (what a supervisor
     or ``docker stop`` sends) is turned into the same clean shutdown as SIGINT. SIGUSR1 prints
     every thread's Python stack to stderr without stopping the node (what a supervisor asks for
-    before it SIGKILLs a node that does not stop: the log then says where it hung). Returns a
-    process exit code.
+    before it SIGKILLs a node that does not stop: the log then says where it hung). Once the
+    node is constructed (parameters checked, model loaded, simulator running) its name goes out
+    on ``/rl100/ready`` (:func:`announce_ready`): seeing the node in the graph only says its
+    constructor has begun. Returns a process exit code.
     """
     try:
         faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
@@ -58,6 +63,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             print(f'[ERROR] {getattr(factory, "__name__", "node")} failed to start: '
                   f'{exc.__class__.__name__}: {exc}', file=sys.stderr, flush=True)
             return 1
+        announce_ready(node)
         if threads > 1:
             executor = MultiThreadedExecutor(num_threads=threads)
             executor.add_node(node)
@@ -78,3 +84,13 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def announce_ready(node: Node):
+    """Publish the node's name on ``/rl100/ready``; returns the publisher (it lives with the node).
+
+    Latched (transient local), so a supervisor that subscribes later still sees it.
+    """
+    pub = node.create_publisher(String, topics.READY, qos.LATCHED)
+    pub.publish(String(data=node.get_name()))
+    return pub

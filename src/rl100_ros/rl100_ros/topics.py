@@ -7,6 +7,8 @@ EPISODE_EVENT = '/rl100/episode_event'  # rl100_msgs/EpisodeEvent
 LOAD_POLICY = '/rl100/load_policy'  # rl100_msgs/srv/LoadPolicy
 SET_MODE = '/rl100/set_mode'  # rl100_msgs/srv/SetMode
 TELEOP_TARGET = '/rl100/teleop/target'  # rl100_msgs/TeleopTarget: pose-commanding operators
+# std_msgs/String, latched: a node's name once its constructor has finished (rl100_ros.run_node)
+READY = '/rl100/ready'
 
 # robot side: what the safety node commands and what it observes (franka_ros2 + CRISP names;
 # the sim robot uses the same ones)
