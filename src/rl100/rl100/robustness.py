@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lower corner of the point-cloud crop box (m, base frame) instead of the task's")
     parser.add_argument("--depth-filter", default="", choices=("", *DEPTH_FILTERS),
                         help="camera-side depth filter before the cloud is made (default: the task's, none)")
+    parser.add_argument("--table-frame", default="off", metavar="off|auto|DZ",
+                        help="run the policy in the table frame (rl100.taskframe): 'auto' measures the table top "
+                        "at each episode's start, a number is a calibrated shift in m; 'off' = the base frame")
     parser.add_argument("--out", required=True, help="output directory (results.json, robustness.md, .png)")
 
 
@@ -254,6 +257,24 @@ def run(args: argparse.Namespace) -> int:
 
         def make_agent(env):
             return runtime
+
+        if args.table_frame != "off":
+            try:
+                dz = None if args.table_frame == "auto" else float(args.table_frame)
+            except ValueError:
+                print(f"rl100 robustness: --table-frame wants off, auto or a shift in m, got {args.table_frame!r}")
+                return 2
+            n_points = next((int(o["shape"][1]) for o in runtime.card["observation_spec"] if o["kind"] == "points"), 0)
+            if not n_points:
+                print("rl100 robustness: --table-frame needs a point-cloud policy")
+                return 2
+            env_kwargs["obs"] = tuple(sorted({"depth", *env_kwargs["obs"]} - {"points"}))
+            model_desc += f", table frame {args.table_frame}"
+
+            def make_agent(env):
+                from rl100.taskframe import TableFrameAgent
+
+                return TableFrameAgent(runtime, env, dz, n_points=n_points)
 
     if args.points_lo:
         try:

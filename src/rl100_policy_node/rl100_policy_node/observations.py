@@ -11,6 +11,10 @@ frame (``/rl100/points``, PointCloud2) and reproduces the model's training prepr
 its card's observation_spec entry (``crop_lo``, ``crop_hi``, ``sampler``, N = ``shape[1]``), with
 ``rl100.pointcloud.crop_and_sample`` and a seeded rng. The cloud is one more source in the age and
 skew checks; a cloud in another frame is refused.
+
+Table frame (``table_dz``, :mod:`rl100.taskframe`): on a table ``table_dz`` m higher than the
+training one, the TCP z and the cloud are shifted down by it and the crop box up, so the policy
+sees the scene it was trained on; the node shifts the targets back (``table_frame.action``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from rl100.keys import OBS_POINTS, OBS_STATE
 from rl100.pointcloud import check_preprocessing, crop_and_sample
 from rl100.robot_state import split_joint_state, state_vector
+from rl100.taskframe import TableFrame
 
 POSE, JOINTS, POINTS = 'pose', 'joints', 'points'
 SUPPORTED_KEYS = (OBS_STATE, OBS_POINTS)
@@ -36,11 +41,17 @@ class AssemblyConfig:
     max_skew: float = 0.1  # s: largest stamp difference between sources of one observation
     base_frame: str = 'fr3_link0'  # frame point clouds must be in
     seed: int = 0  # seed of the point-cloud downsampling rng
+    table_dz: float = 0.0  # m, table top now - table top in the training data (calibrated)
 
     def __post_init__(self):
         if not (self.max_age > 0 and self.max_skew > 0):
             raise ValueError(
                 f'max_age and max_skew must be > 0, got {self.max_age}, {self.max_skew}')
+        TableFrame(self.table_dz)  # raises on a non-finite or implausible shift
+
+    @property
+    def table_frame(self) -> TableFrame:
+        return TableFrame(self.table_dz)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class Assembler:
                        if OBS_POINTS in entries else None)
         self._sources = (POSE, JOINTS) + ((POINTS,) if self.points is not None else ())
         self._rng = np.random.default_rng(self.config.seed)
+        self._frame = self.config.table_frame
         self._latest: dict = {}  # source -> (stamp s, value)
 
     @property
@@ -147,11 +159,13 @@ class Assembler:
         state = state_vector(position, quat, width, arm)
         if not np.all(np.isfinite(state)):
             raise StaleObservationError('robot state has non-finite values')
-        obs = {OBS_STATE: state}
+        frame = self._frame
+        obs = {OBS_STATE: frame.state(state)}
         if self.points is not None:
             cloud = self._latest[POINTS][1]
             cloud = cloud[np.all(np.isfinite(cloud), axis=1)]
             spec = self.points
-            obs[OBS_POINTS] = crop_and_sample(cloud, None, spec.crop_lo, spec.crop_hi, spec.n,
-                                              self._rng, spec.sampler)
+            lo, hi = frame.crop_box(spec.crop_lo, spec.crop_hi)
+            obs[OBS_POINTS] = frame.points(crop_and_sample(cloud, None, lo, hi, spec.n, self._rng,
+                                                           spec.sampler))
         return obs

@@ -13,6 +13,10 @@ frame, e.g. from the sim robot node's ``enable_points``), cropped and downsample
 says (see ``observations``); the subscription is always there so a hot-swapped points model
 finds its input, and clouds are only decoded while such a model runs.
 
+On a table that stands ``table_dz`` m higher than the one in the training data (another stand),
+the policy runs in the table frame (``rl100.taskframe``): it sees the TCP and the cloud shifted
+down by ``table_dz`` and its targets are shifted back up before they are published.
+
 Each episode starts with a fresh observation history and no queued actions: the recorder's
 EpisodeEvent START (``/rl100/episode_event``) resets the runtime before the next tick, so an
 episode never executes actions planned from the previous one's observations.
@@ -25,6 +29,7 @@ import threading
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -76,7 +81,10 @@ class PolicyNode(Node):
             max_age=p('max_observation_age', 0.2, 'observations older than this are stale, s'),
             max_skew=p('max_observation_skew', 0.1, 'largest stamp spread in one observation, s'),
             base_frame=self._frame,
-            seed=p('points_seed', 0, 'seed of the point-cloud downsampling rng'))
+            seed=p('points_seed', 0, 'seed of the point-cloud downsampling rng'),
+            table_dz=p('table_dz', 0.0, 'm, how much higher the table top stands than in the '
+                       'training data (calibration: touch the table with the fingertips, compare '
+                       'the TCP z); the policy sees the scene shifted by it (rl100.taskframe)'))
         self._execution = {
             'temporal_ensemble': bool(p('temporal_ensemble', False, 'replan at every tick and '
                                         'average the still valid chunk predictions for it '
@@ -230,6 +238,8 @@ class PolicyNode(Node):
         else:
             plan = list(runtime.queue)
         chunk = [action, *plan]
+        if self._assembly.table_dz:  # the policy planned in the table frame: back to the base
+            chunk = list(self._assembly.table_frame.action(np.asarray(chunk)))
         msg = ActionChunk(horizon=len(chunk), action_dim=int(action.shape[0]),
                           data=[float(v) for a in chunk for v in a], model_id=policy.model_id)
         # stamp = the newest observation the chunk was computed from (rl100_msgs/ActionChunk)

@@ -40,6 +40,18 @@ def test_assembler_crops_and_downsamples_as_the_card_says():
     np.testing.assert_array_equal(b.assemble(1.0)['observation.points'], pts)
 
 
+def test_assembler_in_the_table_frame_crops_above_the_raised_table():
+    a = Assembler(SPEC, AssemblyConfig(seed=3, table_dz=0.1))
+    _robot(a, 1.0)  # TCP at z = 0.3
+    table = np.column_stack([np.random.default_rng(1).uniform(0.1, 0.9, (400, 2)) - [0, 0.5],
+                             np.full(400, 0.05)])  # a table top 5 cm up: below the shifted floor
+    thing = np.array([[0.5, 0.0, 0.2]] * 10)  # 10 cm above the table top in the training frame
+    a.cloud(1.0, 'fr3_link0', np.vstack([table, thing]).astype(np.float32))
+    obs = a.assemble(1.0)
+    assert obs['observation.state'][2] == pytest.approx(0.2)
+    np.testing.assert_allclose(obs['observation.points'], [[0.5, 0.0, 0.1]] * N, atol=1e-6)
+
+
 def test_assembler_checks_points_frame_age_and_skew():
     a = Assembler(SPEC, AssemblyConfig(max_age=0.2, max_skew=0.1))
     with pytest.raises(ValueError, match="frame 'camera_link'"):

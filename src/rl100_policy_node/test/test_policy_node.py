@@ -11,7 +11,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rl100_msgs.msg import ActionChunk, EpisodeEvent
 from rl100_msgs.srv import LoadPolicy
-from rl100_policy_node.observations import Assembler, StaleObservationError
+from rl100_policy_node.observations import Assembler, AssemblyConfig, StaleObservationError
 from rl100_policy_node.policy_node import PolicyNode
 from rl100_ros import qos, topics
 from sensor_msgs.msg import JointState
@@ -198,6 +198,36 @@ def test_temporal_ensemble_replans_at_every_tick(models):
         h.executor.shutdown()
         h.node.destroy_node()
         rclpy.try_shutdown()
+
+
+def test_table_frame_shifts_what_the_policy_sees_and_what_it_commands(models):
+    """table_dz: the policy sees the TCP lower by it, and its targets go out higher by it."""
+    rclpy.init()
+    h = Harness(models[0], table_dz=0.02)
+    try:
+        assert h.spin_until(lambda: len(h.chunks) >= 1)
+        runtime, seen = h.node._policy.runtime, []
+        original = runtime.act
+
+        def recorded(obs):
+            action = original(obs)
+            seen.append((float(obs['observation.state'][2]), np.array(action)))
+            return action
+
+        runtime.act = recorded
+        n = len(h.chunks)
+        assert h.spin_until(lambda: len(h.chunks) >= n + 3 and seen)
+        assert seen[0][0] == pytest.approx(0.3 - 0.02)  # the harness's TCP is at z = 0.3
+        # the chunk published right after a recorded act carries that action, shifted up
+        chunk = next(c for c in h.chunks[n:] if np.allclose(c.data[3:6], seen[0][1][3:6]))
+        assert chunk.data[2] == pytest.approx(seen[0][1][2] + 0.02, abs=1e-6)
+        np.testing.assert_allclose(chunk.data[:2], seen[0][1][:2], atol=1e-6)
+    finally:
+        h.executor.shutdown()
+        h.node.destroy_node()
+        rclpy.try_shutdown()
+    with pytest.raises(ValueError, match='dz must be finite'):
+        AssemblyConfig(table_dz=float('nan'))
 
 
 def test_bad_model_at_start_is_named(models, tmp_path):

@@ -1,0 +1,169 @@
+"""The table frame: run a policy on a table that stands higher or lower than the one it learned on.
+
+A policy trained on absolute end-effector targets in the robot base frame has the table height
+baked in: put the robot on another stand and every target is off by the difference, and with a
+point-cloud input the table top itself rises through the crop box's floor and floods the cloud
+(the ``table_height`` robustness family: 0.45 success at +-2.5 cm for the shipped policy). The
+fix a robot integrator makes is a task frame: measure the table top once (calibration), and let
+the policy see the world shifted so that its table is where it was in training.
+
+``dz`` = table top height now - table top height in the training data (m, base frame z; the
+simulated tasks' table top is z = 0). :class:`TableFrame` moves observations into the training
+frame (TCP z - dz, cloud z - dz, the cloud's crop box + dz in the base frame) and actions back
+out (target z + dz). The joint angles cannot be shifted and stay as measured: the shipped policy
+tolerates that (BENCHMARKS "table frame"). :func:`estimate_table_z` measures the table top from
+an uncropped cloud, for a calibration step or a per-episode estimate in simulation.
+
+Layouts (``rl100.keys``): ``observation.state`` (15,) with the TCP position first
+(:mod:`rl100.robot_state`); actions (7,) or (H, 7) absolute targets pos(3), rotvec(3), gripper(1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rl100.keys import OBS_POINTS, OBS_STATE
+from rl100.robot_state import STATE_DIM
+
+Z = 2  # index of z in a TCP position, an action and a point
+
+
+@dataclass(frozen=True)
+class TableFrame:
+    """``dz`` m: how much higher the table top is now than in the training data."""
+
+    dz: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.dz) or abs(self.dz) > 0.5:
+            raise ValueError(f"table frame dz must be finite and within +-0.5 m, got {self.dz}")
+
+    def state(self, state: np.ndarray) -> np.ndarray:
+        """(15,) or (T, 15) robot state -> the same with the TCP z in the training frame."""
+        s = np.array(state, dtype=np.float32, copy=True)
+        if s.shape[-1] != STATE_DIM:
+            raise ValueError(f"{OBS_STATE} must end in {STATE_DIM} values, got shape {s.shape}")
+        s[..., Z] -= self.dz
+        return s
+
+    def points(self, points: np.ndarray) -> np.ndarray:
+        """(..., N, 3 or 6) cloud in the base frame -> the training frame (xyz[rgb], float32)."""
+        p = np.array(points, dtype=np.float32, copy=True)
+        p[..., Z] -= self.dz
+        return p
+
+    def crop_box(self, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+        """The training crop box ``[lo, hi]`` (3,) as it lies in the base frame now."""
+        shift = np.array([0.0, 0.0, self.dz])
+        return np.asarray(lo, dtype=np.float64) + shift, np.asarray(hi, dtype=np.float64) + shift
+
+    def observation(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        """An observation dict with its state and cloud (if present) in the training frame."""
+        out = dict(obs)
+        if OBS_STATE in out:
+            out[OBS_STATE] = self.state(out[OBS_STATE])
+        if OBS_POINTS in out:
+            out[OBS_POINTS] = self.points(out[OBS_POINTS])
+        return out
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        """(7,) or (H, 7) absolute targets in the training frame -> the base frame now."""
+        a = np.array(action, dtype=np.float64, copy=True)
+        if a.shape[-1] != 7:
+            raise ValueError(f"the table frame shifts absolute pose actions (..., 7), got shape {a.shape}")
+        a[..., Z] += self.dz
+        return a
+
+
+def estimate_table_z(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), bin_m: float = 0.002,
+                     min_points: int = 200) -> float:
+    """Height of the table top: the densest horizontal layer of a cloud over the table's footprint.
+
+    Args:
+        points: (M, 3+) base-frame cloud that includes the table (not cropped above it).
+        xy_lo, xy_hi: (2,) the footprint to look in (m; e.g. the task's crop box).
+        z_range: (2,) m, heights the table top can have.
+        bin_m: m, histogram bin; the densest bin is refined to the median of the points within
+            one bin of it (so depth noise averages out).
+        min_points: fewer points in the densest layer than this is no table: ValueError.
+
+    Returns:
+        the table top's z, m.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 3:
+        raise ValueError(f"points must be (M, 3+), got shape {p.shape}")
+    lo, hi = np.asarray(xy_lo, dtype=np.float64)[:2], np.asarray(xy_hi, dtype=np.float64)[:2]
+    inside = np.all((p[:, :2] >= lo) & (p[:, :2] <= hi), axis=1) & (p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])
+    z = p[inside, 2]
+    if len(z) < min_points:
+        raise ValueError(f"no table: {len(z)} points in the footprint between z = {z_range[0]} and {z_range[1]} m "
+                         f"(need {min_points})")
+    edges = np.arange(z_range[0], z_range[1] + bin_m, bin_m)
+    counts, edges = np.histogram(z, edges)
+    k = int(np.argmax(counts))
+    centre = 0.5 * (edges[k] + edges[k + 1])
+    layer = z[np.abs(z - centre) <= 1.5 * bin_m]
+    if len(layer) < min_points:
+        raise ValueError(f"no table: the densest layer (z = {centre:.3f} m) has {len(layer)} points "
+                         f"(need {min_points})")
+    return float(np.median(layer))
+
+
+class TableFrameAgent:
+    """A policy runtime run in the table frame inside a simulated task (``rl100 robustness --table-frame``).
+
+    ``dz``: a fixed shift (a calibrated stand), or None to measure the table top at each episode's
+    first observation (:func:`estimate_table_z` on the scene camera's uncropped cloud) and use
+    its height minus ``table_z_train``. The env must give ``observation.depth``: the cloud is made
+    here, cropped with the task's box moved into the base frame, then shifted, so the policy sees
+    the crop it was trained with. Same interface as the runtime (``reseed``, ``reset``, ``act``,
+    ``latency_stats``); ``dz`` holds the episode's shift.
+    """
+
+    def __init__(self, runtime: Any, env: Any, dz: float | None = None, table_z_train: float = 0.0,
+                 n_points: int = 512) -> None:
+        self.runtime, self.env = runtime, env
+        self.fixed, self.table_z_train, self.n_points = dz, float(table_z_train), int(n_points)
+        cfg = env.unwrapped.config
+        if getattr(cfg, "points_color", False):
+            raise ValueError("the table frame makes xyz clouds; this task is configured for xyz + rgb")
+        self.rng = np.random.default_rng(0)
+        self.frame: TableFrame | None = None
+        self.dz: float | None = None
+
+    def reseed(self, seed: int) -> None:
+        if hasattr(self.runtime, "reseed"):
+            self.runtime.reseed(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self) -> None:
+        self.runtime.reset()
+        self.frame = None if self.fixed is None else TableFrame(self.fixed)
+        self.dz = None if self.frame is None else self.frame.dz
+
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        from rl100.keys import OBS_DEPTH
+        from rl100.pointcloud import camera_points, depth_to_points
+
+        if OBS_DEPTH not in obs:
+            raise ValueError(f"the table frame makes the cloud from {OBS_DEPTH}; make the env with depth")
+        sim, depth = self.env.unwrapped, obs[OBS_DEPTH]
+        cfg, view = sim.config, sim.camera_info()
+        if self.frame is None:
+            full, _ = depth_to_points(depth, view)
+            self.frame = TableFrame(estimate_table_z(full, cfg.points_lo, cfg.points_hi) - self.table_z_train)
+            self.dz = self.frame.dz
+        lo, hi = self.frame.crop_box(cfg.points_lo, cfg.points_hi)
+        cloud = camera_points(None, depth, view, lo, hi, self.n_points, self.rng, cfg.points_sampler,
+                              depth_filter=cfg.points_depth_filter)
+        policy_obs = {k: v for k, v in obs.items() if k != OBS_DEPTH} | {OBS_POINTS: cloud}
+        return self.frame.action(self.runtime.act(self.frame.observation(policy_obs)))
+
+    def latency_stats(self) -> dict[str, Any]:
+        return self.runtime.latency_stats()

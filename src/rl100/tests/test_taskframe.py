@@ -1,0 +1,90 @@
+"""rl100.taskframe: the table frame's shifts, the table-top estimate, the agent in a simulated task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rl100.keys import OBS_DEPTH, OBS_POINTS, OBS_STATE
+from rl100.taskframe import TableFrame, TableFrameAgent, estimate_table_z
+
+
+def _state(z=0.3):
+    return np.array([0.5, 0.0, z, 1, 0, 0, 0, 0.04] + [0.1] * 7, np.float32)
+
+
+def test_frame_shifts_observations_in_and_actions_out():
+    f = TableFrame(0.02)
+    obs = {OBS_STATE: _state(0.3), OBS_POINTS: np.array([[0.5, 0.0, 0.05]], np.float32), "other": 1}
+    out = f.observation(obs)
+    assert out[OBS_STATE][2] == pytest.approx(0.28) and out[OBS_POINTS][0, 2] == pytest.approx(0.03)
+    np.testing.assert_array_equal(out[OBS_STATE][3:], obs[OBS_STATE][3:])  # joints etc. as measured
+    assert obs[OBS_STATE][2] == pytest.approx(0.3)  # the input is not modified
+    assert out["other"] == 1
+    a = f.action(np.array([[0.5, 0.0, 0.28, 0, 0, 0, 1.0]] * 3))
+    assert a.shape == (3, 7) and np.allclose(a[:, 2], 0.3) and np.allclose(a[:, 6], 1.0)
+    lo, hi = f.crop_box([0, 0, 0.004], [1, 1, 0.6])
+    np.testing.assert_allclose(lo, [0, 0, 0.024])
+    np.testing.assert_allclose(hi, [1, 1, 0.62])
+    assert TableFrame().action(np.ones(7)).tolist() == [1.0] * 7  # dz 0: the identity
+
+
+def test_frame_rejects_bad_shifts_and_layouts():
+    for bad in (float("nan"), float("inf"), 0.7):
+        with pytest.raises(ValueError, match="dz must be finite"):
+            TableFrame(bad)
+    with pytest.raises(ValueError, match="must end in 15"):
+        TableFrame(0.01).state(np.zeros(9))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 7\)"):
+        TableFrame(0.01).action(np.zeros(4))
+
+
+def test_table_estimate_finds_the_plane_under_objects_and_noise():
+    rng = np.random.default_rng(0)
+    table = np.column_stack([rng.uniform(0.2, 0.9, 5000), rng.uniform(-0.5, 0.5, 5000),
+                             0.017 + rng.normal(0.0, 0.004, 5000)])  # a table 1.7 cm up, 4 mm noise
+    orange = rng.normal([0.5, 0.1, 0.06], 0.02, (800, 3))
+    floor = np.column_stack([rng.uniform(-1, 2, 3000), rng.uniform(-1, 1, 3000), np.full(3000, -0.7)])
+    z = estimate_table_z(np.vstack([table, orange, floor]), [0.05, -0.6], [1.0, 0.6])
+    assert z == pytest.approx(0.017, abs=0.0015)
+    with pytest.raises(ValueError, match="no table"):
+        estimate_table_z(orange, [0.05, -0.6], [1.0, 0.6])
+    with pytest.raises(ValueError, match=r"\(M, 3\+\)"):
+        estimate_table_z(np.zeros((10, 2)), [0, 0], [1, 1])
+
+
+def test_agent_measures_the_table_and_acts_in_its_frame():
+    pytest.importorskip("gymnasium_robotics")
+    from rl100.sim import disturbances
+
+    stand = disturbances.make_family("table_height", shift=(0.02, 0.02))  # a stand 2 cm higher
+    env = disturbances.make_env("juicing-place", stand, obs=("depth", "state"))
+    seen = []
+
+    class Recorder:  # a runtime that remembers its inputs and answers the TCP pose it saw
+        def reset(self):
+            pass
+
+        def act(self, obs):
+            seen.append(obs)
+            return np.concatenate([obs[OBS_STATE][:3], [np.pi, 0, 0, 0]])
+
+        def latency_stats(self):
+            return {}
+
+    try:
+        obs, _ = env.reset(seed=3)
+        agent = TableFrameAgent(Recorder(), env, dz=None, n_points=256)
+        agent.reseed(3)
+        agent.reset()
+        action = agent.act(obs)
+        assert agent.dz == pytest.approx(0.02, abs=0.002)  # measured from the depth image
+        policy_obs = seen[-1]
+        assert OBS_DEPTH not in policy_obs and policy_obs[OBS_POINTS].shape == (256, 3)
+        assert policy_obs[OBS_POINTS][:, 2].min() >= 0.004 - 1e-6  # the table left out, as in training
+        assert policy_obs[OBS_STATE][2] == pytest.approx(obs[OBS_STATE][2] - agent.dz, abs=1e-6)
+        assert action[2] == pytest.approx(obs[OBS_STATE][2], abs=1e-6)  # back in the base frame
+        with pytest.raises(ValueError, match="make the env with depth"):
+            agent.act({OBS_STATE: obs[OBS_STATE]})
+    finally:
+        env.close()
