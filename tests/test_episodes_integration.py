@@ -97,7 +97,7 @@ def test_episodes_through_the_graph_are_measured_and_recorded(ros_env, tmp_path,
     assert np.isfinite(np.asarray(ds.episode(0)["action"])).all()
     entry = next(e for e in card["observation_spec"] if e["key"] == OBS_POINTS)
     assert ds.specs[OBS_POINTS].shape == tuple(entry["shape"][1:]) == (64, 3)
-    assert points_preprocessing(ds.meta) == {k: entry[k] for k in ("crop_lo", "crop_hi", "sampler")}
+    assert points_preprocessing(ds.meta) == {k: entry[k] for k in ("crop_lo", "crop_hi", "sampler", "depth_filter")}
     for i in range(len(ds)):
         pts = np.asarray(ds.episode(i)[OBS_POINTS])
         assert len(pts) > 5 and np.isfinite(pts).all()

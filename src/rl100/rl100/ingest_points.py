@@ -46,15 +46,20 @@ class MessageError(ValueError):
 
 @dataclass(frozen=True)
 class PointsPreprocessing:
-    """The model's points input: N points sampled by ``sampler`` from the crop box ``[crop_lo, crop_hi]``."""
+    """The model's points input: N points sampled by ``sampler`` from the crop box ``[crop_lo, crop_hi]``.
+
+    ``depth_filter``: the camera-side filter the clouds went through (recorded, not applied here).
+    """
 
     n: int
     crop_lo: tuple[float, float, float]
     crop_hi: tuple[float, float, float]
     sampler: str = "random"
+    depth_filter: str = "none"
 
     def __post_init__(self) -> None:
-        check_preprocessing({"crop_lo": self.crop_lo, "crop_hi": self.crop_hi, "sampler": self.sampler})
+        check_preprocessing({"crop_lo": self.crop_lo, "crop_hi": self.crop_hi, "sampler": self.sampler,
+                             "depth_filter": self.depth_filter})
         if int(self.n) < 1:
             raise ValueError(f"the number of points must be >= 1, got {self.n}")
 
@@ -70,12 +75,12 @@ class PointsPreprocessing:
         if len(shape) != 3 or shape[2] != 3:
             raise ValueError(f"{OBS_POINTS} must be (n_obs, N, 3) xyz in the card, got {shape}")
         pre = check_preprocessing(entry)
-        return cls(int(shape[1]), tuple(pre["crop_lo"]), tuple(pre["crop_hi"]), pre["sampler"])
+        return cls(int(shape[1]), tuple(pre["crop_lo"]), tuple(pre["crop_hi"]), pre["sampler"], pre["depth_filter"])
 
     def meta(self) -> dict[str, Any]:
         """Dataset meta keys (those ``rl100 collect`` writes and ``rl100 export`` reads)."""
         return {"points_lo": [float(v) for v in self.crop_lo], "points_hi": [float(v) for v in self.crop_hi],
-                "points_sampler": self.sampler, "n_points": int(self.n)}
+                "points_sampler": self.sampler, "points_depth_filter": self.depth_filter, "n_points": int(self.n)}
 
 
 def stamp_s(header: Any) -> float:
