@@ -30,12 +30,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 
 # Python dependencies of the nodes; onnxruntime-gpu brings the CUDA execution provider
-# (CUDA/cuDNN runtime libraries come with the NVIDIA container toolkit at run time)
+# (CUDA/cuDNN runtime libraries come with the NVIDIA container toolkit at run time). ONNX Runtime
+# for Python 3.10 stops at 1.23, which needs the exported graph's group norms rewritten at load
+# time (rl100.export.portable): that takes the onnx package. rosbags as in requirements/lock.txt
+# (0.10 has no Writer.abort, which the recorder's abort path calls).
 RUN pip3 install --no-cache-dir \
         "numpy<2" \
         onnxruntime-gpu==1.20.1 \
+        onnx==1.23.2 \
         pyrealsense2==2.55.1.6486 \
-        rosbags==0.10.9 \
+        rosbags==0.11.9 \
         pyspacemouse==1.1.4 \
         pysdl2==0.9.17 \
         pysdl2-dll==2.32.10 \

@@ -17,12 +17,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 
 # CUDA build of torch from the PyTorch cu124 index; the rest pinned like requirements/lock.txt
+# (ONNX Runtime 1.20 runs exported graphs after a load-time rewrite that needs onnx: rl100.export.portable)
 RUN pip3 install --no-cache-dir torch==2.5.1 --index-url https://download.pytorch.org/whl/cu124 \
     && pip3 install --no-cache-dir \
         onnx==1.17.0 onnxruntime-gpu==1.20.1 safetensors==0.4.5 tensorboard==2.18.0 \
         matplotlib==3.9.2 tqdm==4.67.1 pyyaml==6.0.2 \
         mujoco==3.3.0 gymnasium==1.0.0 gymnasium-robotics==1.3.1 metaworld==3.0.0 packaging \
-        rosbags==0.10.9 mcap==1.2.1 mcap-ros2-support==0.5.5
+        rosbags==0.11.9 mcap==1.2.1 mcap-ros2-support==0.5.5
 
 WORKDIR /rl100
 COPY src/rl100/ src/rl100/

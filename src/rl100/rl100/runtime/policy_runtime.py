@@ -6,11 +6,13 @@ history (``n_obs`` steps; at an episode start the first observation is repeated)
 with a receding horizon: predict ``(Ta, Da)``, execute ``n_action_steps`` of it starting at ``action_start =
 n_obs - 1``, then replan. With ``temporal_ensemble`` it replans every step and averages, for the current
 step, all still-valid predictions with weights ``exp(-k * i)`` (``i = 0`` the oldest, as in ACT).
-No torch, no rclpy: numpy + onnxruntime only.
+No torch, no rclpy: numpy + onnxruntime only (and the ``onnx`` package where an ONNX Runtime older than
+1.24 needs the graph rewritten at load time, :mod:`rl100.export.portable`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections import deque
@@ -28,8 +30,8 @@ from rl100.export.card import (
     check_graph_io,
     io_spec,
     read_card,
-    sha256_file,
 )
+from rl100.export.portable import needs_portable_graph, portable_bytes
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(double)": "float64",
                "tensor(int64)": "int64", "tensor(float16)": "float16"}
@@ -82,7 +84,8 @@ class PolicyRuntime:
         if not self.card_path.exists():
             raise CardError(f"no model card at {self.card_path} for {self.onnx_path}")
         self.card = read_card(self.card_path)
-        digest = sha256_file(self.onnx_path)
+        model_bytes = self.onnx_path.read_bytes()  # hashed and loaded: the same bytes
+        digest = hashlib.sha256(model_bytes).hexdigest()
         if digest != self.card["sha256"]:
             raise CardError(f"{self.onnx_path}: sha256 {digest} does not match the card's {self.card['sha256']} "
                             f"({self.card_path}): the model file and its card are from different exports")
@@ -90,7 +93,9 @@ class PolicyRuntime:
         if providers is None:
             available = ort.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(self.onnx_path), sess_options=opts, providers=list(providers))
+        if needs_portable_graph(ort.__version__):  # e.g. the Humble images' Python 3.10 wheels
+            model_bytes = portable_bytes(model_bytes, str(self.onnx_path))
+        self.session = ort.InferenceSession(model_bytes, sess_options=opts, providers=list(providers))
 
         def io(nodes: Any) -> dict[str, tuple[list[Any], str]]:
             return {n.name: (list(n.shape), _ORT_DTYPES.get(n.type, n.type)) for n in nodes}

@@ -19,6 +19,7 @@ from rl100.export.fast_graph import LEGACY, FastGraphOptions, FastGraphPolicy
 from rl100.export.graph_ops import MatMulConv1d
 from rl100.export.graph_ops import mish as graph_mish
 from rl100.export.onnx_export import _GraphPolicy, example_inputs, export_onnx
+from rl100.export.portable import portable_bytes
 from rl100.policy.consistency import ConsistencyPolicy
 from rl100.policy.diffusion import DiffusionPolicy
 
@@ -111,6 +112,17 @@ def test_fast_graph_options_parity(h, tmp_path, opts):
         assert not ops & slow and "LayerNormalization" in ops
     elif opts == LEGACY:
         assert slow <= ops
+    # what an ONNX Runtime < 1.24 (the robots' Python 3.10) runs: the same function, 1-D norm scales
+    portable = onnx.load_from_string(portable_bytes((tmp_path / "cm.onnx").read_bytes()))
+    shapes = {t.name: list(t.dims) for t in portable.graph.initializer}
+    for node in portable.graph.node:  # weights torch deduplicated are Identity outputs
+        if node.op_type == "Identity" and node.input[0] in shapes:
+            shapes[node.output[0]] = shapes[node.input[0]]
+    for node in portable.graph.node:
+        if node.op_type == "LayerNormalization":
+            assert len(shapes[node.input[1]]) == 1, node.name
+    sess = ort.InferenceSession(portable.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {k: v.numpy() for k, v in inputs.items()})[0], out, atol=1e-5)
 
 
 @pytest.mark.parametrize("conv, length", [(nn.Conv1d(6, 5, 3, padding=1), 8), (nn.Conv1d(6, 5, 3, 2, 1), 8),
@@ -140,3 +152,74 @@ def test_mish_graph_extremes(tmp_path):
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(graph_mish(x).numpy(), ref, atol=1e-5, rtol=1e-5)
+
+
+def _group_norm_model(path, with_bias=True):
+    """One LayerNormalization on (B, 2, 3) with a (2, 3) scale [and bias]: NumPy-broadcast affine."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(2, 3)).astype(np.float32), "scale")]
+    names = ["x", "scale"]
+    if with_bias:
+        inits.append(numpy_helper.from_array(rng.normal(size=(2, 3)).astype(np.float32), "bias"))
+        names.append("bias")
+    node = helper.make_node("LayerNormalization", names, ["y"], name="ln", axis=2, epsilon=1e-5)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 2, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_portable_rewrite_keeps_the_function(tmp_path, with_bias):
+    from rl100.export.portable import make_portable
+
+    path = tmp_path / "ln.onnx"
+    _group_norm_model(path, with_bias)
+    x = np.random.default_rng(1).normal(size=(4, 2, 3)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert make_portable(path) == 1
+    graph = onnx.load(str(path)).graph
+    assert [n.op_type for n in graph.node] == ["LayerNormalization", "Mul"] + (["Add"] if with_bias else [])
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert make_portable(path) == 0  # nothing left to rewrite
+
+
+def test_runtime_rewrites_the_graph_for_an_older_onnx_runtime(h, tmp_path, monkeypatch):
+    from rl100.export.portable import needs_portable_graph
+    from rl100.runtime import PolicyRuntime
+
+    assert needs_portable_graph("1.20.1") and needs_portable_graph("1.23.2") and needs_portable_graph("dev")
+    assert not needs_portable_graph("1.24.1") and not needs_portable_graph("1.32.0")
+    policy = ConsistencyPolicy(h.tiny_config()).eval()
+    export_onnx(policy, tmp_path / "cm.onnx")
+    obs = {o["key"]: np.full(o["shape"][1:], 0.3, np.float32)
+           for o in PolicyRuntime(tmp_path / "cm.onnx").card["observation_spec"]}
+    native = PolicyRuntime(tmp_path / "cm.onnx", seed=3).act(obs)
+    rewritten = []
+    import rl100.runtime.policy_runtime as rt
+
+    original = rt.portable_bytes
+    monkeypatch.setattr(ort, "__version__", "1.20.1")
+    monkeypatch.setattr(rt, "portable_bytes", lambda b, name: rewritten.append(name) or original(b, name))
+    old = PolicyRuntime(tmp_path / "cm.onnx", seed=3)
+    assert rewritten == [str(tmp_path / "cm.onnx")]
+    np.testing.assert_allclose(old.act(obs), native, atol=1e-5)
+
+
+def test_portable_cli_updates_the_card_and_refuses_a_mismatch(h, tmp_path, capsys):
+    from rl100.export.card import read_card, sha256_file
+    from rl100.export.portable import main
+
+    policy = ConsistencyPolicy(h.tiny_config()).eval()
+    export_onnx(policy, tmp_path / "cm.onnx", fast=FastGraphOptions())
+    assert main([str(tmp_path / "cm.onnx")]) == 0
+    assert "LayerNormalization node(s) rewritten" in capsys.readouterr().out
+    assert main([str(tmp_path / "cm.onnx")]) == 0  # already portable: nothing more to do
+    assert "0 LayerNormalization" in capsys.readouterr().out
+    assert read_card(tmp_path / "cm.card.json")["sha256"] == sha256_file(tmp_path / "cm.onnx")
+    (tmp_path / "cm.onnx").write_bytes((tmp_path / "cm.onnx").read_bytes() + b"x")
+    assert main([str(tmp_path / "cm.onnx")]) == 2
+    assert "does not match its card's sha256" in capsys.readouterr().err
