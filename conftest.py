@@ -22,8 +22,12 @@ def isolated_ros_env(domain_id: int | None = None) -> dict:
     """A copy of os.environ with a private ROS_DOMAIN_ID and localhost-only discovery."""
     env = dict(os.environ)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 199))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Jazzy
-    env.pop("ROS_LOCALHOST_ONLY", None)  # Humble's spelling; Jazzy warns when both are set
+    if env.get("ROS_DISTRO") == "humble":  # Humble knows only the older variable
+        env["ROS_LOCALHOST_ONLY"] = "1"
+        env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    else:  # Iron and later; Jazzy warns when both are set
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        env.pop("ROS_LOCALHOST_ONLY", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -12,7 +12,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 # shellcheck disable=SC1091
 . scripts/env.sh
-export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+if [[ "${ROS_DISTRO:-}" == humble ]]; then  # discovery on this machine only: Humble's variable
+  export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"
+else
+  export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # one math thread per node process
 episodes="${RL100_DEMO_EPISODES:-10}"
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then

@@ -12,7 +12,11 @@ import time
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -49,7 +53,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         pass
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = None
+    node = executor = None
     try:
         try:
             node = factory()
@@ -64,12 +68,14 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
                   f'{exc.__class__.__name__}: {exc}', file=sys.stderr, flush=True)
             return 1
         announce_ready(node)
-        if threads > 1:
-            executor = MultiThreadedExecutor(num_threads=threads)
-            executor.add_node(node)
-            executor.spin()
-        else:
-            rclpy.spin(node)
+        # an executor of our own, never rclpy's global one: on Humble (rclpy 3.3) shutting the
+        # context down from the SIGTERM handler shuts the global executor down, which waits for
+        # the callback the signal interrupted -- in the same thread: a deadlock (ros2/rclpy#944,
+        # fixed from 3.6). A local executor only gets woken by the shutdown.
+        executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
+                    else SingleThreadedExecutor())
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
@@ -80,6 +86,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         if not _shut_down_within(SHUTDOWN_GRACE_S):
             raise
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

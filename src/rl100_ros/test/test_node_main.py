@@ -110,7 +110,7 @@ def test_sigusr1_prints_the_stacks_and_the_node_keeps_running(tmp_path):
     import sys
     import time
 
-    env = dict(os.environ, ROS_DOMAIN_ID='231', ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    env = dict(os.environ, ROS_DOMAIN_ID='231')  # localhost-only as the pytest process (conftest)
     err = open(tmp_path / 'stderr', 'w+')
     proc = subprocess.Popen([sys.executable, '-c', NODE_SCRIPT], stdout=subprocess.PIPE,
                             stderr=err, text=True, env=env)
