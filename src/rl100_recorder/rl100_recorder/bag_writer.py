@@ -72,12 +72,15 @@ class EpisodeBagWriter:
     ``root`` already holds this many finished episodes (0 = no limit); move them away to
     rotate. ``flush_interval_s``: at most this much recorded time is lost by a crash.
     ``fsync``: sync files and directories before an episode is renamed into place.
+    ``bag_version``: rosbag2 metadata version; 8 (Iron's) keeps the QoS profiles a YAML string,
+    which Humble's ``ros2 bag`` still parses (version 9, Jazzy's, makes them a list: "bad
+    conversion" on Humble); Jazzy reads both.
     """
 
     def __init__(self, root: str | os.PathLike, *, typestore: Any = None,
                  min_free_disk_gb: float = 1.0, max_episodes: int = 0,
                  flush_interval_s: float = 1.0, fsync: bool = True,
-                 intervention_topic: str = INTERVENTION_TOPIC, bag_version: int = 9) -> None:
+                 intervention_topic: str = INTERVENTION_TOPIC, bag_version: int = 8) -> None:
         self.root = Path(root)
         self.typestore = typestore if typestore is not None else build_typestore()
         self.min_free_disk_gb = float(min_free_disk_gb)

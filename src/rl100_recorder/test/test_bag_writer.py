@@ -15,6 +15,7 @@ from rl100_recorder.bag_writer import (
 from rl100_recorder.msg_types import build_typestore
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import get_typestore, Stores
+import yaml
 
 INTERVENTION = 'rl100_msgs/msg/Intervention'
 CHUNK = 'rl100_msgs/msg/ActionChunk'
@@ -78,6 +79,11 @@ def test_round_trip_rosbags_and_mcap(tmp_path, typestore):
     with AnyReader([path], default_typestore=get_typestore(Stores.EMPTY)) as reader:
         got = [(c.topic, reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages()]
     assert f'rl100.episode_id: {eid}' in (path / 'metadata.yaml').read_text()
+    info = yaml.safe_load((path / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert info['version'] == 8  # what Humble's ros2 bag parses: QoS profiles as one string
+    topics = info['topics_with_message_count']
+    assert topics and all(isinstance(t['topic_metadata']['offered_qos_profiles'], str)
+                          for t in topics)
     actives = [m.active for t, m in got if t == '/rl100/intervention']
     assert actives == [False] * 4 + [True] * 2
     chunk = next(m for t, m in got if t == '/rl100/action_chunk')
