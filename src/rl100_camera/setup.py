@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'camera_node = rl100_camera.camera_node:main',
+            'cloud_to_base = rl100_camera.cloud_to_base_node:main',
         ],
     },
 )

@@ -1,0 +1,97 @@
+"""The camera's point cloud in the robot base frame, as the policy node takes it.
+
+The policy node reads ``/rl100/points``.
+
+A points policy is trained on clouds in the robot base frame (``rl100.pointcloud``); a RealSense
+driver publishes its cloud in the camera's optical frame. ``BaseCloud`` applies the hand-eye
+calibration (the optical frame's pose in the base frame, ``x y z qx qy qz qw``), drops non-finite
+points and keeps those inside a loose box around the workspace, so ``/rl100/points`` carries what
+any model might crop from rather than the whole room. :func:`xyz_points` reads the x, y, z float32
+fields of a PointCloud2 whatever its layout (realsense-ros adds rgb and pads points to 16 or 32
+bytes). No ROS types are needed: the node passes the message's fields through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+from rl100.geometry import quat_wxyz_to_mat, quat_xyzw_to_wxyz
+
+FLOAT32 = 7  # sensor_msgs/PointField FLOAT32
+
+
+@dataclass(frozen=True)
+class BaseCloudConfig:
+    """``camera_pose``: (7,) x y z (m) qx qy qz qw of the cloud's frame in the base frame.
+
+    ``box_lo`` / ``box_hi``: (3,) m, base frame; points outside are not published.
+    """
+
+    camera_pose: tuple = (math.nan,) * 7
+    box_lo: tuple = (-0.2, -1.0, -0.1)
+    box_hi: tuple = (1.3, 1.0, 1.0)
+
+    def __post_init__(self):
+        pose = np.asarray(self.camera_pose, dtype=np.float64)
+        if pose.shape != (7,) or not np.all(np.isfinite(pose)):
+            raise ValueError('camera_pose must be the hand-eye calibration: 7 finite numbers, '
+                             'x y z qx qy qz qw of the camera optical frame in the robot base '
+                             f'frame; got {list(self.camera_pose)}')
+        norm = float(np.linalg.norm(pose[3:]))
+        if abs(norm - 1.0) > 1e-3:
+            raise ValueError(f'camera_pose quaternion must have unit norm, got norm {norm:.6f}')
+        lo = np.asarray(self.box_lo, dtype=np.float64)
+        hi = np.asarray(self.box_hi, dtype=np.float64)
+        if lo.shape != (3,) or hi.shape != (3,) or not np.all(lo < hi):
+            raise ValueError(f'box_lo must be 3 values each below box_hi, got {lo} / {hi}')
+
+
+class BaseCloud:
+    """(M, 3) camera-frame points -> (K, 3) float32 base-frame points inside the box."""
+
+    def __init__(self, config: BaseCloudConfig):
+        pose = np.asarray(config.camera_pose, dtype=np.float64)
+        quat = quat_xyzw_to_wxyz(pose[3:] / np.linalg.norm(pose[3:]))
+        self.rotation = quat_wxyz_to_mat(quat)  # (3, 3) camera -> base
+        self.translation = pose[:3]
+        self.box_lo = np.asarray(config.box_lo, dtype=np.float64)
+        self.box_hi = np.asarray(config.box_hi, dtype=np.float64)
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        base = pts @ self.rotation.T + self.translation
+        inside = np.all((base >= self.box_lo) & (base <= self.box_hi), axis=1)
+        return base[inside].astype(np.float32)
+
+
+def xyz_points(fields, point_step: int, data: bytes, n_points: int,
+               big_endian: bool = False) -> np.ndarray:
+    """(n_points, 3) float32 from a PointCloud2's ``fields`` (name, offset, datatype) and data.
+
+    Raises ValueError naming what is wrong (no float32 x / y / z field, a buffer of the wrong size,
+    big-endian data).
+    """
+    if big_endian:
+        raise ValueError('big-endian point clouds are not supported')
+    offsets = {}
+    for f in fields:
+        if f.name in ('x', 'y', 'z'):
+            if f.datatype != FLOAT32:
+                raise ValueError(f'point field {f.name} has datatype {f.datatype}, '
+                                 'expected FLOAT32 (7)')
+            offsets[f.name] = int(f.offset)
+    missing = [n for n in 'xyz' if n not in offsets]
+    if missing:
+        raise ValueError(f'point cloud has no {", ".join(missing)} field(s)')
+    if point_step < max(offsets.values()) + 4:
+        raise ValueError(f'point_step {point_step} is smaller than its fields')
+    if len(data) < n_points * point_step:
+        raise ValueError(f'point cloud data holds {len(data)} bytes, {n_points} points of '
+                         f'{point_step} need {n_points * point_step}')
+    layout = np.dtype({'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
+                       'offsets': [offsets[c] for c in 'xyz'], 'itemsize': point_step})
+    rec = np.frombuffer(bytes(data[:n_points * point_step]), dtype=layout, count=n_points)
+    return np.stack([rec['x'], rec['y'], rec['z']], axis=1).astype(np.float32)

@@ -1,0 +1,119 @@
+"""Camera cloud -> /rl100/points in the base frame: transform, PointCloud2 layouts, node."""
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rl100_camera.base_cloud import BaseCloud, BaseCloudConfig, xyz_points
+from rl100_camera.cloud_to_base_node import CloudToBaseNode
+from rl100_camera.messages import pointcloud_msg, pointcloud_to_array
+from rl100_ros import qos, topics
+from sensor_msgs.msg import PointCloud2, PointField
+
+# a camera 1 m above the base origin looking straight down: optical z = -base z, x = base x,
+# optical y = -base y (a rotation of pi about x)
+DOWN = (0.5, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0)
+
+
+def test_transform_into_the_base_frame_and_box():
+    config = BaseCloudConfig(camera_pose=DOWN, box_lo=(-1, -1, -0.05), box_hi=(2, 1, 1))
+    cloud = BaseCloud(config)
+    pts = np.array([[0.1, 0.2, 0.9],  # 0.9 m below the camera: 10 cm above the base plane
+                    [0.0, 0.0, 1.2],  # below the box floor
+                    [np.nan, 0, 1]], np.float32)
+    out = cloud(pts)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.6, -0.2, 0.1]], atol=1e-6)
+
+
+@pytest.mark.parametrize('pose, message', [
+    ((float('nan'),) * 7, 'hand-eye calibration'),
+    ((0, 0, 0, 0, 0, 0, 0.5), 'unit norm'),
+    ((0, 0, 0, 1), 'hand-eye calibration'),
+])
+def test_calibration_is_checked(pose, message):
+    with pytest.raises(ValueError, match=message):
+        BaseCloudConfig(camera_pose=pose)
+    with pytest.raises(ValueError, match='box_lo'):
+        BaseCloudConfig(camera_pose=DOWN, box_lo=(0, 0, 1), box_hi=(1, 1, 0))
+
+
+def _padded_cloud(points, rgb=True):
+    """A realsense-ros-like layout: x y z float32, then rgb, 16- or 32-byte points."""
+    n = len(points)
+    step = 32 if rgb else 16
+    buf = np.zeros((n, step), np.uint8)
+    buf[:, 0:12] = np.asarray(points, '<f4').view(np.uint8).reshape(n, 12)
+    fields = [PointField(name=c, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, c in enumerate('xyz')]
+    if rgb:
+        fields.append(PointField(name='rgb', offset=16, datatype=PointField.FLOAT32, count=1))
+    return fields, step, buf.tobytes()
+
+
+def test_layouts_with_padding_and_colour_and_bad_clouds():
+    pts = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    for rgb in (True, False):
+        fields, step, data = _padded_cloud(pts, rgb)
+        np.testing.assert_array_equal(xyz_points(fields, step, data, 7), pts)
+    with pytest.raises(ValueError, match='no z field'):
+        xyz_points(fields[:2], step, data, 7)
+    with pytest.raises(ValueError, match='need 112'):
+        xyz_points(fields, step, data[:-1], 7)
+    with pytest.raises(ValueError, match='big-endian'):
+        xyz_points(fields, step, data, 7, big_endian=True)
+    bad = [PointField(name='x', offset=0, datatype=PointField.FLOAT64, count=1)] + fields[1:]
+    with pytest.raises(ValueError, match='expected FLOAT32'):
+        xyz_points(bad, step, data, 7)
+
+
+def test_node_publishes_base_frame_points_and_drops_bad_clouds():
+    rclpy.init()
+    try:
+        node = CloudToBaseNode(parameter_overrides=[
+            Parameter('camera_pose', value=list(map(float, DOWN))),
+            Parameter('camera_frame', value='cam_optical')])
+        peer = Node('camera_peer')
+        got = []
+        peer.create_subscription(PointCloud2, topics.POINTS, got.append, qos.SENSOR)
+        pub = peer.create_publisher(PointCloud2, '/camera/camera/depth/color/points', qos.SENSOR)
+        executor = rclpy.executors.SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(peer)
+        stamp = peer.get_clock().now().to_msg()
+        good = pointcloud_msg(np.array([[0.1, 0.2, 0.9]], np.float32), 'cam_optical', stamp)
+        wrong_frame = pointcloud_msg(np.zeros((3, 3), np.float32), 'somewhere_else', stamp)
+        broken = pointcloud_msg(np.zeros((3, 3), np.float32), 'cam_optical', stamp)
+        broken.fields = broken.fields[:2]  # no z
+        deadline = time.monotonic() + 20
+        while pub.get_subscription_count() < 1 and time.monotonic() < deadline:  # discovery
+            executor.spin_once(timeout_sec=0.05)
+        pub.publish(wrong_frame)  # the bad ones first ...
+        pub.publish(broken)
+        while node._dropped < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        while not got and time.monotonic() < deadline:  # ... the node keeps going
+            pub.publish(good)
+            executor.spin_once(timeout_sec=0.05)
+        assert got, ('no /rl100/points', node._received, node._dropped, node._last_error)
+        out = got[0]
+        assert out.header.frame_id == 'fr3_link0' and out.header.stamp == stamp
+        np.testing.assert_allclose(pointcloud_to_array(out), [[0.6, -0.2, 0.1]], atol=1e-6)
+        assert node._dropped == 2 and 'no z' in node._last_error
+        executor.shutdown()
+        node.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def test_node_without_calibration_names_it():
+    rclpy.init()
+    try:
+        with pytest.raises(ValueError, match='camera_pose must be the hand-eye calibration'):
+            CloudToBaseNode()
+    finally:
+        rclpy.try_shutdown()
