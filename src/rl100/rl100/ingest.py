@@ -24,6 +24,10 @@ every control tick). For a tick at bag time ``t``:
   FLAG_INTERVENTION when ``active``, else FLAG_ROLLOUT;
 - ``reward`` 1 at the last step of an episode labelled ``success``, 0 elsewhere; the episode's
   ``success`` comes from the recorder's ``episode.json`` sidecar.
+- an episode whose meta has ``table_dz`` (the recorder stores its ``table_dz`` parameter: the
+  table stood that much higher than the training table) goes in in the table frame
+  (:mod:`rl100.taskframe`): TCP z and target z minus ``table_dz``, the cloud cropped in the box
+  moved up by it and shifted down, so data from every stand trains one policy.
 
 Each episode is finalised atomically by the DatasetWriter, so when a bag turns out corrupt or
 truncated, :class:`IngestError` names that bag and what is wrong (and, for an undecodable or
@@ -48,6 +52,7 @@ from rl100 import geometry, keys
 from rl100.ingest_points import POINTCLOUD2, MessageError, PointsMatcher, PointsPreprocessing, episode_rng, stamp_s
 from rl100.pointcloud import SAMPLERS
 from rl100.robot_state import split_joint_state, state_vector
+from rl100.taskframe import TableFrame
 
 EPISODE_FILE = "episode.json"  # the recorder's sidecar (rl100_recorder.bag_writer)
 PARTIAL_SUFFIX = ".partial"
@@ -146,9 +151,9 @@ def _image(msg: Any, depth: bool) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1] if enc == "bgr8" else img)
 
 
-def _steps(bag: Path, spec: IngestSpec, demo: bool, episode_id: str, counts: dict[str, int]
-           ) -> Iterator[tuple[dict, np.ndarray, int]]:
-    """(obs, action, flags) per control tick, in bag time order.
+def _steps(bag: Path, spec: IngestSpec, demo: bool, episode_id: str, counts: dict[str, int],
+           frame: TableFrame | None = None) -> Iterator[tuple[dict, np.ndarray, int]]:
+    """(obs, action, flags) per control tick, in bag time order (the cloud in ``frame``, if given).
 
     ``counts["dropped"]`` is set to the number of leading ticks left out for want of a cloud,
     ``counts["points_ignored"]`` to 1 when the bag has clouds but no preprocessing was given.
@@ -162,7 +167,7 @@ def _steps(bag: Path, spec: IngestSpec, demo: bool, episode_id: str, counts: dic
     if spec.points is not None:
         wanted.add(spec.points_topic)
         matcher = PointsMatcher(spec.points, spec.points_topic, spec.points_tolerance,
-                                episode_rng(spec.points_seed, episode_id))
+                                episode_rng(spec.points_seed, episode_id), frame)
     latest: dict[str, Any] = {}
     index: dict[str, int] = {}  # topic -> messages read on it
     with AnyReader([bag], default_typestore=get_typestore(Stores.EMPTY)) as reader:
@@ -216,7 +221,8 @@ def _with_points(resolved: list[tuple[Any, np.ndarray]]) -> Iterator[tuple[dict,
         yield {**obs, keys.OBS_POINTS: points}, action, flags
 
 
-_OWN_META = ("task", "source", "label", "bag_episode_id", "bag", "note")  # what _ingest_bag writes
+TABLE_DZ = "table_dz"  # episode meta: m the table stood higher than the training table (rl100.taskframe)
+_OWN_META = ("task", "source", "label", "bag_episode_id", "bag", "note", TABLE_DZ)  # what _ingest_bag writes
 
 
 def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
@@ -224,6 +230,10 @@ def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
     """Ingest one bag as one episode: (steps written, counts of :func:`_steps`)."""
     meta = dict(side.get("meta") or {})
     success = side.get("label") == "success"
+    try:  # recorded on another stand: the episode goes in as if on the training table
+        frame = TableFrame(float(meta.get(TABLE_DZ, 0.0)))
+    except (TypeError, ValueError) as exc:
+        raise IngestError(bag, f"episode meta {TABLE_DZ} is not a usable table shift: {exc}") from None
     own = {
         "task": side.get("task", ""),
         "source": meta.get("source", "rollout"),
@@ -231,16 +241,21 @@ def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
         "bag_episode_id": side.get("episode_id", bag.name),
         "bag": str(bag.resolve()),
         "note": side.get("note", ""),
+        TABLE_DZ: frame.dz,
     }
     episode = writer.begin_episode(meta={**dict(extra or {}), **own})
     counts = {"dropped": 0, "points_ignored": 0}
     try:
         prev = None
-        steps = _steps(bag, spec, meta.get("source") == "demo", str(side.get("episode_id", bag.name)), counts)
-        for step in steps:
+        steps = _steps(bag, spec, meta.get("source") == "demo", str(side.get("episode_id", bag.name)), counts,
+                       frame)
+        for obs, action, flags in steps:
             if prev is not None:
                 episode.add_step(prev[0], prev[1], 0.0, prev[2])
-            prev = step
+            if frame.dz:  # the cloud came out of the matcher in the table frame already
+                obs = {**obs, keys.OBS_STATE: frame.state(obs[keys.OBS_STATE])}
+                action = frame.action_in(action).astype(np.float32)
+            prev = (obs, action, flags)
         if prev is None and counts["dropped"]:
             raise ValueError(f"none of its {counts['dropped']} control ticks has a {spec.points_topic} cloud "
                              f"stamped at most {spec.points_tolerance} s before its robot state")

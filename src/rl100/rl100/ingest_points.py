@@ -34,6 +34,7 @@ import numpy as np
 
 from rl100.keys import OBS_POINTS
 from rl100.pointcloud import check_preprocessing, crop_and_sample
+from rl100.taskframe import TableFrame
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 FLOAT32, FLOAT64 = 7, 8  # sensor_msgs/PointField datatypes
@@ -148,10 +149,11 @@ class PointsMatcher:
     """
 
     def __init__(self, pre: PointsPreprocessing, topic: str, tolerance: float = 0.1,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, frame: TableFrame | None = None) -> None:
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0 s, got {tolerance}")
         self.pre, self.topic, self.tolerance = pre, topic, float(tolerance)
+        self.frame = frame or TableFrame()  # clouds recorded on another stand: into the table frame
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.dropped = 0
         self.emitted = 0
@@ -198,8 +200,8 @@ class PointsMatcher:
                 raise MessageError(f"{self.topic} message #{cloud.index} is in frame {cloud.frame!r}, "
                                  f"the robot state in {step.frame!r}: clouds must be in the robot base frame")
             pre = self.pre
-            points = crop_and_sample(cloud.points, None, np.asarray(pre.crop_lo), np.asarray(pre.crop_hi),
-                                     pre.n, self.rng, pre.sampler)
+            lo, hi = self.frame.crop_box(pre.crop_lo, pre.crop_hi)
+            points = self.frame.points(crop_and_sample(cloud.points, None, lo, hi, pre.n, self.rng, pre.sampler))
             self.emitted += 1
             out.append((step.item, points))
             self._prune(step.stamp)

@@ -72,11 +72,19 @@ class TableFrame:
         return out
 
     def action(self, action: np.ndarray) -> np.ndarray:
-        """(7,) or (H, 7) absolute targets in the training frame -> the base frame now."""
+        """(7,) or (H, 7) absolute targets in the training frame -> the base frame now (to the robot)."""
+        return self._shift_action(action, self.dz)
+
+    def action_in(self, action: np.ndarray) -> np.ndarray:
+        """(7,) or (H, 7) recorded base-frame targets -> the training frame (a dataset from this stand)."""
+        return self._shift_action(action, -self.dz)
+
+    @staticmethod
+    def _shift_action(action: np.ndarray, dz: float) -> np.ndarray:
         a = np.array(action, dtype=np.float64, copy=True)
         if a.shape[-1] != 7:
             raise ValueError(f"the table frame shifts absolute pose actions (..., 7), got shape {a.shape}")
-        a[..., Z] += self.dz
+        a[..., Z] += dz
         return a
 
 

@@ -27,6 +27,7 @@ def test_frame_shifts_observations_in_and_actions_out():
     np.testing.assert_allclose(lo, [0, 0, 0.024])
     np.testing.assert_allclose(hi, [1, 1, 0.62])
     assert TableFrame().action(np.ones(7)).tolist() == [1.0] * 7  # dz 0: the identity
+    np.testing.assert_allclose(f.action_in(f.action(np.arange(7.0))), np.arange(7.0))  # inverse
 
 
 def test_frame_rejects_bad_shifts_and_layouts():

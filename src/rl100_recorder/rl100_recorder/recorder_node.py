@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -69,8 +70,13 @@ class RecorderNode(Node):
                                'StartEpisode is refused below this much free disk (GB)'))
         max_episodes = int(param('max_episodes', 0, 'StartEpisode is refused once record_dir '
                                                     'holds this many episodes (0: no limit)'))
+        self._table_dz = float(param('table_dz', 0.0, 'm the table stands higher than the '
+                                     'training table, stored with every episode; rl100 ingest '
+                                     'moves the episode into the table frame (rl100.taskframe)'))
         if self._source not in ('rollout', 'demo'):
             raise ValueError(f'source must be rollout or demo, got {self._source!r}')
+        if not math.isfinite(self._table_dz):
+            raise ValueError(f'table_dz must be finite, got {self._table_dz}')
         self._writer = EpisodeBagWriter(record_dir, min_free_disk_gb=min_free,
                                         max_episodes=max_episodes)
         self._subscribed: dict[str, str] = {}  # topic -> msgtype
@@ -152,7 +158,8 @@ class RecorderNode(Node):
 
     def _on_start(self, request, response):
         task = request.task or self._task
-        meta = {'source': self._source, 'note': request.note, 'node': self.get_name()}
+        meta = {'source': self._source, 'note': request.note, 'node': self.get_name(),
+                'table_dz': self._table_dz}
         try:
             episode_id = self._writer.begin(task=task, meta=meta)
         except BagWriterError as exc:

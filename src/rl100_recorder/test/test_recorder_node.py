@@ -39,7 +39,7 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
     proc = subprocess.Popen(
         [sys.executable, '-m', 'rl100_recorder.recorder_node', '--ros-args',
          '-p', f'record_dir:={tmp_path}', '-p', 'task:=juicing-place', '-p', 'source:=demo',
-         '-p', f'topics:={topic_list}', '-p', 'min_free_disk_gb:=0.0'],
+         '-p', f'topics:={topic_list}', '-p', 'min_free_disk_gb:=0.0', '-p', 'table_dz:=0.02'],
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
@@ -82,6 +82,7 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
     side = json.loads((path / 'episode.json').read_text())
     assert (side['label'], side['task'], side['note']) == ('success', 'juicing-place', 'good')
     assert side['meta']['source'] == 'demo' and side['meta']['note'] == 'first'
+    assert side['meta']['table_dz'] == 0.02  # the stand it was recorded on, for rl100 ingest
     assert (side['steps'], side['interventions']) == (5, 1)
     with AnyReader([path], default_typestore=get_typestore(Stores.EMPTY)) as reader:
         got = {}

@@ -49,7 +49,8 @@ def _pose(x: float, qz: float = 0.0):
 
 
 def write_episode(
-    root: Path, episode_id: str, *, ticks: int = 5, active=(), label="success", source="rollout", rgb=False
+    root: Path, episode_id: str, *, ticks: int = 5, active=(), label="success", source="rollout", rgb=False,
+    meta: dict | None = None,
 ) -> Path:
     """A finished recorder episode: per tick (100 ms) joint states, pose [, image], then the intervention.
 
@@ -100,7 +101,7 @@ def write_episode(
         "format": "rl100-episode-bag",
         "episode_id": episode_id,
         "task": "juicing-place",
-        "meta": {"source": source},
+        "meta": {"source": source, **(meta or {})},
         "label": label,
         "success": label == "success",
         "note": "",

@@ -58,6 +58,26 @@ def test_caller_meta_joins_the_episodes_by_episode_id(tmp_path, make_episode):
     assert "takeover_reason" not in by_id["e2"] and by_id["e1"]["label"] == "failure"
 
 
+def test_an_episode_from_a_raised_stand_goes_in_as_on_the_training_table(tmp_path, make_episode):
+    bags = tmp_path / "bags"
+    make_episode(bags, "flat", ticks=3)
+    make_episode(bags, "raised", ticks=3, meta={"table_dz": 0.02})
+    make_episode(bags, "bad", ticks=3, meta={"table_dz": "high"})
+    report = ingest([bags], tmp_path / "ds", fsync=False, skip_bad=True)
+    assert [(b.rsplit("/", 1)[-1], why) for b, why in report["failed"]] == [
+        ("bad", "episode meta table_dz is not a usable table shift: could not convert string to float: 'high'")]
+    ds = Dataset(tmp_path / "ds")
+    by_id = {info.meta["bag_episode_id"]: i for i, info in enumerate(ds.infos)}
+    flat, raised = ds.episode(by_id["flat"]), ds.episode(by_id["raised"])
+    assert ds.episode_info(by_id["raised"]).meta["table_dz"] == 0.02
+    s_flat, s_raised = np.asarray(flat[keys.OBS_STATE]), np.asarray(raised[keys.OBS_STATE])
+    np.testing.assert_allclose(s_raised[:, 2], s_flat[:, 2] - 0.02, atol=1e-6)  # TCP z in the table frame
+    np.testing.assert_allclose(s_raised[:, 3:], s_flat[:, 3:])  # the rest as recorded
+    a_flat, a_raised = np.asarray(flat[keys.ACTION]), np.asarray(raised[keys.ACTION])
+    np.testing.assert_allclose(a_raised[:, 2], a_flat[:, 2] - 0.02, atol=1e-6)  # targets too
+    np.testing.assert_allclose(a_raised[:, 3:], a_flat[:, 3:])
+
+
 def test_camera_images_are_sampled_at_the_ticks(tmp_path, make_episode):
     bag = make_episode(tmp_path / "bags", "cam", ticks=3, rgb=True)
     ingest([bag], tmp_path / "ds", IngestSpec(rgb_topic="/camera/camera/color/image_raw"), fsync=False)

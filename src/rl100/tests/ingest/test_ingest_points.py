@@ -152,6 +152,17 @@ def test_matcher_takes_same_stamp_else_newest_before_within_tolerance_never_a_la
     assert m.dropped == 0
 
 
+def test_matcher_in_the_table_frame_crops_above_the_raised_table():
+    from rl100.taskframe import TableFrame
+
+    pre = PointsPreprocessing(4, (0.0, -1.0, 0.004), (1.0, 1.0, 0.6), "random")
+    m = PointsMatcher(pre, POINTS, frame=TableFrame(0.02))
+    table = [[0.5, y, 0.02] for y in np.linspace(-0.5, 0.5, 50)]  # the table top, 2 cm up
+    m.add_cloud(_msg(table + [[0.5, 0.0, 0.12]], 1.0))  # and something 10 cm above it
+    (item, points), = m.add_step(0, 1.0, "fr3_link0", "s") + m.finish()
+    np.testing.assert_allclose(points, [[0.5, 0.0, 0.10]] * 4, atol=1e-6)  # as on the training table
+
+
 def test_matcher_drops_leading_steps_and_refuses_a_hole():
     pre = PointsPreprocessing(4, LO, HI, "fps")
     m = PointsMatcher(pre, POINTS, tolerance=0.05)
