@@ -1,0 +1,60 @@
+"""calibrate_table: the table top from clouds on /rl100/points, over real DDS."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.node import Node
+from rl100_bringup.calibrate_table import table_dz
+from rl100_camera.messages import pointcloud_msg
+from rl100_ros import qos, topics
+from sensor_msgs.msg import PointCloud2
+
+
+def _cloud(z, seed=0, n=3000):
+    rng = np.random.default_rng(seed)
+    table = np.column_stack([rng.uniform(0.2, 0.9, n), rng.uniform(-0.5, 0.5, n),
+                             z + rng.normal(0.0, 0.002, n)])
+    arm = rng.normal([0.5, 0.0, 0.4], 0.05, (500, 3))
+    return np.vstack([table, arm]).astype(np.float32)
+
+
+def test_table_dz_from_clouds():
+    dz, spread = table_dz([_cloud(0.03, s) for s in range(5)], (0.05, -0.6), (1.0, 0.6))
+    assert dz == pytest.approx(0.03, abs=0.001) and 0.0 <= spread < 0.002
+    with pytest.raises(ValueError, match='no table'):
+        table_dz([_cloud(0.03)[-500:]], (0.05, -0.6), (1.0, 0.6))  # only the arm
+
+
+def test_command_measures_the_published_table(ros_env):
+    """The command in its own process; a camera stand-in publishes a table 3 cm up."""
+    proc = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.calibrate_table', '--clouds',
+                             '3', '--timeout', '30'], env=ros_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    stop = threading.Event()
+    try:
+        node = Node('camera_standin', context=context)
+        pub = node.create_publisher(PointCloud2, topics.POINTS, qos.SENSOR)
+
+        def publish():
+            k = 0
+            while not stop.is_set():
+                pub.publish(pointcloud_msg(_cloud(0.03, k), 'fr3_link0',
+                                           node.get_clock().now().to_msg()))
+                k += 1
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=publish, daemon=True)
+        thread.start()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        rclpy.try_shutdown(context=context)
+    assert proc.returncode == 0, out
+    assert 'launch with table_dz:=0.03' in out
