@@ -241,6 +241,9 @@ def run(args: argparse.Namespace) -> int:
         families = ["all"]
     severities = [s.strip() for s in args.severity.split(",") if s.strip()]
     if args.model == "expert" or args.model.startswith("expert:"):
+        if args.table_frame != "off":
+            print("rl100 robustness: --table-frame is for a point-cloud policy, not the scripted expert")
+            return 2
         skill = float(args.model.partition(":")[2] or 1.0)
         env_kwargs: dict[str, Any] = {"obs": ("state",)}
         model_desc = f"scripted expert, skill {skill:g}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,3 +376,20 @@ def test_robustness_command_takes_parameter_overrides_for_an_ablation(tmp_path, 
         assert message in capsys.readouterr().out
     assert cli.main([*argv, "--points-lo", "0.1,0.2"]) == 2
     assert "--points-lo wants X,Y,Z" in capsys.readouterr().out
+
+
+def test_robustness_command_runs_a_points_policy_in_the_table_frame(tmp_path, capsys):
+    model = Path(__file__).resolve().parents[3] / "models" / "juicing_place_cm.onnx"
+    out = tmp_path / "tf"
+    argv = ["robustness", str(model), "--task", "juicing-place", "--families", "table_height", "--episodes", "1",
+            "--max-steps", "3", "--threads", "1", "--table-frame", "auto", "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert "depth" in result["env_kwargs"]["obs"] and "points" not in result["env_kwargs"]["obs"]  # cloud made here
+    assert "table frame auto" in (out / "robustness.md").read_text()
+    for bad, message in ((["--table-frame", "high"], "wants off, auto or a shift"),):
+        assert cli.main([*argv[:-4], *bad, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().out
+    expert = ["robustness", "expert", "--task", "juicing-place", "--table-frame", "auto", "--out", str(out)]
+    assert cli.main(expert) == 2
+    assert "not the scripted expert" in capsys.readouterr().out
