@@ -33,7 +33,10 @@ class CloudToBaseNode(Node):
                                 '(camera optical frame) in the base frame')),
             box_lo=tuple(p('box_lo', [-0.2, -1.0, -0.1], 'base-frame box the published points '
                            'stay in, lower corner (m); loose: each model crops its own')),
-            box_hi=tuple(p('box_hi', [1.3, 1.0, 1.0], 'upper corner of that box (m)')))
+            box_hi=tuple(p('box_hi', [1.3, 1.0, 1.0], 'upper corner of that box (m)')),
+            max_points=p('max_points', 0, 'publish a uniform random subset of at most this many '
+                         'points (0: all); the recorder writes every cloud'),
+            seed=p('seed', 0, 'seed of that subset'))
         self._transform = BaseCloud(config)  # raises on a missing or bad calibration
         self._base_frame = p('base_frame', 'fr3_link0', 'robot base frame (frame_id published)')
         self._camera_frame = p('camera_frame', '', 'frame_id the calibration is for; a cloud in '

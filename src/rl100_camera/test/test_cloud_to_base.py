@@ -29,6 +29,17 @@ def test_transform_into_the_base_frame_and_box():
     np.testing.assert_allclose(out, [[0.6, -0.2, 0.1]], atol=1e-6)
 
 
+def test_a_uniform_subset_when_the_cloud_is_large():
+    config = BaseCloudConfig(camera_pose=DOWN, max_points=100, seed=1)
+    pts = np.column_stack([np.random.default_rng(0).uniform(-0.3, 0.3, (5000, 2)),
+                           np.full(5000, 0.9)]).astype(np.float32)
+    out = BaseCloud(config)(pts)
+    assert out.shape == (100, 3) and len(np.unique(out, axis=0)) == 100  # no repeats
+    assert BaseCloud(config)(pts[:50]).shape == (50, 3)  # fewer than the limit: all
+    with pytest.raises(ValueError, match='max_points'):
+        BaseCloudConfig(camera_pose=DOWN, max_points=-1)
+
+
 @pytest.mark.parametrize('pose, message', [
     ((float('nan'),) * 7, 'hand-eye calibration'),
     ((0, 0, 0, 0, 0, 0, 0.5), 'unit norm'),
