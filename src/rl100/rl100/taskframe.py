@@ -123,6 +123,38 @@ def estimate_table_z(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), bi
     return float(np.median(layer))
 
 
+def table_tilt_deg(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), tol: float = 0.004,
+                   iters: int = 300, seed: int = 0) -> float:
+    """Angle (deg) between the table plane in a base-frame cloud and the base's horizontal.
+
+    A table seen tilted means the hand-eye calibration is off (a knocked camera): the cloud is
+    rotated against the robot. RANSAC over the footprint's points in ``z_range`` (planes within
+    25 deg of horizontal, inliers within ``tol`` m), refined by least squares on the inliers.
+    Raises ValueError when fewer than 200 points support a plane.
+    """
+    p = np.asarray(points, dtype=np.float64)[:, :3]
+    lo, hi = np.asarray(xy_lo, dtype=np.float64)[:2], np.asarray(xy_hi, dtype=np.float64)[:2]
+    p = p[np.all((p[:, :2] >= lo) & (p[:, :2] <= hi), axis=1) & (p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])]
+    if len(p) < 200:
+        raise ValueError(f"no table: {len(p)} points in the footprint between z = {z_range[0]} and {z_range[1]} m")
+    rng = np.random.default_rng(seed)
+    best = np.zeros(len(p), dtype=bool)
+    for _ in range(iters):
+        a, b, c = p[rng.choice(len(p), 3, replace=False)]
+        n = np.cross(b - a, c - a)
+        norm = np.linalg.norm(n)
+        if norm < 1e-12 or abs(n[2]) / norm < math.cos(math.radians(25)):
+            continue
+        inliers = np.abs((p - a) @ (n / norm)) < tol
+        if inliers.sum() > best.sum():
+            best = inliers
+    if best.sum() < 200:
+        raise ValueError(f"no table: the best plane has {int(best.sum())} supporting points (need 200)")
+    q = p[best]
+    normal = np.linalg.svd(q - q.mean(axis=0))[2][2]
+    return float(np.degrees(np.arccos(min(1.0, abs(normal[2])))))
+
+
 class TableFrameAgent:
     """A policy runtime run in the table frame inside a simulated task (``rl100 robustness --table-frame``).
 

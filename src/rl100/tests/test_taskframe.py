@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rl100.keys import OBS_DEPTH, OBS_POINTS, OBS_STATE
-from rl100.taskframe import TableFrame, TableFrameAgent, estimate_table_z
+from rl100.taskframe import TableFrame, TableFrameAgent, estimate_table_z, table_tilt_deg
 
 
 def _state(z=0.3):
@@ -52,6 +52,28 @@ def test_table_estimate_finds_the_plane_under_objects_and_noise():
         estimate_table_z(orange, [0.05, -0.6], [1.0, 0.6])
     with pytest.raises(ValueError, match=r"\(M, 3\+\)"):
         estimate_table_z(np.zeros((10, 2)), [0, 0], [1, 1])
+
+
+def test_table_tilt_tells_a_knocked_camera():
+    pytest.importorskip("gymnasium_robotics")
+    from rl100.pointcloud import depth_to_points
+    from rl100.sim import make_env
+
+    env = make_env("juicing-place", obs=("depth", "state"))
+    try:
+        obs, _ = env.reset(seed=3)
+        cfg = env.unwrapped.config
+        pts, _ = depth_to_points(obs[OBS_DEPTH], env.unwrapped.camera_info())
+    finally:
+        env.close()
+    assert table_tilt_deg(pts, cfg.points_lo, cfg.points_hi) < 0.2  # calibrated: the table is level
+    a = np.radians(2.0)  # the same cloud from a camera knocked by 2 deg about x
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    centre = np.array([0.5, 0.0, 0.0])
+    knocked = (pts - centre) @ rot.T + centre
+    assert table_tilt_deg(knocked, cfg.points_lo, cfg.points_hi) == pytest.approx(2.0, abs=0.2)
+    with pytest.raises(ValueError, match="no table"):
+        table_tilt_deg(np.zeros((10, 3)), [0, 0], [1, 1])
 
 
 def test_agent_measures_the_table_and_acts_in_its_frame():

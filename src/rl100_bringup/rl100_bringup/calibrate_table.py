@@ -8,7 +8,9 @@ one. This listens to ``/rl100/points`` (base frame; on the robot ``cloud_to_base
 uncropped below the table, so the table top is in it), finds the table top in each of
 ``--clouds`` clouds (``rl100.taskframe.estimate_table_z`` over the model's crop-box footprint)
 and prints the median and spread, and the launch argument to use. Clear the table of anything
-large first. Exit code 2 with the reason when no table shows in the clouds, or none arrive.
+large first. Exit code 2 with the reason when no table shows in the clouds, or none arrive;
+3 when the table looks tilted by more than 0.5 deg (``rl100.taskframe.table_tilt_deg``): then
+the camera's calibration is off (a knocked camera), and that must be fixed first.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ import numpy as np
 TABLE_Z_TRAIN = 0.0  # m: the table top of the simulated tasks the shipped model was trained on
 
 
+MAX_TILT_DEG = 0.5  # a table seen tilted more than this: the hand-eye calibration is off
+
+
 def table_dz(clouds: list, xy_lo, xy_hi, table_z_train: float = TABLE_Z_TRAIN) -> tuple:
-    """(table_dz m, spread m = max - min over the clouds) from (M, 3) base-frame clouds."""
-    from rl100.taskframe import estimate_table_z
+    """(table_dz m, spread m = max - min over the clouds, tilt deg) from (M, 3) base clouds."""
+    from rl100.taskframe import estimate_table_z, table_tilt_deg
 
     if not clouds:
         raise ValueError('no clouds')
     heights = [estimate_table_z(c, xy_lo, xy_hi) for c in clouds]
-    return float(np.median(heights)) - table_z_train, float(np.ptp(heights))
+    tilt = float(np.median([table_tilt_deg(c, xy_lo, xy_hi) for c in clouds]))
+    return float(np.median(heights)) - table_z_train, float(np.ptp(heights)), tilt
 
 
 def _footprint(model: str) -> tuple:
@@ -92,12 +98,17 @@ def main(argv=None) -> int:
               'cloud_to_base running, with the camera?)', file=sys.stderr)
         return 2
     try:
-        dz, spread = table_dz(clouds, xy_lo, xy_hi, args.table_z_train)
+        dz, spread, tilt = table_dz(clouds, xy_lo, xy_hi, args.table_z_train)
     except ValueError as exc:
         print(f'calibrate_table: {exc}', file=sys.stderr)
         return 2
     print(json.dumps({'table_dz': round(dz, 4), 'spread': round(spread, 4),
-                      'clouds': len(clouds)}))
+                      'tilt_deg': round(tilt, 2), 'clouds': len(clouds)}))
+    if tilt > MAX_TILT_DEG:
+        print(f'calibrate_table: the table looks tilted by {tilt:.1f} deg in the base frame: the '
+              "camera's hand-eye calibration (cloud_to_base camera_pose) is off -- a knocked "
+              'camera? Recalibrate it before measuring the table.', file=sys.stderr)
+        return 3
     print(f'launch with table_dz:={dz:.4f}')
     return 0
 

@@ -23,9 +23,19 @@ def _cloud(z, seed=0, n=3000):
     return np.vstack([table, arm]).astype(np.float32)
 
 
+def _tilted(cloud, deg):
+    """The cloud rotated by ``deg`` about the x axis through (0.5, 0, 0): a knocked camera."""
+    a = np.radians(deg)
+    rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    centre = np.array([0.5, 0.0, 0.0])
+    return ((cloud - centre) @ rot.T + centre).astype(np.float32)
+
+
 def test_table_dz_from_clouds():
-    dz, spread = table_dz([_cloud(0.03, s) for s in range(5)], (0.05, -0.6), (1.0, 0.6))
-    assert dz == pytest.approx(0.03, abs=0.001) and 0.0 <= spread < 0.002
+    dz, spread, tilt = table_dz([_cloud(0.03, s) for s in range(5)], (0.05, -0.6), (1.0, 0.6))
+    assert dz == pytest.approx(0.03, abs=0.001) and 0.0 <= spread < 0.002 and tilt < 0.3
+    _, _, tilt = table_dz([_tilted(_cloud(0.03), 2.0)], (0.05, -0.6), (1.0, 0.6))
+    assert tilt == pytest.approx(2.0, abs=0.2)
     with pytest.raises(ValueError, match='no table'):
         table_dz([_cloud(0.03)[-500:]], (0.05, -0.6), (1.0, 0.6))  # only the arm
 
