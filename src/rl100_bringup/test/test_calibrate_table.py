@@ -63,6 +63,9 @@ def test_command_measures_the_published_table(ros_env):
         thread = threading.Thread(target=publish, daemon=True)
         thread.start()
         out, _ = proc.communicate(timeout=60)
+        stop.set()
+        thread.join(timeout=2.0)
+        node.destroy_node()
     finally:
         stop.set()
         rclpy.try_shutdown(context=context)

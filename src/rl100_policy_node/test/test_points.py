@@ -145,7 +145,7 @@ def test_sim_points_drive_the_policy_over_dds(points_model):
         pts = pointcloud_to_array(cloud)
         assert len(pts) > N  # the full cropped cloud, not downsampled
         executor.shutdown()
-        policy.destroy_node()
-        robot.destroy_node()
+        for node in (peer, policy, robot):  # none left on the domain for a later test
+            node.destroy_node()
     finally:
         rclpy.try_shutdown()

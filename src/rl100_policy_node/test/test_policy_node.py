@@ -78,6 +78,16 @@ class Harness:
         joints.header.stamp = stamp
         self.joint_pub.publish(joints)
 
+    def close(self):
+        """Destroy both nodes, the peer too.
+
+        A peer left alive keeps its latched EpisodeEvent on the domain, and a later test's node
+        receives it (seen in CI: a safety node test's hold re-anchored by a stale START).
+        """
+        self.executor.shutdown()
+        self.peer.destroy_node()
+        self.node.destroy_node()
+
     def spin_until(self, predicate, timeout=20.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not predicate():
@@ -95,8 +105,7 @@ def harness(models):
     rclpy.init()
     h = Harness(models[0])
     yield h
-    h.executor.shutdown()
-    h.node.destroy_node()
+    h.close()
     rclpy.try_shutdown()
 
 
@@ -195,8 +204,7 @@ def test_temporal_ensemble_replans_at_every_tick(models):
         # the action for this tick, then the rest of the newest prediction as the plan
         assert {c.horizon for c in h.chunks[2:]} == {runtime.n_action_steps}
     finally:
-        h.executor.shutdown()
-        h.node.destroy_node()
+        h.close()
         rclpy.try_shutdown()
 
 
@@ -223,8 +231,7 @@ def test_table_frame_shifts_what_the_policy_sees_and_what_it_commands(models):
         assert chunk.data[2] == pytest.approx(seen[0][1][2] + 0.02, abs=1e-6)
         np.testing.assert_allclose(chunk.data[:2], seen[0][1][:2], atol=1e-6)
     finally:
-        h.executor.shutdown()
-        h.node.destroy_node()
+        h.close()
         rclpy.try_shutdown()
     with pytest.raises(ValueError, match='dz must be finite'):
         AssemblyConfig(table_dz=float('nan'))

@@ -41,6 +41,11 @@ class Harness:
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
 
+    def close(self):
+        self.executor.shutdown()
+        self.peer.destroy_node()
+        self.node.destroy_node()
+
     def now(self):
         return self.peer.get_clock().now()
 
@@ -62,7 +67,7 @@ def harness():
     rclpy.init()
     h = Harness(control_rate=20.0, teleop_device='joy')
     yield h
-    h.node.destroy_node()
+    h.close()
     rclpy.try_shutdown()
 
 
@@ -132,7 +137,7 @@ def test_takeover_ends_when_the_joy_stream_goes_silent():
         assert later and max(later) - min(later) < 1e-9  # holding, not drifting
         assert max(ys) < 0.1  # 0.10 m/s for well under a second
     finally:
-        h.node.destroy_node()
+        h.close()
         rclpy.try_shutdown()
 
 
