@@ -88,6 +88,20 @@ class TableFrame:
         return a
 
 
+def _footprint(points: np.ndarray, xy_lo, xy_hi, z_range, min_points: int) -> np.ndarray:
+    """(K, 3) float64: the points over the (x, y) footprint with z in ``z_range``; ValueError when < min_points."""
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 3:
+        raise ValueError(f"points must be (M, 3+), got shape {p.shape}")
+    p = p[:, :3]
+    lo, hi = np.asarray(xy_lo, dtype=np.float64)[:2], np.asarray(xy_hi, dtype=np.float64)[:2]
+    p = p[np.all((p[:, :2] >= lo) & (p[:, :2] <= hi), axis=1) & (p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])]
+    if len(p) < min_points:
+        raise ValueError(f"no table: {len(p)} points in the footprint between z = {z_range[0]} and {z_range[1]} m "
+                         f"(need {min_points})")
+    return p
+
+
 def estimate_table_z(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), bin_m: float = 0.002,
                      min_points: int = 200) -> float:
     """Height of the table top: the densest horizontal layer of a cloud over the table's footprint.
@@ -97,30 +111,24 @@ def estimate_table_z(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), bi
         xy_lo, xy_hi: (2,) the footprint to look in (m; e.g. the task's crop box).
         z_range: (2,) m, heights the table top can have.
         bin_m: m, histogram bin; the densest bin is refined to the median of the points within
-            one bin of it (so depth noise averages out).
+            1.5 bins of it, re-centred three times (so depth noise averages out).
         min_points: fewer points in the densest layer than this is no table: ValueError.
 
     Returns:
         the table top's z, m.
     """
-    p = np.asarray(points, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 3:
-        raise ValueError(f"points must be (M, 3+), got shape {p.shape}")
-    lo, hi = np.asarray(xy_lo, dtype=np.float64)[:2], np.asarray(xy_hi, dtype=np.float64)[:2]
-    inside = np.all((p[:, :2] >= lo) & (p[:, :2] <= hi), axis=1) & (p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])
-    z = p[inside, 2]
-    if len(z) < min_points:
-        raise ValueError(f"no table: {len(z)} points in the footprint between z = {z_range[0]} and {z_range[1]} m "
-                         f"(need {min_points})")
+    z = _footprint(points, xy_lo, xy_hi, z_range, min_points)[:, 2]
     edges = np.arange(z_range[0], z_range[1] + bin_m, bin_m)
     counts, edges = np.histogram(z, edges)
     k = int(np.argmax(counts))
     centre = 0.5 * (edges[k] + edges[k + 1])
-    layer = z[np.abs(z - centre) <= 1.5 * bin_m]
-    if len(layer) < min_points:
-        raise ValueError(f"no table: the densest layer (z = {centre:.3f} m) has {len(layer)} points "
-                         f"(need {min_points})")
-    return float(np.median(layer))
+    for _ in range(3):  # re-centre the window on its median: the bin grid biases the first one
+        layer = z[np.abs(z - centre) <= 1.5 * bin_m]
+        if len(layer) < min_points:
+            raise ValueError(f"no table: the densest layer (z = {centre:.3f} m) has {len(layer)} points "
+                             f"(need {min_points})")
+        centre = float(np.median(layer))
+    return centre
 
 
 def table_tilt_deg(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), tol: float = 0.004,
@@ -132,11 +140,7 @@ def table_tilt_deg(points: np.ndarray, xy_lo, xy_hi, z_range=(-0.15, 0.15), tol:
     25 deg of horizontal, inliers within ``tol`` m), refined by least squares on the inliers.
     Raises ValueError when fewer than 200 points support a plane.
     """
-    p = np.asarray(points, dtype=np.float64)[:, :3]
-    lo, hi = np.asarray(xy_lo, dtype=np.float64)[:2], np.asarray(xy_hi, dtype=np.float64)[:2]
-    p = p[np.all((p[:, :2] >= lo) & (p[:, :2] <= hi), axis=1) & (p[:, 2] >= z_range[0]) & (p[:, 2] <= z_range[1])]
-    if len(p) < 200:
-        raise ValueError(f"no table: {len(p)} points in the footprint between z = {z_range[0]} and {z_range[1]} m")
+    p = _footprint(points, xy_lo, xy_hi, z_range, 200)
     rng = np.random.default_rng(seed)
     best = np.zeros(len(p), dtype=bool)
     for _ in range(iters):

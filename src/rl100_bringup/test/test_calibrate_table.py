@@ -1,5 +1,6 @@
 """calibrate_table: the table top from clouds on /rl100/points, over real DDS."""
 
+import json
 import subprocess
 import sys
 import threading
@@ -70,4 +71,6 @@ def test_command_measures_the_published_table(ros_env):
         stop.set()
         rclpy.try_shutdown(context=context)
     assert proc.returncode == 0, out
-    assert 'launch with table_dz:=0.03' in out
+    result = json.loads(out.splitlines()[0])
+    assert result['table_dz'] == pytest.approx(0.03, abs=0.001) and result['clouds'] == 3
+    assert f"launch with table_dz:={result['table_dz']:.4f}" in out
