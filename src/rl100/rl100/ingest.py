@@ -221,8 +221,7 @@ def _with_points(resolved: list[tuple[Any, np.ndarray]]) -> Iterator[tuple[dict,
         yield {**obs, keys.OBS_POINTS: points}, action, flags
 
 
-TABLE_DZ = "table_dz"  # episode meta: m the table stood higher than the training table (rl100.taskframe)
-_OWN_META = ("task", "source", "label", "bag_episode_id", "bag", "note", TABLE_DZ)  # what _ingest_bag writes
+_OWN_META = ("task", "source", "label", "bag_episode_id", "bag", "note", keys.TABLE_DZ)  # what _ingest_bag writes
 
 
 def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
@@ -231,9 +230,9 @@ def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
     meta = dict(side.get("meta") or {})
     success = side.get("label") == "success"
     try:  # recorded on another stand: the episode goes in as if on the training table
-        frame = TableFrame(float(meta.get(TABLE_DZ, 0.0)))
+        frame = TableFrame(float(meta.get(keys.TABLE_DZ, 0.0)))
     except (TypeError, ValueError) as exc:
-        raise IngestError(bag, f"episode meta {TABLE_DZ} is not a usable table shift: {exc}") from None
+        raise IngestError(bag, f"episode meta {keys.TABLE_DZ} is not a usable table shift: {exc}") from None
     own = {
         "task": side.get("task", ""),
         "source": meta.get("source", "rollout"),
@@ -241,7 +240,7 @@ def _ingest_bag(bag: Path, writer: Any, spec: IngestSpec, side: dict[str, Any],
         "bag_episode_id": side.get("episode_id", bag.name),
         "bag": str(bag.resolve()),
         "note": side.get("note", ""),
-        TABLE_DZ: frame.dz,
+        keys.TABLE_DZ: frame.dz,
     }
     episode = writer.begin_episode(meta={**dict(extra or {}), **own})
     counts = {"dropped": 0, "points_ignored": 0}

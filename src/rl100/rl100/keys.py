@@ -26,3 +26,7 @@ FLAG_ROLLOUT = 2  # the step comes from a policy rollout
 FLAG_INTERVENTION = 4  # a human (or scripted operator) overrode the policy at this step
 
 OBSERVATION_KEYS = (OBS_STATE, OBS_RGB, OBS_DEPTH, OBS_POINTS, OBS_ENV_STATE)
+
+# episode meta: m the table stood higher than the training table (rl100.taskframe); the recorder
+# writes it, rl100 ingest moves the episode into the table frame
+TABLE_DZ = "table_dz"

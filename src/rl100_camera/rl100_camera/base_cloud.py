@@ -6,9 +6,9 @@ A points policy is trained on clouds in the robot base frame (``rl100.pointcloud
 driver publishes its cloud in the camera's optical frame. ``BaseCloud`` applies the hand-eye
 calibration (the optical frame's pose in the base frame, ``x y z qx qy qz qw``), drops non-finite
 points and keeps those inside a loose box around the workspace, so ``/rl100/points`` carries what
-any model might crop from rather than the whole room. :func:`xyz_points` reads the x, y, z float32
-fields of a PointCloud2 whatever its layout (realsense-ros adds rgb and pads points to 16 or 32
-bytes). No ROS types are needed: the node passes the message's fields through.
+any model might crop from rather than the whole room. The node reads a PointCloud2 of any layout
+(realsense-ros adds rgb and pads points) with ``rl100.ingest_points.cloud_xyz``, the reader
+``rl100 ingest`` uses on recorded clouds. No ROS types here.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import math
 
 import numpy as np
 from rl100.geometry import quat_wxyz_to_mat, quat_xyzw_to_wxyz
-
-FLOAT32 = 7  # sensor_msgs/PointField FLOAT32
 
 
 @dataclass(frozen=True)
@@ -77,33 +75,3 @@ class BaseCloud:
         if 0 < self.max_points < len(base):
             base = base[np.sort(self.rng.choice(len(base), self.max_points, replace=False))]
         return base.astype(np.float32)
-
-
-def xyz_points(fields, point_step: int, data: bytes, n_points: int,
-               big_endian: bool = False) -> np.ndarray:
-    """(n_points, 3) float32 from a PointCloud2's ``fields`` (name, offset, datatype) and data.
-
-    Raises ValueError naming what is wrong (no float32 x / y / z field, a buffer of the wrong size,
-    big-endian data).
-    """
-    if big_endian:
-        raise ValueError('big-endian point clouds are not supported')
-    offsets = {}
-    for f in fields:
-        if f.name in ('x', 'y', 'z'):
-            if f.datatype != FLOAT32:
-                raise ValueError(f'point field {f.name} has datatype {f.datatype}, '
-                                 'expected FLOAT32 (7)')
-            offsets[f.name] = int(f.offset)
-    missing = [n for n in 'xyz' if n not in offsets]
-    if missing:
-        raise ValueError(f'point cloud has no {", ".join(missing)} field(s)')
-    if point_step < max(offsets.values()) + 4:
-        raise ValueError(f'point_step {point_step} is smaller than its fields')
-    if len(data) < n_points * point_step:
-        raise ValueError(f'point cloud data holds {len(data)} bytes, {n_points} points of '
-                         f'{point_step} need {n_points * point_step}')
-    layout = np.dtype({'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
-                       'offsets': [offsets[c] for c in 'xyz'], 'itemsize': point_step})
-    rec = np.frombuffer(bytes(data[:n_points * point_step]), dtype=layout, count=n_points)
-    return np.stack([rec['x'], rec['y'], rec['z']], axis=1).astype(np.float32)

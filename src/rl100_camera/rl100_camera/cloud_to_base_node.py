@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
+from rl100.ingest_points import cloud_xyz
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
 from sensor_msgs.msg import PointCloud2
 
-from .base_cloud import BaseCloud, BaseCloudConfig, xyz_points
+from .base_cloud import BaseCloud, BaseCloudConfig
 from .messages import pointcloud_msg
 
 
@@ -58,8 +59,7 @@ class CloudToBaseNode(Node):
             if self._camera_frame and msg.header.frame_id != self._camera_frame:
                 raise ValueError(f'cloud in frame {msg.header.frame_id!r}, the calibration is for '
                                  f'{self._camera_frame!r}')
-            points = xyz_points(msg.fields, msg.point_step, msg.data, msg.width * msg.height,
-                                msg.is_bigendian)
+            points = cloud_xyz(msg)
         except ValueError as exc:
             self._dropped += 1
             self._last_error = str(exc)

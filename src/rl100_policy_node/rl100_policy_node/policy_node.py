@@ -85,6 +85,7 @@ class PolicyNode(Node):
             table_dz=p('table_dz', 0.0, 'm, how much higher the table top stands than in the '
                        'training data (calibration: touch the table with the fingertips, compare '
                        'the TCP z); the policy sees the scene shifted by it (rl100.taskframe)'))
+        self._table_frame = self._assembly.table_frame
         self._execution = {
             'temporal_ensemble': bool(p('temporal_ensemble', False, 'replan at every tick and '
                                         'average the still valid chunk predictions for it '
@@ -238,8 +239,8 @@ class PolicyNode(Node):
         else:
             plan = list(runtime.queue)
         chunk = [action, *plan]
-        if self._assembly.table_dz:  # the policy planned in the table frame: back to the base
-            chunk = list(self._assembly.table_frame.action(np.asarray(chunk)))
+        if self._table_frame.dz:  # the policy planned in the table frame: back to the base
+            chunk = list(self._table_frame.action(np.asarray(chunk)))
         msg = ActionChunk(horizon=len(chunk), action_dim=int(action.shape[0]),
                           data=[float(v) for a in chunk for v in a], model_id=policy.model_id)
         # stamp = the newest observation the chunk was computed from (rl100_msgs/ActionChunk)

@@ -20,6 +20,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
+from rl100.keys import TABLE_DZ
 from rl100_msgs.msg import EpisodeEvent
 from rl100_msgs.srv import EndEpisode, StartEpisode
 from rl100_recorder.bag_writer import BagWriterError, EpisodeBagWriter, LABELS
@@ -159,7 +160,7 @@ class RecorderNode(Node):
     def _on_start(self, request, response):
         task = request.task or self._task
         meta = {'source': self._source, 'note': request.note, 'node': self.get_name(),
-                'table_dz': self._table_dz}
+                TABLE_DZ: self._table_dz}
         try:
             episode_id = self._writer.begin(task=task, meta=meta)
         except BagWriterError as exc:
