@@ -15,10 +15,12 @@ pytest.importorskip("rclpy")
 def test_short_soak_reports_rotates_and_verifies(ros_env, tmp_path, points_model):
     out = tmp_path / "soak"
     cmd = [sys.executable, "-m", "rl100_bringup.soak", "--sim-hours", "0.0012", "--out", str(out),
-           "--model", str(points_model), "--time-limit", "1.5", "--sample-period", "0.5"]
+           "--model", str(points_model), "--time-limit", "1.5", "--sample-period", "0.5", "--report-every", "1.5"]
     proc = subprocess.run(cmd, env=ros_env, capture_output=True, text=True, timeout=200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "h simulated, report written" in proc.stdout  # progress reports before the end
     data = json.loads((out / "soak.json").read_text())
+    assert data["finished"]  # the final report replaced the progress ones
     total = data["total"]
     assert data["reached"] and data["sim_hours"] >= 0.0012 and data["up_errors"] == []
     assert total["episodes"] >= 3 and total["errors"] == 0

@@ -18,7 +18,8 @@ time and writes ``soak.json`` and ``soak.md``: per simulated hour the episodes, 
 stack errors, control rate, inference latency p50 / p99, bags verified, disk used; per node the
 memory at the start and end and its growth per hour (least-squares slope over wall time).
 Exit code 0 when the graph ran to the end without an unexpected node death and every finished
-episode's bag was readable.
+episode's bag was readable. The same files are written every ``--report-every`` simulated
+seconds (an hour by default; ``finished: false``), so a soak killed from outside keeps what it ran.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class Soak:
             signal.signal(sig, lambda *_: stop.set())
         offset, next_sample, stopped_at = 0, 0.0, None
         target = a.sim_hours * 3600.0
+        reported = 0  # progress reports written
         while proc.poll() is None:
             now = time.monotonic() - self.t0
             if now >= next_sample:
@@ -202,6 +204,9 @@ class Soak:
                 offset += len(complete)
                 for line in complete.splitlines():
                     self._episode(json.loads(line))
+            if int(self.sim_total // a.report_every) > reported:  # written now, so a soak
+                reported = int(self.sim_total // a.report_every)  # killed later keeps it
+                self.report(None, reached=False, final=False)
             if stopped_at is None and (self.sim_total >= target or stop.is_set()):
                 proc.send_signal(signal.SIGINT)  # up stops the episodes and the graph
                 stopped_at = time.monotonic()
@@ -214,7 +219,8 @@ class Soak:
                     self._episode(json.loads(line))
         return self.report(proc.returncode, reached=self.sim_total >= target)
 
-    def report(self, up_code: int, reached: bool) -> int:
+    def report(self, up_code: int | None, reached: bool, final: bool = True) -> int:
+        """Write soak.json, soak.md and memory.csv; ``final=False``: a progress report."""
         out = ''.join(self.lines)
         # the soak's own SIGINT ends the open episode as "interrupted": that is the plan
         unexpected = [e for e in re.findall(r'\[up\] error: (.*)', out)
@@ -227,6 +233,7 @@ class Soak:
                     setattr(total, k, getattr(total, k) + v)
         data = {'sim_hours_target': self.args.sim_hours, 'sim_hours': self.sim_total / 3600.0,
                 'wall_hours': (time.monotonic() - self.t0) / 3600.0, 'reached': reached,
+                'finished': final,
                 'up_exit_code': up_code, 'up_errors': unexpected,
                 'respawns': re.findall(r'\[up\] (\w+) exited with (-?\d+); respawning', out),
                 'hours': rows, 'total': total.row() | {'hour': 'all'},
@@ -237,7 +244,8 @@ class Soak:
             f.write('wall_s,node,rss_mb\n' + ''.join(f'{t},{n},{m}\n' for t, n, m in self.memory))
         text = format_report(data)
         (self.out / 'soak.md').write_text(text)
-        print(text, flush=True)
+        print(text if final else f'[soak] {data["sim_hours"]:.2f} h simulated, report written',
+              flush=True)
         ok = reached and not unexpected and not self.unreadable \
             and total.bags == total.bags_readable
         return 0 if ok else 1
@@ -249,7 +257,8 @@ def _f(value, fmt: str) -> str:
 
 
 def format_report(d: dict) -> str:
-    reached = 'reached' if d['reached'] else 'NOT reached'
+    reached = ('reached' if d['reached'] else 'NOT reached') if d.get('finished', True) \
+        else 'still running'
     lines = [f'# Soak: {d["sim_hours"]:.2f} h simulated under the policy in '
              f'{d["wall_hours"]:.2f} h wall (target {d["sim_hours_target"]:g} h: {reached})',
              '', '| sim hour | episodes | success | stack errors | control rate '
@@ -286,11 +295,15 @@ def main(argv=None) -> int:
                         help='episodes a stack error may end before the graph is stopped')
     parser.add_argument('--sample-period', type=float, default=10.0,
                         help='wall seconds between memory samples')
+    parser.add_argument('--report-every', type=float, default=3600.0,
+                        help='simulated seconds between progress reports')
     parser.add_argument('--verbose', action='store_true', help="echo the graph's output")
     parser.add_argument('launch_args', nargs='*', metavar='NAME:=VALUE')
     args = parser.parse_intermixed_args(argv)
-    if not args.sim_hours > 0 or args.sample_period <= 0 or args.max_episodes < 1:
-        parser.error('need --sim-hours > 0, --sample-period > 0, --max-episodes >= 1')
+    if not args.sim_hours > 0 or args.sample_period <= 0 or args.max_episodes < 1 \
+            or not args.report_every > 0:
+        parser.error('need --sim-hours > 0, --sample-period > 0, --report-every > 0, '
+                     '--max-episodes >= 1')
     return Soak(args).run()
 
 
