@@ -3,8 +3,9 @@
 At each tick it assembles an observation from the robot topics (stale or skewed inputs skip
 the tick and are counted), asks the shared ``rl100.runtime.PolicyRuntime`` for the action, and
 publishes an ActionChunk: the action for this tick followed by the rest of the planned chunk,
-so the safety node can keep following the plan through a late tick. ``LoadPolicy`` loads a new
-model in a separate callback group and swaps it in between two ticks; a model that fails to
+so the safety node can keep following the plan through a late tick. ``LoadPolicy`` (served by
+the side node ``<name>_loader``, spun in a thread of its own) loads a new model beside the
+control callbacks and swaps it in between two ticks; a model that fails to
 load (missing file, wrong card, sha256 mismatch, unsupported inputs) is refused with the reason
 and the running one keeps going.
 
@@ -31,7 +32,6 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rl100.export.card import model_id as card_model_id
 from rl100.runtime.policy_runtime import PolicyRuntime
@@ -121,12 +121,23 @@ class PolicyNode(Node):
                 f"trigger must be timer, observation or synced, got '{self._trigger}'")
         self._last_act_stamp = float('-inf')
         if self._trigger == 'timer':
-            self._timer = self.create_timer(1.0 / self._rate, self._tick,
-                                            callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+            self._timer = self.create_timer(1.0 / self._rate, self._tick)
+        # LoadPolicy is served by a side node of this process with an executor thread of its
+        # own (run_node / SideExecutors): loading and warming a model takes 0.1-1 s and the
+        # control callbacks go on meanwhile. Its name follows this node's (remaps included).
+        self.loader = Node(f'{self.get_name()}_loader', namespace=self.get_namespace(),
+                           context=self.context, start_parameter_services=False,
+                           cli_args=['--ros-args', '-r', f'__node:={self.get_name()}_loader'])
+        self.loader.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load)
+        self.side_nodes = (self.loader,)
         self._diagnostics = diagnostics.Diagnostics(self, 'policy', self._status)
         self.get_logger().info(f'policy node up at {self._rate:.1f} Hz')
+
+    def destroy_node(self):
+        loader = getattr(self, 'loader', None)
+        if loader is not None:
+            loader.destroy_node()
+        return super().destroy_node()
 
     def _declare(self, name, default, description):
         self.declare_parameter(name, default, ParameterDescriptor(description=description))
@@ -267,7 +278,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(PolicyNode, args, threads=2)
+    return run_node(PolicyNode, args)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rl100_msgs.msg import ActionChunk, EpisodeEvent
@@ -14,6 +14,7 @@ from rl100_msgs.srv import LoadPolicy
 from rl100_policy_node.observations import Assembler, AssemblyConfig, StaleObservationError
 from rl100_policy_node.policy_node import PolicyNode
 from rl100_ros import qos, topics
+from rl100_ros.node_main import SideExecutors
 from sensor_msgs.msg import JointState
 
 RATE = 20.0
@@ -56,9 +57,12 @@ class Harness:
         self.pose_pub = self.peer.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
         self.joint_pub = self.peer.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
         self.client = self.peer.create_client(LoadPolicy, topics.LOAD_POLICY)
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        # spun as run_node spins it: one executor for the node (the peer shares it), the
+        # LoadPolicy side node on an executor thread of its own
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
+        self.side = SideExecutors(self.node)
         self.robot_alive = True
         self.peer.create_timer(0.02, self._publish_robot)
 
@@ -84,6 +88,7 @@ class Harness:
         A peer left alive keeps its latched EpisodeEvent on the domain, and a later test's node
         receives it (seen in CI: a safety node test's hold re-anchored by a stale START).
         """
+        self.side.close()
         self.executor.shutdown()
         self.peer.destroy_node()
         self.node.destroy_node()
@@ -139,7 +144,7 @@ def test_loading_a_model_does_not_stop_the_control_loop(harness, models, monkeyp
 
     def slow_init(self, *args, **kwargs):
         ticks['start'] = harness.node._ticks
-        time.sleep(1.5)  # runs in the service's callback group, beside the control timer
+        time.sleep(1.5)  # runs on the side node's executor thread, beside the control timer
         ticks['end'] = harness.node._ticks
         original(self, *args, **kwargs)
 

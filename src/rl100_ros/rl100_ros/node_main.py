@@ -8,15 +8,12 @@ from __future__ import annotations
 import faulthandler
 import signal
 import sys
+import threading
 import time
 from typing import Callable
 
 import rclpy
-from rclpy.executors import (
-    ExternalShutdownException,
-    MultiThreadedExecutor,
-    SingleThreadedExecutor,
-)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -34,18 +31,57 @@ def _shut_down_within(seconds: float) -> bool:
     return True
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None,
-             threads: int = 1) -> int:
+class SideExecutors:
+    """Spins each of ``node.side_nodes`` with a SingleThreadedExecutor of its own, in a thread.
+
+    How a node keeps a slow callback (a service that loads a model) out of its control
+    callbacks' way: the slow one lives on a side node. rclpy's MultiThreadedExecutor, the other
+    way, busy-waits while a mutually exclusive callback group is busy (its wait set returns
+    the group's ready entities at once): in the lockstep graph that cost the policy node 3/4 of
+    a core and the graph 3/4 of its speed (BENCHMARKS, "the policy node's executor").
+    """
+
+    def __init__(self, node: Node):
+        self.nodes = list(getattr(node, 'side_nodes', ()))
+        self.executors, self.threads = [], []
+        for side in self.nodes:
+            executor = SingleThreadedExecutor()
+            executor.add_node(side)
+            thread = threading.Thread(target=self._spin, args=(executor,), daemon=True,
+                                      name=f'spin {side.get_name()}')
+            thread.start()
+            self.executors.append(executor)
+            self.threads.append(thread)
+
+    @staticmethod
+    def _spin(executor) -> None:
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        except Exception:  # a shutdown racing a callback: see run_node; otherwise a failure
+            if not _shut_down_within(SHUTDOWN_GRACE_S):
+                raise
+
+    def close(self, timeout: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop the executors and wait for their threads; the nodes stay (their owner's)."""
+        for executor in self.executors:
+            executor.shutdown(timeout_sec=timeout)
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Create the node from ``factory`` and spin it until shutdown.
 
-    ``threads`` > 1 spins a MultiThreadedExecutor (callbacks in separate callback groups then
-    run concurrently, e.g. a slow service beside a control timer). SIGTERM (what a supervisor
-    or ``docker stop`` sends) is turned into the same clean shutdown as SIGINT. SIGUSR1 prints
-    every thread's Python stack to stderr without stopping the node (what a supervisor asks for
-    before it SIGKILLs a node that does not stop: the log then says where it hung). Once the
-    node is constructed (parameters checked, model loaded, simulator running) its name goes out
-    on ``/rl100/ready`` (:func:`announce_ready`): seeing the node in the graph only says its
-    constructor has begun. Returns a process exit code.
+    The node is spun by a SingleThreadedExecutor; its ``side_nodes``, if any, each by one of
+    their own in a thread (:class:`SideExecutors`: a slow service beside a control loop).
+    SIGTERM (what a supervisor or ``docker stop`` sends) is turned into the same clean
+    shutdown as SIGINT. SIGUSR1 prints every thread's Python stack to stderr without stopping
+    the node (what a supervisor asks for before it SIGKILLs a node that does not stop: the log
+    then says where it hung). Once the node is constructed (parameters checked, model loaded,
+    simulator running) its name goes out on ``/rl100/ready`` (:func:`announce_ready`): seeing
+    the node in the graph only says its constructor has begun. Returns a process exit code.
     """
     try:
         faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
@@ -53,7 +89,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         pass
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = executor = None
+    node = executor = side = None
     try:
         try:
             node = factory()
@@ -72,9 +108,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         # context down from the SIGTERM handler shuts the global executor down, which waits for
         # the callback the signal interrupted -- in the same thread: a deadlock (ros2/rclpy#944,
         # fixed from 3.6). A local executor only gets woken by the shutdown.
-        executor = (MultiThreadedExecutor(num_threads=threads) if threads > 1
-                    else SingleThreadedExecutor())
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
+        side = SideExecutors(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -86,6 +122,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         if not _shut_down_within(SHUTDOWN_GRACE_S):
             raise
     finally:
+        if side is not None:
+            side.close()
         if executor is not None:
             executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S)
         if node is not None:
