@@ -130,6 +130,7 @@ class PolicyNode(Node):
                            cli_args=['--ros-args', '-r', f'__node:={self.get_name()}_loader'])
         self.loader.create_service(LoadPolicy, topics.LOAD_POLICY, self._on_load)
         self.side_nodes = (self.loader,)
+        self._rate_meter = diagnostics.RateMeter()  # published chunks per second (node clock)
         self._diagnostics = diagnostics.Diagnostics(self, 'policy', self._status)
         self.get_logger().info(f'policy node up at {self._rate:.1f} Hz')
 
@@ -269,7 +270,9 @@ class PolicyNode(Node):
         policy = self._policy
         if policy is None:
             return diagnostics.WARN, 'no model loaded', {'ticks': self._ticks}
+        rate = self._rate_meter.rate(self._published, self.get_clock().now().nanoseconds * 1e-9)
         values = {'model': policy.model_id, 'ticks': self._ticks, 'published': self._published,
+                  'rate_hz': diagnostics.rate_value(rate),
                   'stale_ticks': self._stale, 'last_stale': self._last_stale}
         values.update({f'latency_{k}': f'{v:.3f}' if isinstance(v, float) else v
                        for k, v in policy.runtime.latency_stats().items()})

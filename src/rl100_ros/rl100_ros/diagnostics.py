@@ -41,3 +41,26 @@ class Diagnostics:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(array)
+
+
+class RateMeter:
+    """Rate of a running count between two reads: ``rate(count, now_s)`` -> per second or None.
+
+    Reading it once per diagnostics period gives the rate over the last period (e.g. chunks per
+    second of the node's clock, simulated seconds per wall second). None on the first read and
+    when the clock did not move.
+    """
+
+    def __init__(self):
+        self._last: tuple[float, float] | None = None
+
+    def rate(self, count: float, now_s: float) -> float | None:
+        last, self._last = self._last, (float(count), float(now_s))
+        if last is None or now_s <= last[1]:
+            return None
+        return (float(count) - last[0]) / (now_s - last[1])
+
+
+def rate_value(rate: float | None) -> str:
+    """A RateMeter reading as a diagnostics value ('n/a' before the second read)."""
+    return 'n/a' if rate is None else f'{rate:.2f}'

@@ -55,6 +55,15 @@ def test_diagnostics_reach_a_subscriber():
         rclpy.try_shutdown()
 
 
+def test_rate_meter_reads_the_rate_over_the_last_period():
+    meter = diagnostics.RateMeter()
+    assert meter.rate(10, 100.0) is None  # first read: no period yet
+    assert meter.rate(30, 102.0) == 10.0  # 20 events in 2 s
+    assert meter.rate(30, 102.0) is None  # the clock did not move (paused sim time)
+    assert meter.rate(31.5, 103.0) == 1.5  # floats too: simulated s per wall s
+    assert diagnostics.rate_value(None) == 'n/a' and diagnostics.rate_value(9.996) == '10.00'
+
+
 class _Raising(Node):
     """Raises from a timer callback, after shutting the context down when ``shutdown``.
 

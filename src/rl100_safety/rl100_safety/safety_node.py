@@ -108,6 +108,7 @@ class SafetyNode(Node):
         self._start_client = self.create_client(StartEpisode, topics.START_EPISODE)
         self._end_client = self.create_client(EndEpisode, topics.END_EPISODE)
         self._timer = self.create_timer(self._period, self._timer_tick)
+        self._rate_meter = diagnostics.RateMeter()  # safety ticks per second (node clock)
         self._diagnostics = diagnostics.Diagnostics(self, 'safety', self._status)
         if initial not in ('autonomous', 'teleop', 'hold'):
             raise ValueError(f"initial_mode must be autonomous, teleop or hold, got '{initial}'")
@@ -282,8 +283,10 @@ class SafetyNode(Node):
 
     def _status(self):
         level = diagnostics.ERROR if self._filter.estop_latched else diagnostics.OK
+        rate = self._rate_meter.rate(self._ticks, self.get_clock().now().nanoseconds * 1e-9)
         return level, self._filter.mode.name.lower(), {
-            'ticks': self._ticks, 'rejected_commands': self._filter.rejected,
+            'ticks': self._ticks, 'rate_hz': diagnostics.rate_value(rate),
+            'rejected_commands': self._filter.rejected,
             'last_reason': self._filter.last_reason, 'joy_timeouts': self._joy.timeouts,
             'pose_timeouts': self._pose_input.timeouts,
             'pose_rejected': self._pose_input.rejected}

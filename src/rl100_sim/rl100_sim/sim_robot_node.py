@@ -10,11 +10,12 @@ tick's simulated time; takes
 (std_srvs/Trigger: success = the task's success detector now, message = JSON details: seed,
 steps and ``episode_time`` since the last reset, ``success_time`` (episode time of the first
 successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
-``time``, ``resets`` applied since start-up). Setting the ``seed`` parameter while the node
-runs (``ros2 param set /sim_robot seed 1000``) makes the next reset use that seed, so an
-evaluation can rerun the same scenes in a graph that stays up; ``paused`` true stops the
-simulation (no stepping, no topics, no ``/clock``), so a graph kept up between batches of
-episodes costs nothing while a trainer runs beside it. With ``scripted_operator`` the
+``time``, ``resets`` applied since start-up, ``lockstep_timeouts`` since start-up). Setting
+the ``seed`` parameter while the node runs (``ros2 param set /sim_robot seed 1000``) makes the
+next reset use that seed, so an evaluation can rerun the same scenes in a graph that stays
+up; ``paused`` true stops the simulation (no stepping, no topics, no ``/clock``), so a graph
+kept up between batches of episodes costs nothing while a trainer runs beside it. With
+``scripted_operator`` the
 node also plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure
 it takes over with the task's scripted expert, publishing absolute targets on
 ``/rl100/teleop/target`` for a safety node with ``teleop_device: pose``; the success status
@@ -25,6 +26,9 @@ Time: simulated time is published on ``/clock``; the other nodes run with
 as the graph answers: after publishing the state of tick k it waits (up to
 ``lockstep_timeout`` wall seconds) for a target stamped at or after tick k, then steps.
 With ``real_time_factor`` > 0 it steps on a wall-clock schedule and never waits.
+``/diagnostics`` (``sim_robot: sim``, wall clock): steps, resets, the real-time factor over
+the last second and the lockstep timeouts (WARN in a second with new ones: some node of the
+graph is not answering).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
-from rl100_ros import qos, topics
+from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -149,6 +153,7 @@ class SimRobotNode(Node):
         self._start_error: Exception | None = None
         self._running = True
         self._steps = 0
+        self._lockstep_timeouts = 0  # ticks stepped on a held target: the graph did not answer
         self._wall_start = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name='sim_loop', daemon=True)
         self._thread.start()
@@ -162,6 +167,9 @@ class SimRobotNode(Node):
             self._running = False
             self._thread.join(timeout=5.0)
             raise self._start_error
+        self._rtf_meter = diagnostics.RateMeter()  # simulated s per wall s
+        self._timeouts_seen = 0
+        self._diagnostics = diagnostics.Diagnostics(self, 'sim', self._status)
         self.get_logger().info(f'sim robot: {task}, seed {self._seed}, dt {self._robot.dt} s, '
                                f'{"lockstep" if self._rtf == 0 else f"{self._rtf}x real time"}')
 
@@ -250,7 +258,8 @@ class SimRobotNode(Node):
             'episode_time': round(r.time - start, 6),
             'success_time': None if success_time is None else round(success_time, 6),
             'time_limit': round(self._time_limit, 6), 'rejected_commands': self._robot.rejected,
-            'resets': resets, 'takeover': takeover})
+            'resets': resets, 'takeover': takeover,
+            'lockstep_timeouts': self._lockstep_timeouts})
         return response
 
     # --- the simulation loop ------------------------------------------------------------------
@@ -309,6 +318,8 @@ class SimRobotNode(Node):
                     self._target_event.wait(max(0.0, deadline - time.monotonic()))
                     self._target_event.clear()
                     if time.monotonic() >= deadline:
+                        if self._target_stamp < reading.time - 1e-6:
+                            self._lockstep_timeouts += 1
                         break
             with self._lock:
                 self._reading = self._robot.advance()
@@ -367,12 +378,27 @@ class SimRobotNode(Node):
         self._camera['depth'].publish(image_msg(depth_mm, frame, stamp))
         self._camera['depth_info'].publish(camera_info_msg(intr, frame, stamp))
 
+    def _status(self):
+        """Diagnostics: WARN while lockstep ticks time out (a node is not answering)."""
+        timeouts, new = self._lockstep_timeouts, self._lockstep_timeouts - self._timeouts_seen
+        self._timeouts_seen = timeouts
+        rtf = self._rtf_meter.rate(self._robot.time, time.monotonic())
+        level = diagnostics.WARN if new else diagnostics.OK
+        message = ('paused' if self._paused else
+                   f'{new} lockstep timeouts ({self._lockstep_timeout} s each)' if new else
+                   'lockstep' if self._rtf == 0 else f'{self._rtf}x real time')
+        return level, message, {'steps': self._steps, 'resets': self._resets,
+                                'sim_time_s': f'{self._robot.time:.2f}',
+                                'real_time_factor': diagnostics.rate_value(rtf),
+                                'lockstep_timeouts': timeouts}
+
     def destroy_node(self):
         wall = time.monotonic() - self._wall_start
         rtf = self._robot.time / max(wall, 1e-9)
         # printed, not logged: at shutdown the context (and /rosout) may already be gone
         print(f'simulated {self._robot.time:.1f} s ({self._steps} steps) in '
-              f'{wall:.1f} s wall: real-time factor {rtf:.2f}', flush=True)
+              f'{wall:.1f} s wall: real-time factor {rtf:.2f}; '
+              f'{self._lockstep_timeouts} lockstep timeouts', flush=True)
         self._running = False
         self._target_event.set()
         self._thread.join(timeout=5.0)  # the loop closes the env on its way out

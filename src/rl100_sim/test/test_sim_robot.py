@@ -9,7 +9,7 @@ import pytest
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rl100_ros import qos, topics
+from rl100_ros import diagnostics, qos, topics
 from rl100_sim.sim_robot import CommandRejectedError, SimRobot
 from rl100_sim.sim_robot_node import SIM_RESET, SIM_SUCCESS, SimRobotNode
 from rosgraph_msgs.msg import Clock
@@ -126,6 +126,11 @@ def test_node_lockstep_over_dds():
         assert report['episode_time'] == pytest.approx(report['steps'] * 0.1, abs=1e-6)
         assert report['success_time'] is None
         assert report['time_limit'] == pytest.approx(20.0)  # juicing-place: 200 steps at 10 Hz
+        # the 3 poses before the first target: 2+ ticks stepped after waiting 0.05 s for one
+        assert 2 <= report['lockstep_timeouts'] <= report['steps']
+        level, _, values = node._status()
+        assert values['lockstep_timeouts'] == report['lockstep_timeouts']
+        assert values['steps'] >= report['steps'] and level in (diagnostics.OK, diagnostics.WARN)
         reset = peer.create_client(Trigger, SIM_RESET).call_async(Trigger.Request())
         assert spin_until(reset.done) and reset.result().success
         assert spin_until(lambda: json.loads(
