@@ -24,6 +24,10 @@ def test_short_soak_reports_rotates_and_verifies(ros_env, tmp_path, points_model
     total = data["total"]
     assert data["reached"] and data["sim_hours"] >= 0.0012 and data["up_errors"] == []
     assert total["episodes"] >= 3 and total["errors"] == 0
+    # the sim robot's lockstep timeouts reach each episode's record (None: not reported)
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["lockstep_timeouts"], int) for r in records)
+    assert total["lockstep_timeouts"] == sum(r["lockstep_timeouts"] for r in records)
     assert total["bags"] == total["bags_readable"] == total["episodes"] and data["unreadable_bags"] == []
     # policy actions per simulated second: 10 Hz nominal, fewer while the policy warms up in 1.5 s episodes
     assert 0.0 < total["control_rate_hz"] <= 11.0 and total["latency_p99_ms"] > 0

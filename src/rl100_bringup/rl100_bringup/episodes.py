@@ -76,6 +76,7 @@ class SimStatus:
     time_limit: float  # s, the task's own episode length
     resets: int | None = None  # resets applied since the sim robot started (None: not reported)
     takeover: dict | None = None  # scripted operator's takeover {'step', 'reason'}, None before
+    lockstep_timeouts: int | None = None  # ticks stepped on a held target since start-up
 
     KEYS = ('success', 'seed', 'time', 'episode_time', 'success_time', 'time_limit')
 
@@ -95,7 +96,12 @@ class SimStatus:
                    success_time=None if st is None else float(st),
                    time_limit=float(data['time_limit']),
                    resets=None if data.get('resets') is None else int(data['resets']),
-                   takeover=_takeover(data.get('takeover')))
+                   takeover=_takeover(data.get('takeover')),
+                   lockstep_timeouts=_count(data.get('lockstep_timeouts')))
+
+
+def _count(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _takeover(value) -> dict | None:
@@ -198,6 +204,8 @@ class EpisodeResult:
     error: str = ''  # the stack error that ended the episode (counted as a failure)
     model: str = ''  # the model id(s) of the policy actions, comma-separated
     takeover: dict | None = None  # the scripted operator's takeover {'step', 'reason'}, if any
+    lockstep_timeouts: int | None = None  # sim ticks that waited out lockstep_timeout for a
+    # target while the policy was in control (None: the sim robot does not report them)
 
 
 class EpisodeRunner:
@@ -305,6 +313,7 @@ class EpisodeRunner:
         if self.phase == Phase.AUTONOMOUS:
             status = stack.sim_status()  # before the switch: durations are upper bounds
             ep['t0'], ep['t0_sim'] = status.episode_time, status.time
+            ep['timeouts0'] = status.lockstep_timeouts
             ep['progress'] = (status.time, now)
             stack.policy_samples()  # drop what came before the policy was in control
             stack.set_mode('autonomous', f'episode {ep["index"]}')
@@ -333,6 +342,8 @@ class EpisodeRunner:
             ep['duration'] = status.success_time - ep['t0'] if succeeded else elapsed
             ep['t1_sim'] = status.time
             ep['takeover'] = status.takeover
+            if ep.get('timeouts0') is not None and status.lockstep_timeouts is not None:
+                ep['timeouts'] = status.lockstep_timeouts - ep['timeouts0']
             return Phase.HOLD
         last_time, last_wall = ep['progress']
         if status.time > last_time:
@@ -365,7 +376,7 @@ class EpisodeRunner:
             episode_id=ep['episode_id'], bag=ep['bag'], control_time=t1 - t0,
             actions=actions, fresh=len({s.stamp for s in samples}), latencies=latencies,
             wall_time=self._monotonic() - ep['wall0'], model=','.join(models),
-            takeover=ep.get('takeover'),
+            takeover=ep.get('takeover'), lockstep_timeouts=ep.get('timeouts'),
             note='' if actions else f'no policy actions: {self.stack.policy_status()}')
         if samples and samples[-1].period > 0:
             self._period = samples[-1].period
@@ -408,6 +419,7 @@ class Summary:
     sim_time: float  # s simulated under AUTONOMOUS, all episodes
     wall_time: float  # s, all episodes including resets
     errors: int = 0  # episodes a stack error ended (counted as failures above)
+    lockstep_timeouts: int | None = None  # summed over episodes (None: not reported)
 
     @property
     def real_time_factor(self) -> float | None:
@@ -429,7 +441,9 @@ def summarize(results: list, nominal_rate: float | None = None) -> Summary:
         latency_p50_ms=float(np.percentile(latencies, 50)) if latencies.size else None,
         latency_p99_ms=float(np.percentile(latencies, 99)) if latencies.size else None,
         sim_time=control_time, wall_time=sum(r.wall_time for r in results),
-        errors=sum(1 for r in results if r.error))
+        errors=sum(1 for r in results if r.error),
+        lockstep_timeouts=None if all(r.lockstep_timeouts is None for r in results)
+        else sum(r.lockstep_timeouts or 0 for r in results))
 
 
 def _num(value, fmt: str, unit: str = '') -> str:
@@ -464,7 +478,9 @@ def format_results(results: list, summary: Summary) -> str:
         f'p99 {_num(s.latency_p99_ms, ".2f", " ms")} '
         f'(inference, {s.predictions} predictions, as the policy node reports it)',
         f'time              {s.sim_time:.1f} s simulated under the policy in {s.wall_time:.1f} s '
-        f'wall (real-time factor {_num(s.real_time_factor, ".2f")}, resets included)',
+        f'wall (real-time factor {_num(s.real_time_factor, ".2f")}, resets included)'
+        + ('' if s.lockstep_timeouts is None else
+           f'; {s.lockstep_timeouts} lockstep timeouts under the policy'),
     ]
     return '\n'.join(rows)
 

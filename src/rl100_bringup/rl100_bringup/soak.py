@@ -15,7 +15,9 @@ nodes; stack errors tolerated and counted) and, while it runs:
 
 It stops the graph (SIGINT) once the policy has been in control for ``--sim-hours`` of simulated
 time and writes ``soak.json`` and ``soak.md``: per simulated hour the episodes, success rate,
-stack errors, control rate, inference latency p50 / p99, bags verified, disk used; per node the
+stack errors, control rate, lockstep timeouts (ticks the simulator stepped on a held target: no
+answer within its ``lockstep_timeout``), inference latency p50 / p99, bags verified, disk used;
+per node the
 memory at the start and end and its growth per hour (least-squares slope over wall time).
 Exit code 0 when the graph ran to the end without an unexpected node death and every finished
 episode's bag was readable. The same files are written every ``--report-every`` simulated
@@ -54,6 +56,7 @@ class HourStats:
     bags: int = 0
     bags_readable: int = 0
     disk_bytes: int = 0
+    lockstep_timeouts: int = 0  # sim ticks that waited out lockstep_timeout for a target
 
     def row(self) -> dict:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
@@ -64,7 +67,8 @@ class HourStats:
                 'latency_p50_ms': float(np.percentile(lat, 50)) if lat.size else None,
                 'latency_p99_ms': float(np.percentile(lat, 99)) if lat.size else None,
                 'bags': self.bags, 'bags_readable': self.bags_readable,
-                'disk_mb': round(self.disk_bytes / 1e6, 3)}
+                'disk_mb': round(self.disk_bytes / 1e6, 3),
+                'lockstep_timeouts': self.lockstep_timeouts}
 
 
 def memory_growth(samples: list, settle_s: float = 120.0) -> dict:
@@ -158,6 +162,7 @@ class Soak:
         h.control_time += float(rec['control_time'])
         h.actions += int(rec['actions'])
         h.latencies_ms += [1e3 * v for v in rec.get('latencies', [])]
+        h.lockstep_timeouts += int(rec.get('lockstep_timeouts') or 0)
         self.sim_total += float(rec['control_time'])
         bag = Path(rec['bag']) if rec.get('bag') else None
         if bag is None:
@@ -262,11 +267,12 @@ def format_report(d: dict) -> str:
     lines = [f'# Soak: {d["sim_hours"]:.2f} h simulated under the policy in '
              f'{d["wall_hours"]:.2f} h wall (target {d["sim_hours_target"]:g} h: {reached})',
              '', '| sim hour | episodes | success | stack errors | control rate '
-             '| latency p50 / p99 | bags readable | disk |',
-             '|---:|---:|---:|---:|---:|---|---:|---:|']
+             '| lockstep timeouts | latency p50 / p99 | bags readable | disk |',
+             '|---:|---:|---:|---:|---:|---:|---|---:|---:|']
     for r in d['hours'] + [d['total']]:
         lines.append(f'| {r["hour"]} | {r["episodes"]} | {_f(r["success_rate"], ".2f")} | '
                      f'{r["errors"]} | {_f(r["control_rate_hz"], ".2f")} Hz | '
+                     f'{r.get("lockstep_timeouts", 0)} | '
                      f'{_f(r["latency_p50_ms"], ".1f")} / {_f(r["latency_p99_ms"], ".1f")} ms | '
                      f'{r["bags_readable"]}/{r["bags"]} | {r["disk_mb"]:.1f} MB |')
     lines += ['', '| node | RSS first | last | max | growth per hour |',

@@ -41,6 +41,7 @@ class FakeStack:
         self.not_ready = ''
         self.resets, self.next_seed, self.model = 0, None, 'cm.onnx:0123456789ab'
         self.takeover_at = {}  # seed -> (step, reason) of the scripted operator's takeover
+        self.lockstep_timeouts = None  # an int: counted up by one on every tick (a slow graph)
 
     def wait_ready(self):
         self.calls.append(('ready',))
@@ -55,6 +56,8 @@ class FakeStack:
             self.reset_time, self.pending_reset, self.next_seed = self.time, False, None
             self.resets += 1
         self.time = round(self.time + DT, 6)
+        if self.lockstep_timeouts is not None:
+            self.lockstep_timeouts += 1
         if self.mode == 'autonomous':
             self.chunks += 1
             latency = 0.001 * (1 + self.chunks // self.replan)
@@ -83,7 +86,8 @@ class FakeStack:
         return SimStatus(success=success_time is not None, seed=self.seed, time=self.time,
                          episode_time=episode_time, success_time=success_time,
                          time_limit=self.time_limit, resets=self.resets,
-                         takeover=None if took is None else {'step': took[0], 'reason': took[1]})
+                         takeover=None if took is None else {'step': took[0], 'reason': took[1]},
+                         lockstep_timeouts=self.lockstep_timeouts)
 
     def start_episode(self, task, note):
         self.calls.append(('start', task))
@@ -325,6 +329,9 @@ def test_sim_status_parsing_names_what_is_missing():
     took = SimStatus.parse(text.replace('"steps": 5',
                                         '"takeover": {"step": 4, "reason": "stalled"}'))
     assert took.takeover == {'step': 4, 'reason': 'stalled'}
+    assert status.lockstep_timeouts is None
+    counted = SimStatus.parse(text.replace('"steps": 5', '"lockstep_timeouts": 3'))
+    assert counted.lockstep_timeouts == 3
     with pytest.raises(StackError, match='malformed takeover'):
         SimStatus.parse(text.replace('"steps": 5', '"takeover": {"step": "late"}'))
 
@@ -335,6 +342,22 @@ def test_the_operator_takeover_is_in_the_episode_result():
     runner, _ = _runner(stack, episodes=2)
     first, second = runner.run()
     assert first.takeover == {'step': 7, 'reason': 'stalled'} and second.takeover is None
+
+
+def test_lockstep_timeouts_are_counted_over_the_policy_s_control_time():
+    stack = FakeStack(success_at={1: 1.0})
+    runner, _ = _runner(stack, episodes=1)
+    assert runner.run()[0].lockstep_timeouts is None  # a sim robot that does not report them
+    stack = FakeStack(success_at={1: 1.0})
+    stack.lockstep_timeouts = 100  # from before: resets, other runs
+    runner, _ = _runner(stack, episodes=1)
+    result = runner.run()[0]
+    # every tick timed out here: as many as ticks from the switch to autonomous to the end
+    assert result.lockstep_timeouts == round(result.control_time / DT)
+    assert 0 < result.lockstep_timeouts < stack.lockstep_timeouts - 100
+    summary = summarize([result])
+    assert summary.lockstep_timeouts == result.lockstep_timeouts
+    assert f'{result.lockstep_timeouts} lockstep timeouts' in format_results([result], summary)
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -17,7 +17,8 @@ def test_memory_growth_is_the_slope_after_start_up():
 
 def test_hour_rows_and_report():
     h = HourStats(0, episodes=4, successes=3, errors=1, control_time=20.0, actions=200,
-                  latencies_ms=[1.0, 2.0, 3.0, 4.0], bags=3, bags_readable=3, disk_bytes=2_000_000)
+                  latencies_ms=[1.0, 2.0, 3.0, 4.0], bags=3, bags_readable=3, disk_bytes=2_000_000,
+                  lockstep_timeouts=2)
     row = h.row()
     assert row['success_rate'] == 0.75 and row['control_rate_hz'] == 10.0 and row['disk_mb'] == 2.0
     assert row['latency_p50_ms'] == 2.5
@@ -27,5 +28,5 @@ def test_hour_rows_and_report():
                           'reached': True, 'hours': [row], 'total': row | {'hour': 'all'},
                           'memory': memory_growth([(0, 'n', 1.0), (1, 'n', 2.0), (2, 'n', 3.0)]),
                           'respawns': [], 'up_errors': [], 'unreadable_bags': []})
-    assert '| 0 | 4 | 0.75 | 1 | 10.00 Hz | 2.5 / 4.0 ms | 3/3 | 2.0 MB |' in text
+    assert '| 0 | 4 | 0.75 | 1 | 10.00 Hz | 2 | 2.5 / 4.0 ms | 3/3 | 2.0 MB |' in text
     assert '| n | 1 MB | 3 MB | 3 MB | +3600.0 MB/h |' in text and 'reached' in text
