@@ -48,6 +48,11 @@ def _stamp_s(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
+# inference latencies kept for /diagnostics: a minute at 100 Hz (bounded memory, and the
+# once-a-second summary on the control thread stays well under a millisecond)
+LATENCY_WINDOW = 6000
+
+
 class LoadedPolicy:
     """A runtime together with the observation assembler its card asks for."""
 
@@ -55,7 +60,7 @@ class LoadedPolicy:
                  temporal_ensemble: bool = False, ensemble_k: float = 0.01):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'no model file {path}')
-        self.runtime = PolicyRuntime(path, intra_op_threads=1,
+        self.runtime = PolicyRuntime(path, intra_op_threads=1, latency_window=LATENCY_WINDOW,
                                      temporal_ensemble=temporal_ensemble, ensemble_k=ensemble_k)
         self.runtime.warmup()  # the first ONNX Runtime calls are slow: not in the control loop
         sha = self.runtime.card['sha256']
@@ -273,6 +278,7 @@ class PolicyNode(Node):
         rate = self._rate_meter.rate(self._published, self.get_clock().now().nanoseconds * 1e-9)
         values = {'model': policy.model_id, 'ticks': self._ticks, 'published': self._published,
                   'rate_hz': diagnostics.rate_value(rate),
+                  'predictions': policy.runtime.predictions,
                   'stale_ticks': self._stale, 'last_stale': self._last_stale}
         values.update({f'latency_{k}': f'{v:.3f}' if isinstance(v, float) else v
                        for k, v in policy.runtime.latency_stats().items()})

@@ -70,14 +70,19 @@ class PolicyRuntime:
 
     ``obs``: ``{key: per-step array}`` for every key of the card's observation spec (extra keys are ignored).
     ``seed`` fixes the sampler noise; ``providers`` overrides the ONNX Runtime provider choice;
-    ``intra_op_threads`` / ``allow_spinning``: see :func:`session_options`.
+    ``intra_op_threads`` / ``allow_spinning``: see :func:`session_options`. ``latencies_ms`` keeps the
+    last ``latency_window`` inference latencies (a node running all day must not grow, nor take longer to
+    summarise them every second); ``predictions`` counts all of them.
     """
 
     def __init__(self, onnx_path: str | os.PathLike, *, card: str | os.PathLike | None = None, seed: int = 0,
                  intra_op_threads: int = 0, providers: Sequence[str] | None = None,
                  n_action_steps: int | None = None, temporal_ensemble: bool = False, ensemble_k: float = 0.01,
-                 allow_spinning: bool = False) -> None:
+                 allow_spinning: bool = False, latency_window: int = 100_000) -> None:
         import onnxruntime as ort
+
+        if latency_window < 1:
+            raise ValueError(f"latency_window must be >= 1, got {latency_window}")
 
         self.onnx_path = Path(onnx_path)
         self.card_path = Path(card) if card is not None else card_path(self.onnx_path)
@@ -114,7 +119,8 @@ class PolicyRuntime:
         self.ensemble_k = float(ensemble_k)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: deque[float] = deque(maxlen=latency_window)
+        self.predictions = 0  # predict() calls since construction (warm-up excluded)
         self.reset()
 
     # ---------------------------------------------------------------------------------------------- API
@@ -154,6 +160,7 @@ class PolicyRuntime:
         t0 = time.perf_counter()
         (out,) = self.session.run(None, feeds)
         self.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+        self.predictions += 1
         if not np.all(np.isfinite(out)):
             raise ValueError(f"{self.onnx_path}: non-finite values in output 'action' at step {self.step}")
         return out
@@ -170,10 +177,11 @@ class PolicyRuntime:
                 self.history[key].extend([np.zeros(shape, dtype)] * self.n_obs)
             self.predict()
         self.latencies_ms.clear()
+        self.predictions = 0
         self.reset()
 
     def latency_stats(self) -> dict[str, float]:
-        """Inference latency over all ``predict`` calls so far (ms): count, mean, p50, p95, max."""
+        """Inference latency over the last ``latency_window`` ``predict`` calls (ms): count, mean, p50, p95, max."""
         return latency_stats(self.latencies_ms)
 
     def reseed(self, seed: int) -> None:

@@ -64,6 +64,17 @@ def test_receding_horizon_schedule_by_hand(tmp_path):
     assert [float(rt2.act(_obs(v))[0]) for v in (1, 2, 3)] == [111, 121, 231]
 
 
+def test_latencies_are_kept_over_a_bounded_window(tmp_path):
+    """A node running all day keeps the last ``latency_window`` latencies, and counts them all."""
+    rt = PolicyRuntime(_hand_graph(tmp_path), n_action_steps=1, latency_window=3)
+    for v in range(5):
+        rt.act(_obs(v))
+    assert rt.predictions == 5 and len(rt.latencies_ms) == 3
+    assert rt.latency_stats()["count"] == 3
+    with pytest.raises(ValueError, match="latency_window must be >= 1"):
+        PolicyRuntime(_hand_graph(tmp_path), latency_window=0)
+
+
 def test_temporal_ensemble_by_hand(tmp_path):
     rt = PolicyRuntime(_hand_graph(tmp_path), temporal_ensemble=True, ensemble_k=0.0)
     got = [float(rt.act(_obs(v))[0]) for v in (1, 2, 3, 4)]
