@@ -227,6 +227,11 @@ class RealSenseSource:
         return self
 
     def stop(self) -> None:
+        # the align and point-cloud blocks keep their last output frames, which belong to the
+        # device's frame pools: release them before the pipeline and the device go (a frame
+        # that outlives its sensor is a use-after-free in librealsense; seen once as a
+        # segfault in this method at a test's teardown on a loaded machine)
+        self._align = self._pointcloud = None
         if self._pipeline is not None:
             try:
                 self._pipeline.stop()
