@@ -106,6 +106,8 @@ def test_policy_and_recorder_killed_mid_run_are_respawned(ros_env, tmp_path, poi
             assert len(targets) >= 3, bag
             assert np.ptp(targets, axis=0).max() < 1e-6, bag  # the robot was held still
             held = True
-    assert held, "no recorded episode shows the safety node holding while the policy was dead"
+    assert held, ("no recorded episode shows the safety node holding while the policy was dead\n"
+                  + json.dumps([{k: e[k] for k in ("index", "success", "actions", "error", "note")}
+                                for e in episodes]) + "\n" + out)
     partial = [p for p in record.iterdir() if p.name.endswith(".partial")]
     assert len(partial) <= 1  # the episode open when the recorder died: marked, not finished

@@ -96,7 +96,12 @@ class RosStack:
         if self._cancel.wait(seconds):
             raise CancelledError('interrupted')
 
-    def _call(self, srv_type, name: str, owner: str, request):
+    def _call(self, srv_type, name: str, owner: str, request, cancellable: bool = True):
+        """Call a service and wait for its answer.
+
+        A stop request cancels the wait, unless ``cancellable`` is False: a call whose effect
+        the run must know about once it is made.
+        """
         client = self._clients.get(name)
         if client is None:
             client = self._clients[name] = self._node.create_client(srv_type, name)
@@ -108,7 +113,7 @@ class RosStack:
             if time.monotonic() > deadline:
                 raise StackError(f'service {name} is not available after {timeout:g} s: '
                                  f'is {owner} running?')
-            if cleanup:
+            if cleanup or not cancellable:
                 time.sleep(0.05)
             else:
                 self.sleep(0.05)
@@ -116,7 +121,7 @@ class RosStack:
         answered = threading.Event()
         future.add_done_callback(lambda _: answered.set())
         while not answered.wait(0.05):
-            if self._cancel.is_set() and not cleanup:
+            if cancellable and self._cancel.is_set() and not cleanup:
                 client.remove_pending_request(future)
                 raise CancelledError('interrupted')
             if time.monotonic() > deadline:
@@ -180,8 +185,10 @@ class RosStack:
 
     def end_episode(self, success: bool, note: str) -> str:
         label = EpisodeEvent.LABEL_SUCCESS if success else EpisodeEvent.LABEL_FAILURE
+        # not cancellable: the recorder may have saved the episode by the time a stop comes,
+        # and a saved episode must be in the results (seen: a soak's last bag left unlisted)
         response = self._call(EndEpisode, topics.END_EPISODE, 'the recorder',
-                              EndEpisode.Request(label=label, note=note))
+                              EndEpisode.Request(label=label, note=note), cancellable=False)
         if not response.accepted:
             raise StackError(f'the recorder refused EndEpisode: {response.message}')
         return response.path
