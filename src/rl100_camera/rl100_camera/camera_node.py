@@ -107,7 +107,8 @@ class CameraNode(Node):
         self._watchdog = StreamWatchdog(watchdog)
         self._source_up = True  # False after a restart whose start() failed
         self._captured = self._published = self._dropped = self._skipped = 0
-        self._window = (time.monotonic(), 0)  # (start, published count) of the fps window
+        self._fps = diagnostics.RateMeter()  # published frames per second since the last report
+        self._fps.rate(0, time.monotonic())
         self._latencies: list[float] = []
         self._last_number = None
         self._threads = [threading.Thread(target=self._capture_loop, name='capture', daemon=True),
@@ -226,9 +227,7 @@ class CameraNode(Node):
         now = time.monotonic()
         level, state, counters = self._watchdog.status()
         with self._lock:
-            start, count = self._window
-            fps = (self._published - count) / max(now - start, 1e-6)
-            self._window = (now, self._published)
+            fps = self._fps.rate(self._published, now) or 0.0
             latencies, self._latencies = self._latencies, []
             values = {'fps': f'{fps:.1f}', 'frames_published': self._published,
                       'frames_captured': self._captured,

@@ -42,9 +42,8 @@ class SideExecutors:
     """
 
     def __init__(self, node: Node):
-        self.nodes = list(getattr(node, 'side_nodes', ()))
         self.executors, self.threads = [], []
-        for side in self.nodes:
+        for side in getattr(node, 'side_nodes', ()):
             executor = SingleThreadedExecutor()
             executor.add_node(side)
             thread = threading.Thread(target=self._spin, args=(executor,), daemon=True,
