@@ -304,7 +304,7 @@ def main(argv: list | None = None) -> int:
                         help='with --episodes: also write the results to this JSON file')
     parser.add_argument('--ready-timeout', type=float, default=30.0,
                         help='seconds for every node to join the ROS graph')
-    parser.add_argument('--conflict-check', type=float, default=1.0, metavar='S',
+    parser.add_argument('--conflict-check', type=float, default=2.0, metavar='S',
                         help='look this many seconds for nodes of the same names already on '
                         'this ROS domain (another graph, or one still shutting down) and refuse '
                         'to start beside them (0 = do not look)')
