@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table-frame", default="off", metavar="off|auto|DZ",
                         help="run the policy in the table frame (rl100.taskframe): 'auto' measures the table top "
                         "at each episode's start, a number is a calibrated shift in m; 'off' = the base frame")
+    parser.add_argument("--camera-check", default="off", choices=("off", "auto"),
+                        help="'auto': at each episode's start, check the scene camera's extrinsic against the robot "
+                        "and the fixed world (rl100.registration) and correct it; implies the table frame "
+                        "(shift 0 unless --table-frame says otherwise)")
     parser.add_argument("--out", required=True, help="output directory (results.json, robustness.md, .png)")
 
 
@@ -139,11 +143,17 @@ def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: 
 
     def one(spec) -> dict[str, Any]:
         env = disturbances.make_env(task, spec, seed=seed, **env_kwargs)
+        agent = None
         try:
             t0 = time.perf_counter()
-            res = evaluate(make_agent(env), env, episodes, seed, max_steps)
+            agent = make_agent(env)
+            res = evaluate(agent, env, episodes, seed, max_steps)
             res["wall_s"] = round(time.perf_counter() - t0, 2)
+            if getattr(agent, "camera_checks", None):  # one line per episode (TableFrameAgent with a scene)
+                res["camera_checks"] = list(agent.camera_checks)
         finally:
+            if hasattr(agent, "close"):
+                agent.close()
             env.close()
         k = round(res["success_rate"] * episodes)
         res["successes"], res["ci95"] = k, list(wilson(k, episodes))
@@ -241,8 +251,9 @@ def run(args: argparse.Namespace) -> int:
         families = ["all"]
     severities = [s.strip() for s in args.severity.split(",") if s.strip()]
     if args.model == "expert" or args.model.startswith("expert:"):
-        if args.table_frame != "off":
-            print("rl100 robustness: --table-frame is for a point-cloud policy, not the scripted expert")
+        if args.table_frame != "off" or args.camera_check != "off":
+            print("rl100 robustness: --table-frame / --camera-check are for a point-cloud policy, "
+                  "not the scripted expert")
             return 2
         skill = float(args.model.partition(":")[2] or 1.0)
         env_kwargs: dict[str, Any] = {"obs": ("state",)}
@@ -261,23 +272,29 @@ def run(args: argparse.Namespace) -> int:
         def make_agent(env):
             return runtime
 
-        if args.table_frame != "off":
+        if args.table_frame != "off" or args.camera_check != "off":
             try:
-                dz = None if args.table_frame == "auto" else float(args.table_frame)
+                dz = None if args.table_frame == "auto" else float(args.table_frame.replace("off", "0"))
             except ValueError:
                 print(f"rl100 robustness: --table-frame wants off, auto or a shift in m, got {args.table_frame!r}")
                 return 2
             n_points = next((int(o["shape"][1]) for o in runtime.card["observation_spec"] if o["kind"] == "points"), 0)
             if not n_points:
-                print("rl100 robustness: --table-frame needs a point-cloud policy")
+                print("rl100 robustness: --table-frame / --camera-check need a point-cloud policy")
                 return 2
             env_kwargs["obs"] = tuple(sorted({"depth", *env_kwargs["obs"]} - {"points"}))
             model_desc += f", table frame {args.table_frame}"
+            model_desc += ", camera check" if args.camera_check == "auto" else ""
 
             def make_agent(env):
                 from rl100.taskframe import TableFrameAgent
 
-                return TableFrameAgent(runtime, env, dz, n_points=n_points)
+                scene = None
+                if args.camera_check == "auto":
+                    from rl100.sim.expected_scene import ExpectedScene
+
+                    scene = ExpectedScene(env)
+                return TableFrameAgent(runtime, env, dz, n_points=n_points, scene=scene)
 
     if args.points_lo:
         try:

@@ -164,15 +164,19 @@ class TableFrameAgent:
 
     ``dz``: a fixed shift (a calibrated stand), or None to measure the table top at each episode's
     first observation (:func:`estimate_table_z` on the scene camera's uncropped cloud) and use
-    its height minus ``table_z_train``. The env must give ``observation.depth``: the cloud is made
-    here, cropped with the task's box moved into the base frame, then shifted, so the policy sees
-    the crop it was trained with. Same interface as the runtime (``reseed``, ``reset``, ``act``,
-    ``latency_stats``); ``dz`` holds the episode's shift.
+    its height minus ``table_z_train``. ``scene`` (an :class:`rl100.sim.expected_scene.ExpectedScene`,
+    ``rl100 robustness --camera-check auto``): at each episode's first observation the camera's
+    extrinsic is checked against the robot and the fixed world and corrected before anything else
+    (a refused check keeps the believed extrinsic; ``camera_checks`` records every outcome). The
+    env must give ``observation.depth``: the cloud is made here, cropped with the task's box moved
+    into the base frame, then shifted, so the policy sees the crop it was trained with. Same
+    interface as the runtime (``reseed``, ``reset``, ``act``, ``latency_stats``); ``dz`` holds the
+    episode's shift.
     """
 
     def __init__(self, runtime: Any, env: Any, dz: float | None = None, table_z_train: float = 0.0,
-                 n_points: int = 512) -> None:
-        self.runtime, self.env = runtime, env
+                 n_points: int = 512, scene: Any = None) -> None:
+        self.runtime, self.env, self.scene = runtime, env, scene
         self.fixed, self.table_z_train, self.n_points = dz, float(table_z_train), int(n_points)
         cfg = env.unwrapped.config
         if getattr(cfg, "points_color", False):
@@ -180,6 +184,8 @@ class TableFrameAgent:
         self.rng = np.random.default_rng(0)
         self.frame: TableFrame | None = None
         self.dz: float | None = None
+        self.view: Any = None
+        self.camera_checks: list[str] = []
 
     def reseed(self, seed: int) -> None:
         if hasattr(self.runtime, "reseed"):
@@ -190,6 +196,25 @@ class TableFrameAgent:
         self.runtime.reset()
         self.frame = None if self.fixed is None else TableFrame(self.fixed)
         self.dz = None if self.frame is None else self.frame.dz
+        self.view = None
+
+    def _episode_view(self, obs: Mapping[str, Any]) -> Any:
+        """The scene camera's view for this episode: as reported, or corrected by the camera check."""
+        import dataclasses
+
+        from rl100.keys import OBS_DEPTH
+        from rl100.registration import corrected_extrinsic
+
+        view = self.env.unwrapped.camera_info()
+        if self.scene is None:
+            return view
+        try:
+            reg = self.scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
+        except ValueError as exc:
+            self.camera_checks.append(f"refused: {exc}")
+            return view
+        self.camera_checks.append(reg.summary())
+        return dataclasses.replace(view, base_T_cam=corrected_extrinsic(view.base_T_cam, reg))
 
     def act(self, obs: Mapping[str, Any]) -> np.ndarray:
         from rl100.keys import OBS_DEPTH
@@ -197,17 +222,22 @@ class TableFrameAgent:
 
         if OBS_DEPTH not in obs:
             raise ValueError(f"the table frame makes the cloud from {OBS_DEPTH}; make the env with depth")
-        sim, depth = self.env.unwrapped, obs[OBS_DEPTH]
-        cfg, view = sim.config, sim.camera_info()
+        cfg, depth = self.env.unwrapped.config, obs[OBS_DEPTH]
+        if self.view is None:
+            self.view = self._episode_view(obs)
         if self.frame is None:
-            full, _ = depth_to_points(depth, view)
+            full, _ = depth_to_points(depth, self.view)
             self.frame = TableFrame(estimate_table_z(full, cfg.points_lo, cfg.points_hi) - self.table_z_train)
             self.dz = self.frame.dz
         lo, hi = self.frame.crop_box(cfg.points_lo, cfg.points_hi)
-        cloud = camera_points(None, depth, view, lo, hi, self.n_points, self.rng, cfg.points_sampler,
+        cloud = camera_points(None, depth, self.view, lo, hi, self.n_points, self.rng, cfg.points_sampler,
                               depth_filter=cfg.points_depth_filter)
         policy_obs = {k: v for k, v in obs.items() if k != OBS_DEPTH} | {OBS_POINTS: cloud}
         return self.frame.action(self.runtime.act(self.frame.observation(policy_obs)))
 
     def latency_stats(self) -> dict[str, Any]:
         return self.runtime.latency_stats()
+
+    def close(self) -> None:
+        if self.scene is not None:
+            self.scene.close()

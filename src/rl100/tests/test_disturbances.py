@@ -393,3 +393,18 @@ def test_robustness_command_runs_a_points_policy_in_the_table_frame(tmp_path, ca
     expert = ["robustness", "expert", "--task", "juicing-place", "--table-frame", "auto", "--out", str(out)]
     assert cli.main(expert) == 2
     assert "not the scripted expert" in capsys.readouterr().out
+
+
+def test_robustness_command_checks_a_knocked_camera(tmp_path):
+    model = Path(__file__).resolve().parents[3] / "models" / "juicing_place_cm.onnx"
+    out = tmp_path / "cc"
+    argv = ["robustness", str(model), "--task", "juicing-place", "--families", "camera_pose", "--episodes", "1",
+            "--max-steps", "2", "--threads", "1", "--camera-check", "auto", "--out", str(out)]
+    assert cli.main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert "camera check" in (out / "robustness.md").read_text()
+    checks = {r["family"]: r["camera_checks"] for r in result["families"]}
+    checks["nominal"] = result["nominal"]["camera_checks"]
+    assert len(checks["nominal"]) == 1 and len(checks["camera_pose"]) == 1  # one check per episode
+    moved = [float(c.split()[2]) for c in (checks["nominal"][0], checks["camera_pose"][0])]
+    assert moved[0] < 1.0 < moved[1]  # mm: the nominal camera is where it is believed; the knocked one is not

@@ -9,6 +9,23 @@ from rl100.keys import OBS_DEPTH, OBS_POINTS, OBS_STATE
 from rl100.taskframe import TableFrame, TableFrameAgent, estimate_table_z, table_tilt_deg
 
 
+class Recorder:
+    """A runtime that appends its inputs to ``seen`` and answers the TCP position it saw (hold still)."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def reset(self):
+        pass
+
+    def act(self, obs):
+        self.seen.append(obs)
+        return np.concatenate([obs[OBS_STATE][:3], [np.pi, 0, 0, 0]])
+
+    def latency_stats(self):
+        return {}
+
+
 def _state(z=0.3):
     return np.array([0.5, 0.0, z, 1, 0, 0, 0, 0.04] + [0.1] * 7, np.float32)
 
@@ -83,21 +100,9 @@ def test_agent_measures_the_table_and_acts_in_its_frame():
     stand = disturbances.make_family("table_height", shift=(0.02, 0.02))  # a stand 2 cm higher
     env = disturbances.make_env("juicing-place", stand, obs=("depth", "state"))
     seen = []
-
-    class Recorder:  # a runtime that remembers its inputs and answers the TCP pose it saw
-        def reset(self):
-            pass
-
-        def act(self, obs):
-            seen.append(obs)
-            return np.concatenate([obs[OBS_STATE][:3], [np.pi, 0, 0, 0]])
-
-        def latency_stats(self):
-            return {}
-
     try:
         obs, _ = env.reset(seed=3)
-        agent = TableFrameAgent(Recorder(), env, dz=None, n_points=256)
+        agent = TableFrameAgent(Recorder(seen), env, dz=None, n_points=256)
         agent.reseed(3)
         agent.reset()
         action = agent.act(obs)
@@ -110,4 +115,30 @@ def test_agent_measures_the_table_and_acts_in_its_frame():
         with pytest.raises(ValueError, match="make the env with depth"):
             agent.act({OBS_STATE: obs[OBS_STATE]})
     finally:
+        env.close()
+
+
+def test_agent_checks_a_knocked_camera_and_plans_with_the_corrected_extrinsic():
+    pytest.importorskip("gymnasium_robotics")
+    from rl100.sim import disturbances
+    from rl100.sim.expected_scene import ExpectedScene
+
+    env = disturbances.make_env("juicing-place", "camera_pose:moderate", obs=("depth", "state"), camera_size=(64, 64))
+    seen = []
+    agent = TableFrameAgent(Recorder(seen), env, dz=0.0, n_points=128, scene=ExpectedScene(env))
+    try:
+        obs, _ = env.reset(seed=20005)
+        agent.reset()
+        agent.act(obs)
+        sim = env.unwrapped
+        true = sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam  # where the knocked camera is
+        assert np.abs(agent.view.base_T_cam[:3, 3] - true[:3, 3]).max() < 3e-3
+        assert np.abs(agent.view.base_T_cam[:3, :3] - true[:3, :3]).max() < 2e-3
+        assert np.abs(sim.camera_info().base_T_cam[:3, 3] - true[:3, 3]).max() > 5e-3  # the belief was wrong
+        assert len(agent.camera_checks) == 1 and agent.camera_checks[0].startswith("camera moved")
+        assert seen[-1][OBS_POINTS].shape == (128, 3)
+        agent.act(obs)  # the view holds for the episode: checked once
+        assert len(agent.camera_checks) == 1
+    finally:
+        agent.close()
         env.close()

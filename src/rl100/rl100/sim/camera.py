@@ -107,6 +107,10 @@ class CameraRenderer:
         self._rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
         self._depth = np.empty((self.height, self.width), dtype=np.float32)
 
+    def hide_geom_group(self, group: int) -> None:
+        """Leave the geoms of ``group`` (0-5) out of every later render."""
+        self._option.geomgroup[group] = 0
+
     def camera_id(self, name: str) -> int:
         cid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
         if cid < 0:

@@ -169,8 +169,9 @@ class DisturbanceSet:
     def log(self, family: str, what: str) -> None:
         self.events.append({"step": self.step, "family": family, "what": what})
 
-    def restore_model(self) -> None:
-        m = self.env.model
+    def restore_model(self, model=None) -> None:
+        """The nominal values of every model field a family edits back into ``model`` (default: the env's)."""
+        m = self.env.model if model is None else model
         for name, value in self._nominal.items():
             getattr(m, name)[...] = value
         head = m.vis.headlight

@@ -1,0 +1,102 @@
+"""What the scene camera should see of the robot and the fixed world: the reference of the camera check.
+
+The robot and the world it stands in (table, floor) are known: the robot from its description and
+the measured joint angles, the world from the cell's model. Rendered from the camera pose the
+calibration *believes*, they give the depth image the camera would return if that belief were
+right; :func:`rl100.registration.register_to_expected` then finds how far off it is. The task's
+objects (the orange, the juicer: they move from episode to episode) are hidden, so they count as
+unexplained points, not as reference.
+
+:class:`ExpectedScene` keeps its own copy of a Panda task's MuJoCo model with the nominal values of
+every field a robustness family edits (a knocked camera in the env must not move the reference),
+and renders it at the env's camera resolution. Shapes: ``observation.state`` (15,)
+(:mod:`rl100.robot_state`: gripper width at 7, joint angles at 8:15); depth (H, W) m; clouds
+(K, 3) base frame.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from rl100.geometry import mat_to_quat_wxyz
+from rl100.pointcloud import PinholeView, depth_to_points
+from rl100.registration import Registration, RegistrationConfig, organized_normals, register_to_expected
+from rl100.robot_state import STATE_DIM
+from rl100.sim.camera import _MJ_TO_OPTICAL, CameraRenderer
+
+HIDDEN_GROUP = 5  # geom group the copy moves the task's objects to; not rendered
+_WIDTH, _JOINTS = 7, slice(8, 15)  # offsets in observation.state
+
+
+class ExpectedScene:
+    """Renders the robot (at measured joints) and the fixed world from a believed camera pose.
+
+    Args:
+        env: a Panda task env (``rl100.sim.make_env``; wrappers are looked through). Its model is
+            copied at construction, with any robustness family's edits undone.
+        camera: which camera (default: the env's scene camera); it must be fixed to the world.
+    """
+
+    def __init__(self, env: Any, camera: str | None = None) -> None:
+        sim = env.unwrapped
+        if not hasattr(sim, "arm"):
+            raise ValueError(f"the camera check needs a Panda task env, got {type(sim).__name__}")
+        self.model = copy.deepcopy(sim.model)
+        if getattr(sim, "disturbances", None) is not None:
+            sim.disturbances.restore_model(self.model)
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.camera = camera or sim.scene_camera
+        self.cam_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
+        if self.cam_id < 0 or m.cam_bodyid[self.cam_id] != 0:
+            raise ValueError(f"camera {self.camera!r} is not a camera fixed to the world")
+        base = m.body("robot_base").id
+        mujoco.mj_kinematics(m, self.data)
+        if not (np.allclose(self.data.xpos[base], 0.0) and np.allclose(self.data.xquat[base], [1, 0, 0, 0])):
+            raise ValueError("the camera check assumes the robot base frame is the world frame")
+        static = {0, base, *sim.arm.robot_bodies}
+        hidden = [g for g in range(m.ngeom) if m.geom_bodyid[g] not in static]
+        m.geom_group[hidden] = HIDDEN_GROUP
+        self.qadr, self.finger_qadr = sim.arm.qadr.copy(), sim.arm.finger_qadr.copy()
+        h, w = sim.camera_size
+        self.renderer = CameraRenderer(m, w, h)
+        self.renderer.hide_geom_group(HIDDEN_GROUP)
+
+    def depth(self, state: np.ndarray, view: PinholeView) -> np.ndarray:
+        """(H, W) m: the expected depth image of robot + world at ``state``'s joints, seen from ``view``."""
+        s = np.asarray(state, dtype=np.float64)
+        if s.shape != (STATE_DIM,) or not np.all(np.isfinite(s)):
+            raise ValueError(f"observation.state must be ({STATE_DIM},) finite values, got shape {s.shape}")
+        m, d = self.model, self.data
+        d.qpos[self.qadr] = s[_JOINTS]
+        d.qpos[self.finger_qadr] = s[_WIDTH] / len(self.finger_qadr)
+        pose = np.asarray(view.base_T_cam, dtype=np.float64)
+        m.cam_pos[self.cam_id] = pose[:3, 3]
+        m.cam_quat[self.cam_id] = mat_to_quat_wxyz(pose[:3, :3] @ _MJ_TO_OPTICAL)
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_camlight(m, d)
+        own = self.renderer.info(d, self.camera)
+        if not np.allclose([own.fx, own.fy, own.cx, own.cy], [view.fx, view.fy, view.cx, view.cy], rtol=1e-6):
+            raise ValueError(f"the camera check renders with fx, fy, cx, cy = {own.fx:.2f}, {own.fy:.2f}, "
+                             f"{own.cx:.2f}, {own.cy:.2f}; the image has {view.fx:.2f}, {view.fy:.2f}, "
+                             f"{view.cx:.2f}, {view.cy:.2f}")
+        _, depth = self.renderer.render(d, self.camera, rgb=False)
+        return depth
+
+    def check(self, depth: np.ndarray, state: np.ndarray, view: PinholeView,
+              config: RegistrationConfig | None = None) -> Registration:
+        """Register the observed depth image (made with ``view``) against the expected scene.
+
+        Returns the :class:`~rl100.registration.Registration`; ``corrected_extrinsic(view.base_T_cam,
+        result)`` is where the camera is. ValueError when the fit is refused (the message says why).
+        """
+        expected, normals = organized_normals(self.depth(state, view), view)
+        observed, _ = depth_to_points(np.asarray(depth), view)
+        return register_to_expected(observed, expected, normals, np.asarray(view.base_T_cam)[:3, 3], config)
+
+    def close(self) -> None:
+        self.renderer.close()

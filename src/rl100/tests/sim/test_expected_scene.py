@@ -1,0 +1,71 @@
+"""rl100.sim.expected_scene: the camera check against the robot and the fixed world, in a simulated task."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rl100.keys import OBS_DEPTH, OBS_STATE
+from rl100.registration import corrected_extrinsic
+from rl100.sim import disturbances as D
+from rl100.sim.expected_scene import ExpectedScene
+
+# task-area points (m, base frame): where the placement error of a wrong extrinsic matters
+_G = np.meshgrid(np.linspace(0.3, 0.7, 3), np.linspace(-0.3, 0.3, 3), [0.0, 0.15])
+TASK = np.stack([g.ravel() for g in _G], axis=1)
+
+
+def _displacement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(K,) m: how far task points seen through extrinsic ``a`` land from those seen through ``b``."""
+    m = a @ np.linalg.inv(b)
+    return np.linalg.norm(TASK @ m[:3, :3].T + m[:3, 3] - TASK, axis=1)
+
+
+@pytest.fixture(scope="module")
+def knocked():
+    env = D.make_env("juicing-place", "camera_pose:moderate", obs=("state", "depth"), camera_size=(64, 64))
+    yield env
+    env.close()
+
+
+def _true_pose(env) -> np.ndarray:
+    sim = env.unwrapped
+    return sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam
+
+
+def test_the_check_finds_a_knocked_camera(knocked):
+    scene = ExpectedScene(knocked)
+    try:
+        for seed in (20000, 20003):
+            obs, _ = knocked.reset(seed=seed)
+            view = knocked.unwrapped.camera_info()  # the calibration: nominal
+            true = _true_pose(knocked)
+            before = _displacement(view.base_T_cam, true)
+            assert before.mean() > 0.01  # the knock moves the task area by more than a centimetre
+            reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
+            after = _displacement(corrected_extrinsic(view.base_T_cam, reg), true)
+            assert after.max() < 3e-3, (seed, reg.summary(), after)
+            assert reg.paired > 0.5 and reg.rms_m < 2e-3
+    finally:
+        scene.close()
+
+
+def test_a_calibrated_camera_passes_unchanged_and_a_wrong_image_is_refused():
+    env = D.make_env("juicing-place", None, obs=("state", "depth"), camera_size=(64, 64))
+    scene = ExpectedScene(env)
+    try:
+        obs, _ = env.reset(seed=5)
+        view = env.unwrapped.camera_info()
+        reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
+        assert reg.translation_m < 1e-3 and reg.rotation_deg < 0.05
+        with pytest.raises(ValueError, match="renders with fx"):
+            scene.check(obs[OBS_DEPTH], obs[OBS_STATE], dataclasses.replace(view, fx=view.fx * 1.5))
+        with pytest.raises(ValueError, match=r"observation.state must be \(15,\)"):
+            scene.check(obs[OBS_DEPTH], obs[OBS_STATE][:7], view)
+        with pytest.raises(ValueError, match="camera check"):  # a camera looking somewhere else entirely
+            scene.check(np.full_like(obs[OBS_DEPTH], 0.3), obs[OBS_STATE], view)
+    finally:
+        scene.close()
+        env.close()
