@@ -126,3 +126,26 @@ def yaw_down_mat(yaw: float) -> np.ndarray:
     c, s = np.cos(yaw), np.sin(yaw)
     rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     return rz @ np.diag([1.0, -1.0, -1.0])
+
+
+def pose7_to_matrix(pose) -> np.ndarray:
+    """(7,) x y z qx qy qz qw (a ROS pose / static transform's numbers) -> (4, 4) homogeneous transform.
+
+    ValueError when the values are not 7 finite numbers with a unit quaternion (within 1e-3).
+    """
+    p = np.asarray(pose, dtype=np.float64).reshape(-1)
+    if p.shape != (7,) or not np.all(np.isfinite(p)):
+        raise ValueError(f"a pose is 7 finite numbers x y z qx qy qz qw, got {list(np.asarray(pose).reshape(-1))}")
+    norm = float(np.linalg.norm(p[3:]))
+    if abs(norm - 1.0) > 1e-3:
+        raise ValueError(f"the pose's quaternion must have unit norm, got norm {norm:.6f}")
+    out = np.eye(4)
+    out[:3, :3] = quat_wxyz_to_mat(quat_xyzw_to_wxyz(p[3:] / norm))
+    out[:3, 3] = p[:3]
+    return out
+
+
+def matrix_to_pose7(mat: np.ndarray) -> np.ndarray:
+    """(4, 4) homogeneous transform -> (7,) x y z qx qy qz qw (quaternion with w >= 0)."""
+    m = np.asarray(mat, dtype=np.float64)
+    return np.concatenate([m[:3, 3], quat_wxyz_to_xyzw(mat_to_quat_wxyz(m[:3, :3]))])

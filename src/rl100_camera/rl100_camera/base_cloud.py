@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import math
 
 import numpy as np
-from rl100.geometry import quat_wxyz_to_mat, quat_xyzw_to_wxyz
+from rl100.geometry import pose7_to_matrix
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,9 @@ class BaseCloud:
     """(M, 3) camera-frame points -> (K, 3) float32 base-frame points inside the box."""
 
     def __init__(self, config: BaseCloudConfig):
-        pose = np.asarray(config.camera_pose, dtype=np.float64)
-        quat = quat_xyzw_to_wxyz(pose[3:] / np.linalg.norm(pose[3:]))
-        self.rotation = quat_wxyz_to_mat(quat)  # (3, 3) camera -> base
-        self.translation = pose[:3]
+        pose = pose7_to_matrix(config.camera_pose)
+        self.rotation = pose[:3, :3]  # (3, 3) camera -> base
+        self.translation = pose[:3, 3]
         self.box_lo = np.asarray(config.box_lo, dtype=np.float64)
         self.box_hi = np.asarray(config.box_hi, dtype=np.float64)
         self.max_points = int(config.max_points)

@@ -18,7 +18,7 @@ follows commands as usual.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rl100.geometry import mat_to_rotvec, quat_wxyz_to_mat, quat_xyzw_to_wxyz
@@ -62,6 +62,8 @@ class SimRobot:
         self._gripper = 0.0
         self._obs: dict = {}
         self._info: dict = {}
+        # (4, 4) the hand-eye calibration the cloud is made with; None: the simulator's own
+        self.camera_pose: np.ndarray | None = None
         self.rejected = 0
 
     def reset(self, seed: int | None = None) -> RobotReading:
@@ -135,7 +137,9 @@ class SimRobot:
         The full cropped cloud, not downsampled: consumers (the policy node) apply the crop box
         and sampler their model was trained with (``rl100.pointcloud``). Needs the depth image
         (the env made with ``depth`` in its observations). The depth goes through the task's
-        ``points_depth_filter`` first, as a camera's own filter would.
+        ``points_depth_filter`` first, as a camera's own filter would. ``camera_pose`` (when set)
+        replaces the simulator's calibration, as cloud_to_base's ``camera_pose`` parameter does on
+        the robot.
         """
         from rl100.pointcloud import crop, depth_to_points, filter_depth
 
@@ -144,5 +148,8 @@ class SimRobot:
             raise RuntimeError('no depth image: make the env with depth observations')
         cfg = self.env.config
         depth = filter_depth(depth, cfg.points_depth_filter)
-        pts, _ = depth_to_points(depth, self.env.camera_info())
+        view = self.env.camera_info()
+        if self.camera_pose is not None:  # a calibration given by the operator (check_camera)
+            view = replace(view, base_T_cam=self.camera_pose)
+        pts, _ = depth_to_points(depth, view)
         return pts[crop(pts, cfg.points_lo, cfg.points_hi)].astype(np.float32)

@@ -98,6 +98,11 @@ class SimRobotNode(Node):
         depth_filter = str(p('depth_filter', 'none', 'the camera-side depth filter before the '
                              "cloud is made (rl100.pointcloud.filter_depth): 'none', 'median3', "
                              "'median5'; match the model card's depth_filter"))
+        camera_pose = str(p('camera_pose', '', 'the hand-eye calibration the /rl100/points cloud '
+                            'is made with, x y z qx qy qz qw of the camera optical frame in the '
+                            "base frame (what cloud_to_base's camera_pose is on the robot; "
+                            'python -m rl100_bringup.check_camera prints it); empty: the '
+                            "simulator's own"))
         from rl100.sim import make_config, make_env  # imports MuJoCo: not at module import
 
         obs = ('state',) + (('rgb', 'depth') if cameras else ('depth',) if points else ())
@@ -109,6 +114,14 @@ class SimRobotNode(Node):
             families = attach(env, disturbance).configs()
             self.get_logger().info(f'disturbance: {json.dumps(families)}')
         self._robot = SimRobot(env, self._frame)
+        if camera_pose.strip():  # a bad pose fails start-up, naming the parameter
+            from rl100.geometry import pose7_to_matrix
+            try:
+                values = [float(v) for v in camera_pose.replace(',', ' ').split()]
+                self._robot.camera_pose = pose7_to_matrix(values)
+            except ValueError as exc:
+                raise ValueError(f'camera_pose: {exc}') from None
+            self.get_logger().info(f'camera_pose (hand-eye calibration): {values}')
         self._operator = None
         self._operator_on = operator
         if operator:

@@ -41,3 +41,34 @@ def test_node_parameter_attaches_the_families():
             SimRobotNode(parameter_overrides=[Parameter('disturbance', value='shove')])
     finally:
         rclpy.try_shutdown()
+
+
+def test_camera_pose_parameter_replaces_the_calibration_of_the_cloud():
+    from rl100.geometry import matrix_to_pose7
+
+    knock = {'family': 'camera_pose', 'offset': [0.01, 0.0, -0.01], 'turn': [0.0, 2.0, 0.0]}
+    knocked = SimRobot(disturbances.make_env('juicing-place', knock, obs=('state', 'depth'),
+                                             seed=0, max_steps=10**9))
+    followed = SimRobot(disturbances.make_env('juicing-place', dict(knock, calibrated=True),
+                                              obs=('state', 'depth'), seed=0, max_steps=10**9))
+    knocked.reset(3)
+    followed.reset(3)
+    true_pose = followed.env.camera_info().base_T_cam  # calibrated=True: the pose it really has
+    stale = knocked.points()
+    knocked.camera_pose = true_pose  # what check_camera finds and the operator sets
+    np.testing.assert_allclose(knocked.points(), followed.points(), atol=1e-5)
+    assert len(stale) != len(knocked.points()) or not np.allclose(stale, knocked.points())
+    rclpy.init()
+    try:
+        pose = ' '.join(str(v) for v in matrix_to_pose7(true_pose))
+        node = SimRobotNode(parameter_overrides=[Parameter('lockstep_timeout', value=0.01),
+                                                 Parameter('enable_points', value=True),
+                                                 Parameter('camera_pose', value=pose)])
+        try:
+            np.testing.assert_allclose(node._robot.camera_pose, true_pose, atol=1e-9)
+        finally:
+            node.destroy_node()
+        with pytest.raises(ValueError, match='camera_pose: .*unit norm'):
+            SimRobotNode(parameter_overrides=[Parameter('camera_pose', value='1 0 0 0 0 0 2')])
+    finally:
+        rclpy.try_shutdown()

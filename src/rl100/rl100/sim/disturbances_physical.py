@@ -11,6 +11,7 @@ The object a task manipulates is its registry entry's ``manipuland`` body (juici
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mujoco
@@ -352,6 +353,9 @@ class CameraPose(Family):
             a camera knocked after calibration: clouds come out shifted / tilted; True: the reported
             extrinsics follow the camera -- only the viewpoint changes.
         camera: the fixed (world-mounted) camera moved.
+        offset, turn: a given knock instead of a random one: (3,) m in the world frame, and (3,)
+            a rotation vector in deg about the camera centre (world axes); both or neither (empty:
+            a random knock per episode).
     """
 
     name = "camera_pose"
@@ -364,12 +368,25 @@ class CameraPose(Family):
     rotation: float | None = None
     calibrated: bool = False
     camera: str = "scene"
+    offset: tuple[float, ...] = ()
+    turn: tuple[float, ...] = ()
 
     def validate(self) -> None:
         self.translation = check_number(self.name, "translation", self.translation, 0.0, 0.5)
         self.rotation = check_number(self.name, "rotation", self.rotation, 0.0, 90.0)
         if not isinstance(self.calibrated, bool):
             raise ValueError(f"{self.name}.calibrated must be true or false, got {self.calibrated!r}")
+        for name, limit in (("offset", 0.5), ("turn", 90.0)):
+            value = getattr(self, name)
+            try:
+                vec = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                vec = (math.nan,)
+            if len(vec) not in (0, 3) or not all(math.isfinite(v) and abs(v) <= limit for v in vec):
+                raise ValueError(f"{self.name}.{name} must be 3 finite numbers within +-{limit}, got {value!r}")
+            setattr(self, name, vec)
+        if bool(self.offset) != bool(self.turn):
+            raise ValueError(f"{self.name}: give both offset (m) and turn (deg) for a fixed knock, or neither")
 
     def applicable(self, env, dset) -> str | None:
         cid = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
@@ -378,7 +395,10 @@ class CameraPose(Family):
         return None if env.model.cam_bodyid[cid] == 0 else f"camera {self.camera!r} is not fixed to the world"
 
     def begin_episode(self, env, dset, rng) -> None:
-        self.offset = rng.uniform(-self.translation, self.translation, 3)
+        if self.offset:  # a given knock: the same in every episode
+            self.shift, self.rotvec = np.array(self.offset), np.deg2rad(np.array(self.turn))
+            return
+        self.shift = rng.uniform(-self.translation, self.translation, 3)
         axis = rng.normal(size=3)
         axis /= np.linalg.norm(axis)
         self.rotvec = axis * np.deg2rad(rng.uniform(0.0, self.rotation))
@@ -398,8 +418,8 @@ class CameraPose(Family):
                                   float(np.linalg.norm(self.rotvec)))
         mujoco.mju_mulQuat(q, dq, m.cam_quat[cid])  # rotate in the world frame about the camera centre
         m.cam_quat[cid] = q
-        m.cam_pos[cid] += self.offset
-        dset.log(self.name, f"camera moved {np.round(self.offset * 100, 2).tolist()} cm, "
+        m.cam_pos[cid] += self.shift
+        dset.log(self.name, f"camera moved {np.round(self.shift * 100, 2).tolist()} cm, "
                             f"turned {np.rad2deg(np.linalg.norm(self.rotvec)):.2f} deg")
 
 

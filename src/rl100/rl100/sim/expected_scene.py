@@ -9,7 +9,7 @@ unexplained points, not as reference.
 
 :class:`ExpectedScene` keeps its own copy of a Panda task's MuJoCo model with the nominal values of
 every field a robustness family edits (a knocked camera in the env must not move the reference),
-and renders it at the env's camera resolution. Shapes: ``observation.state`` (15,)
+and renders it at the env's camera resolution (or another). Shapes: ``observation.state`` (15,)
 (:mod:`rl100.robot_state`: gripper width at 7, joint angles at 8:15); depth (H, W) m; clouds
 (K, 3) base frame.
 """
@@ -39,9 +39,11 @@ class ExpectedScene:
         env: a Panda task env (``rl100.sim.make_env``; wrappers are looked through). Its model is
             copied at construction, with any robustness family's edits undone.
         camera: which camera (default: the env's scene camera); it must be fixed to the world.
+        size: (H, W) px of the expected image (default: the env's camera size); its field of view
+            is the model camera's, so a real camera's wider view is only partly covered.
     """
 
-    def __init__(self, env: Any, camera: str | None = None) -> None:
+    def __init__(self, env: Any, camera: str | None = None, size: tuple[int, int] | None = None) -> None:
         sim = env.unwrapped
         if not hasattr(sim, "arm"):
             raise ValueError(f"the camera check needs a Panda task env, got {type(sim).__name__}")
@@ -62,40 +64,44 @@ class ExpectedScene:
         hidden = [g for g in range(m.ngeom) if m.geom_bodyid[g] not in static]
         m.geom_group[hidden] = HIDDEN_GROUP
         self.qadr, self.finger_qadr = sim.arm.qadr.copy(), sim.arm.finger_qadr.copy()
-        h, w = sim.camera_size
+        h, w = size or sim.camera_size
         self.renderer = CameraRenderer(m, w, h)
         self.renderer.hide_geom_group(HIDDEN_GROUP)
 
-    def depth(self, state: np.ndarray, view: PinholeView) -> np.ndarray:
-        """(H, W) m: the expected depth image of robot + world at ``state``'s joints, seen from ``view``."""
+    def render(self, state: np.ndarray, base_T_cam: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The expected depth image of robot + world at ``state``'s joints, from camera pose ``base_T_cam``.
+
+        Rendered with this scene's own camera intrinsics (the model camera's field of view at
+        ``size``), which need not be the real camera's: the check compares 3D points. Returns
+        (depth (H, W) m, its :class:`~rl100.sim.camera.CameraInfo` with ``base_T_cam``).
+        """
         s = np.asarray(state, dtype=np.float64)
         if s.shape != (STATE_DIM,) or not np.all(np.isfinite(s)):
             raise ValueError(f"observation.state must be ({STATE_DIM},) finite values, got shape {s.shape}")
+        pose = np.asarray(base_T_cam, dtype=np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)) \
+                or not np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-6):
+            raise ValueError(f"base_T_cam must be a finite (4, 4) pose with a rotation, got {pose.tolist()}")
         m, d = self.model, self.data
         d.qpos[self.qadr] = s[_JOINTS]
         d.qpos[self.finger_qadr] = s[_WIDTH] / len(self.finger_qadr)
-        pose = np.asarray(view.base_T_cam, dtype=np.float64)
         m.cam_pos[self.cam_id] = pose[:3, 3]
         m.cam_quat[self.cam_id] = mat_to_quat_wxyz(pose[:3, :3] @ _MJ_TO_OPTICAL)
         mujoco.mj_kinematics(m, d)
         mujoco.mj_camlight(m, d)
-        own = self.renderer.info(d, self.camera)
-        if not np.allclose([own.fx, own.fy, own.cx, own.cy], [view.fx, view.fy, view.cx, view.cy], rtol=1e-6):
-            raise ValueError(f"the camera check renders with fx, fy, cx, cy = {own.fx:.2f}, {own.fy:.2f}, "
-                             f"{own.cx:.2f}, {own.cy:.2f}; the image has {view.fx:.2f}, {view.fy:.2f}, "
-                             f"{view.cx:.2f}, {view.cy:.2f}")
         _, depth = self.renderer.render(d, self.camera, rgb=False)
-        return depth
+        return depth, self.renderer.info(d, self.camera)
 
     def check(self, depth: np.ndarray, state: np.ndarray, view: PinholeView,
               config: RegistrationConfig | None = None) -> Registration:
-        """Register the observed depth image (made with ``view``) against the expected scene.
+        """Register an observed depth image (intrinsics and believed pose ``view``) against the expected scene.
 
         Returns the :class:`~rl100.registration.Registration`; ``corrected_extrinsic(view.base_T_cam,
         result)`` is where the camera is. ValueError when the fit is refused (the message says why).
         """
-        expected, normals = organized_normals(self.depth(state, view), view)
-        observed, _ = depth_to_points(np.asarray(depth), view)
+        expected_depth, own = self.render(state, view.base_T_cam)
+        expected, normals = organized_normals(expected_depth, own)
+        observed, _ = depth_to_points(np.asarray(depth, dtype=np.float32), view)
         return register_to_expected(observed, expected, normals, np.asarray(view.base_T_cam)[:3, 3], config)
 
     def close(self) -> None:

@@ -139,3 +139,21 @@ def test_rotation_helpers_round_trip():
     near = rotvec_near(flipped, np.array([np.pi, 0.0, 0.0]))
     assert near[0] > 3.0
     np.testing.assert_allclose(rotvec_to_mat(near), rotvec_to_mat(flipped), atol=1e-9)
+
+
+def test_pose7_round_trip_and_bad_poses():
+    from rl100.geometry import matrix_to_pose7, pose7_to_matrix
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        mat = np.eye(4)
+        mat[:3, :3] = rotvec_to_mat(rng.normal(size=3))
+        mat[:3, 3] = rng.normal(size=3)
+        pose = matrix_to_pose7(mat)
+        assert pose.shape == (7,) and pose[6] >= 0.0
+        np.testing.assert_allclose(pose7_to_matrix(pose), mat, atol=1e-9)
+    np.testing.assert_allclose(pose7_to_matrix([1, 2, 3, 0, 0, 0, 1])[:3, 3], [1, 2, 3])
+    for bad, message in (([0] * 6, "7 finite"), ([0, 0, 0, 0, 0, 0, float("nan")], "7 finite"),
+                         ([0, 0, 0, 0, 0, 0, 2], "unit norm")):
+        with pytest.raises(ValueError, match=message):
+            pose7_to_matrix(bad)

@@ -1,0 +1,85 @@
+"""check_camera: the camera's calibration checked against the robot, in-process and over DDS."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+
+pytest.importorskip('rl100.sim')
+from rl100.geometry import pose7_to_matrix  # noqa: E402
+from rl100.keys import OBS_DEPTH, OBS_STATE  # noqa: E402
+from rl100.sim import disturbances  # noqa: E402
+from rl100_bringup.check_camera import check_frames, Frame  # noqa: E402
+
+KNOCK = {'family': 'camera_pose', 'offset': [0.012, -0.008, 0.006], 'turn': [0.8, -1.5, 1.2]}
+
+
+def _poses(env):
+    """(believed, true) (4, 4) scene-camera poses of a knocked camera."""
+    sim = env.unwrapped
+    return (np.array(sim.camera_info().base_T_cam),
+            np.array(sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam))
+
+
+def _close(a, b, mm=3.0, deg=0.15):
+    moved = np.linalg.norm(a[:3, 3] - b[:3, 3]) * 1000
+    turned = np.degrees(np.arccos(np.clip((np.trace(a[:3, :3] @ b[:3, :3].T) - 1) / 2, -1, 1)))
+    return moved < mm and turned < deg, (moved, turned)
+
+
+def test_check_frames_finds_the_knock():
+    env = disturbances.make_env('juicing-place', KNOCK, obs=('state', 'depth'))
+    try:
+        frames = []
+        for seed in (1, 2):
+            obs, _ = env.reset(seed=seed)
+            v = env.unwrapped.camera_info()
+            frames.append(Frame(obs[OBS_DEPTH], (v.fx, v.fy, v.cx, v.cy), obs[OBS_STATE]))
+        believed, true = _poses(env)
+    finally:
+        env.close()
+    result = check_frames(frames, believed)
+    ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
+    assert ok, (err, result)
+    assert result['frames'] == 2 and result['moved_mm'] > 5 and result['turned_deg'] > 1.5
+    with pytest.raises(ValueError, match='no frames'):
+        check_frames([], believed)
+
+
+def test_command_reads_the_sim_robots_camera_over_dds(ros_env):
+    """The sim robot node (knocked camera) in this process; the command in its own."""
+    from rl100_sim.sim_robot_node import SimRobotNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
+    executor = SingleThreadedExecutor(context=context)
+    node = None
+    try:
+        node = SimRobotNode(context=context, parameter_overrides=[
+            Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
+            Parameter('disturbance', value=json.dumps([KNOCK]))])
+        executor.add_node(node)
+        spin = threading.Thread(target=executor.spin, daemon=True)
+        spin.start()
+        proc = subprocess.run([sys.executable, '-m', 'rl100_bringup.check_camera', '--frames',
+                               '3', '--timeout', '40'], env=ros_env, text=True,
+                              capture_output=True, timeout=90)
+        believed, true = _poses(node._robot.env)
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.splitlines()[0])
+    ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
+    assert ok, (err, proc.stdout)
+    assert result['frames'] == 3
+    assert "launch with camera_pose:='" in proc.stdout
+    assert 'cloud_to_base camera_pose: [' in proc.stdout
