@@ -8,6 +8,8 @@ always in view: given the measured joint angles, the expected depth image from t
 camera pose can be rendered from the robot and world model (:mod:`rl100.sim.expected_scene`).
 Registering the observed cloud to the expected one gives the rigid correction ``T`` that, applied
 after the believed extrinsic, puts the points where they are: ``base_T_cam_true = T @ base_T_cam``.
+The table's height may be unknown too (the robot on another stand): it is then a seventh unknown,
+told apart from a camera moved up or down by the robot's own points.
 
 Pure numpy + scipy (no MuJoCo, no ROS). Shapes: clouds (M, 3) float64 in the robot base frame,
 normals (M, 3) unit, transforms (4, 4).
@@ -46,6 +48,8 @@ class Registration:
             motion is not constrained by what is in view, e.g. only a plane is seen).
         iterations: iterations run.
         camera_origin: (3,) the believed camera position, base frame.
+        table_dz: m, how much higher the table stands than in the expected scene (0 when its
+            height was not estimated).
     """
 
     correction: np.ndarray
@@ -54,6 +58,7 @@ class Registration:
     conditioning: float
     iterations: int
     camera_origin: np.ndarray
+    table_dz: float = 0.0
 
     @property
     def translation_m(self) -> float:
@@ -67,7 +72,8 @@ class Registration:
         return float(np.degrees(np.linalg.norm(mat_to_rotvec(self.correction[:3, :3]))))
 
     def summary(self) -> str:
-        return (f"camera moved {self.translation_m * 1000:.1f} mm, turned {self.rotation_deg:.2f} deg "
+        return (f"camera moved {self.translation_m * 1000:.1f} mm, turned {self.rotation_deg:.2f} deg, "
+                f"table {self.table_dz * 1000:+.1f} mm "
                 f"({self.paired:.0%} of the points paired, rms {self.rms_m * 1000:.1f} mm, "
                 f"conditioning {self.conditioning:.3f})")
 
@@ -88,6 +94,7 @@ class RegistrationConfig:
         min_conditioning: a smaller singular value ratio: the view does not constrain all 6 DoF.
         max_translation, max_rotation_deg: m, deg; a camera moved or turned more than this was not
             knocked, it was moved: recalibrate.
+        max_table_dz: m, a larger table height change is refused (not this cell's table).
     """
 
     iterations: int = 30
@@ -99,20 +106,22 @@ class RegistrationConfig:
     min_conditioning: float = 0.002
     max_translation: float = 0.10
     max_rotation_deg: float = 10.0
+    max_table_dz: float = 0.2
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.max_points < 10:
             raise ValueError(f"registration needs iterations >= 1 and max_points >= 10, got {self}")
         if not 0 < self.radius[1] <= self.radius[0]:
             raise ValueError(f"radius must be (start, end) with 0 < end <= start, got {self.radius}")
-        for name in ("max_range", "max_rms", "max_translation", "max_rotation_deg"):
+        for name in ("max_range", "max_rms", "max_translation", "max_rotation_deg", "max_table_dz"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.min_paired <= 1 or not 0 <= self.min_conditioning < 1:
             raise ValueError(f"min_paired must be in [0, 1] and min_conditioning in [0, 1), got {self}")
 
 
-def organized_normals(depth: np.ndarray, view: PinholeView, max_jump: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def organized_normals(depth: np.ndarray, view: PinholeView,
+                      max_jump: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Back-project a depth image and estimate a surface normal per pixel from its image neighbours.
 
     Args:
@@ -124,7 +133,7 @@ def organized_normals(depth: np.ndarray, view: PinholeView, max_jump: float = 0.
 
     Returns:
         points (K, 3) and unit normals (K, 3), base frame, for the pixels with a return whose four
-        neighbours have one too and lie on the same surface.
+        neighbours have one too and lie on the same surface, and their flat pixel indices (K,).
     """
     h, w = depth.shape
     pts, idx = depth_to_points(depth, view)
@@ -144,12 +153,12 @@ def organized_normals(depth: np.ndarray, view: PinholeView, max_jump: float = 0.
     normals[1:-1, 1:-1] = n
     normals = normals.reshape(-1, 3)[idx]
     ok = np.all(np.isfinite(normals), axis=1)
-    return pts[ok], normals[ok]
+    return pts[ok], normals[ok], idx[ok]
 
 
 def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_normals: np.ndarray,
                          camera_origin: np.ndarray, config: RegistrationConfig | None = None,
-                         seed: int = 0) -> Registration:
+                         seed: int = 0, table: np.ndarray | None = None) -> Registration:
     """Rigid correction that moves an observed cloud onto the expected scene (trimmed point-to-plane ICP).
 
     Args:
@@ -159,6 +168,10 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
         camera_origin: (3,) the believed camera position (for ``max_range``).
         config: limits; defaults to :class:`RegistrationConfig`.
         seed: picks the observed subset.
+        table: (K,) bool, the expected points of a table whose height is not known (another
+            stand): they may move as one along z, and that shift is estimated with the camera
+            correction (``Registration.table_dz``; the robot's own points tell the two apart).
+            None: every expected point is where it is.
 
     Returns:
         the :class:`Registration`.
@@ -183,24 +196,28 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
         src = src[np.random.default_rng(seed).choice(len(src), cfg.max_points, replace=False)]
     # a stereo camera's depth noise grows with the square of the range: weight each pair by 1 / sigma
     inv_sigma = 1.0 / np.maximum(np.linalg.norm(src - np.asarray(camera_origin, dtype=np.float64), axis=1), 0.1) ** 2
-    tree = cKDTree(tgt)
-    spacing = tree.query(tgt, k=2)[0][:, 1]  # (K,) m: how far apart the expected samples lie there
-    T = np.eye(4)
+    movable = np.zeros(len(tgt), dtype=bool) if table is None else np.asarray(table, dtype=bool)
+    if movable.shape != (len(tgt),):
+        raise ValueError(f"table must be a (K,) mask of the expected points, got shape {movable.shape}")
+    spacing = cKDTree(tgt).query(tgt, k=2)[0][:, 1]  # (K,) m: how far apart the expected samples lie there
+    T, dz = np.eye(4), 0.0
     r0, r1 = cfg.radius
     paired = rms = cond = 0.0
     for it in range(cfg.iterations):
         radius = r0 * (r1 / r0) ** (it / max(cfg.iterations - 1, 1))
+        moved = tgt + np.outer(movable, [0.0, 0.0, dz])  # the table at its current height estimate
         p = src @ T[:3, :3].T + T[:3, 3]
-        dist, j = tree.query(p)
+        dist, j = cKDTree(moved).query(p)
         near = dist < radius + spacing[j]
-        r_all = np.sum((p - tgt[j]) * tn[j], axis=1)  # (M,) signed point-to-plane distances
+        r_all = np.sum((p - moved[j]) * tn[j], axis=1)  # (M,) signed point-to-plane distances
         ok = near & (np.abs(r_all) < radius)
         paired = float(ok.mean())
-        if ok.sum() < 6:
+        if ok.sum() < 7:
             raise ValueError(f"camera check: only {int(ok.sum())} observed points lie within {radius * 1000:.0f} mm "
                              "of the expected scene: is this the right camera, robot and extrinsic?")
-        p, n, w, r = p[ok], tn[j[ok]], inv_sigma[ok], r_all[ok]
-        A = np.concatenate([np.cross(p, n), n], axis=1)  # (P, 6): d r / d (omega, t), small-angle
+        p, n, w, r, jt = p[ok], tn[j[ok]], inv_sigma[ok], r_all[ok], movable[j[ok]]
+        # (P, 6 or 7): d r / d (omega, t[, table dz]), small-angle
+        A = np.concatenate([np.cross(p, n), n] + ([-(n[:, 2] * jt)[:, None]] if table is not None else []), axis=1)
         sv = np.linalg.svd(A, compute_uv=False)
         cond = float(sv[-1] / max(sv[0], 1e-12))
         scale = max(1.4826 * float(np.median(np.abs(r))), 1e-4)  # robust sigma of the residuals (MAD)
@@ -208,10 +225,12 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
         x = np.linalg.lstsq(A * w[:, None], -r * w, rcond=None)[0]  # rows weighted by 1 / sigma
         step = np.eye(4)
         step[:3, :3] = rotvec_to_mat(x[:3])
-        step[:3, 3] = x[3:]
+        step[:3, 3] = x[3:6]
         T = step @ T
+        dz += float(x[6]) if table is not None else 0.0
         rms = float(np.sqrt(np.mean((r + A @ x) ** 2)))
-    result = Registration(T, paired, rms, cond, cfg.iterations, np.asarray(camera_origin, dtype=np.float64).copy())
+    result = Registration(T, paired, rms, cond, cfg.iterations, np.asarray(camera_origin, dtype=np.float64).copy(),
+                          dz)
     problems = []
     if paired < cfg.min_paired:
         problems.append(f"{paired:.0%} of the observed points paired (need {cfg.min_paired:.0%})")
@@ -222,6 +241,8 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
     if result.translation_m > cfg.max_translation or result.rotation_deg > cfg.max_rotation_deg:
         problems.append(f"the camera moved {result.translation_m * 1000:.0f} mm / turned {result.rotation_deg:.1f} deg "
                         f"(limits {cfg.max_translation * 1000:.0f} mm / {cfg.max_rotation_deg:g} deg): recalibrate")
+    if abs(dz) > cfg.max_table_dz:
+        problems.append(f"the table moved {dz * 1000:+.0f} mm (limit {cfg.max_table_dz * 1000:.0f} mm)")
     if problems:
         raise ValueError("camera check refused: " + "; ".join(problems))
     return result

@@ -100,8 +100,8 @@ def test_organized_normals_of_a_tilted_plane_and_no_normal_across_an_edge():
     v, u = np.mgrid[0:32, 0:32]
     depth = (1.0 + 0.01 * u).astype(np.float32)  # z grows to the right: a plane tilted about y
     depth[:, 20:] += 0.5  # a step: a second plane behind
-    pts, nrm = organized_normals(depth, View())
-    assert len(pts) == len(nrm) and len(pts) < 30 * 30  # border and step pixels have no normal
+    pts, nrm, idx = organized_normals(depth, View())
+    assert len(pts) == len(nrm) == len(idx) and len(pts) < 30 * 30  # border and step pixels have no normal
     plane = pts[:, 2] < 1.19
     expect = np.array([-0.5, 0.0, 1.0]) / np.linalg.norm([-0.5, 0.0, 1.0])  # from dz/dx = 0.01 * fx / z
     assert np.all(np.abs(np.abs(nrm[plane] @ expect) - 1.0) < 0.02)

@@ -8,9 +8,11 @@ success). The robot and the table are in view all the time and their geometry is
 takes ``--frames`` aligned depth images (realsense-ros names; the sim robot publishes the same)
 with the joint angles of the same moment, renders what the camera should see of the robot and
 the fixed world from the believed pose (``rl100.sim.expected_scene``), registers one against
-the other (``rl100.registration``) and prints how far the camera moved and the corrected
+the other (``rl100.registration``; the table's height is estimated with the camera pose, the
+robot tells the two apart) and prints how far the camera moved and the corrected
 ``camera_pose``: for cloud_to_base's parameter on the robot, and as the ``camera_pose`` launch
-argument of the simulated graph. Keep the arm still and clear the table of anything large.
+argument of the simulated graph; and the table's height as the ``table_dz`` launch argument.
+Keep the arm still and clear the table of anything large.
 
 ``--camera-pose``: the calibration in use (cloud_to_base's ``camera_pose``); default: the
 simulated task's own scene camera. Exit code 2 with the reason when no frames arrive or the
@@ -70,8 +72,9 @@ def depth_metres(msg) -> np.ndarray:
 def check_frames(frames: list, believed: np.ndarray, task: str = 'juicing-place') -> dict:
     """Register each frame against the expected scene; the median correction and what it gives.
 
-    Returns ``{"moved_mm", "turned_deg", "spread_mm", "frames", "paired", "rms_mm",
-    "camera_pose": [x y z qx qy qz qw]}``. ValueError when no frame registers (with the reason).
+    Returns ``{"moved_mm", "turned_deg", "spread_mm", "frames", "paired", "rms_mm", "table_dz"
+    (m, the table top above the model's), "camera_pose": [x y z qx qy qz qw]}``. ValueError
+    when no frame registers (with the reason).
     """
     from rl100.geometry import mat_to_rotvec, matrix_to_pose7, rotvec_to_mat
     from rl100.registration import corrected_extrinsic
@@ -99,6 +102,7 @@ def check_frames(frames: list, believed: np.ndarray, task: str = 'juicing-place'
             'spread_mm': round(spread * 1000, 2), 'frames': len(regs),
             'paired': round(float(np.median([r.paired for r in regs])), 3),
             'rms_mm': round(float(np.median([r.rms_m for r in regs])) * 1000, 2),
+            'table_dz': round(float(np.median([r.table_dz for r in regs])), 4),
             'camera_pose': [round(float(v), 6) for v in matrix_to_pose7(pose)]}
 
 
@@ -195,6 +199,8 @@ def main(argv=None) -> int:
           f"{result['turned_deg']:.2f} deg from the calibration in use")
     print(f"robot: cloud_to_base camera_pose: [{pose.replace(' ', ', ')}]")
     print(f"simulation: launch with camera_pose:='{pose}'")
+    print(f"the table top stands {result['table_dz'] * 1000:+.1f} mm from the model's: "
+          f"launch with table_dz:={result['table_dz']:.4f}")
     return 0
 
 

@@ -27,14 +27,18 @@ def _poses(env):
             np.array(sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam))
 
 
-def _close(a, b, mm=3.0, deg=0.15):
-    moved = np.linalg.norm(a[:3, 3] - b[:3, 3]) * 1000
-    turned = np.degrees(np.arccos(np.clip((np.trace(a[:3, :3] @ b[:3, :3].T) - 1) / 2, -1, 1)))
-    return moved < mm and turned < deg, (moved, turned)
+def _close(a, b, mm=3.0):
+    """Do task-area points seen through ``a`` land within ``mm`` of those seen through ``b``?"""
+    g = np.meshgrid(np.linspace(0.3, 0.7, 3), np.linspace(-0.3, 0.3, 3), [0.0, 0.15])
+    task = np.stack([v.ravel() for v in g], axis=1)
+    m = a @ np.linalg.inv(b)
+    err = np.linalg.norm(task @ m[:3, :3].T + m[:3, 3] - task, axis=1).max() * 1000
+    return err < mm, err
 
 
-def test_check_frames_finds_the_knock():
-    env = disturbances.make_env('juicing-place', KNOCK, obs=('state', 'depth'))
+def test_check_frames_finds_the_knock_and_the_stand():
+    stand = {'family': 'table_height', 'shift': [0.015, 0.015]}
+    env = disturbances.make_env('juicing-place', [KNOCK, stand], obs=('state', 'depth'))
     try:
         frames = []
         for seed in (1, 2):
@@ -48,6 +52,7 @@ def test_check_frames_finds_the_knock():
     ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
     assert ok, (err, result)
     assert result['frames'] == 2 and result['moved_mm'] > 5 and result['turned_deg'] > 1.5
+    assert result['table_dz'] == pytest.approx(0.015, abs=0.001)
     with pytest.raises(ValueError, match='no frames'):
         check_frames([], believed)
 
@@ -83,3 +88,4 @@ def test_command_reads_the_sim_robots_camera_over_dds(ros_env):
     assert result['frames'] == 3
     assert "launch with camera_pose:='" in proc.stdout
     assert 'cloud_to_base camera_pose: [' in proc.stdout
+    assert abs(result['table_dz']) < 0.001 and 'launch with table_dz:=' in proc.stdout

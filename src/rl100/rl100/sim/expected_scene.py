@@ -41,9 +41,13 @@ class ExpectedScene:
         camera: which camera (default: the env's scene camera); it must be fixed to the world.
         size: (H, W) px of the expected image (default: the env's camera size); its field of view
             is the model camera's, so a real camera's wider view is only partly covered.
+        free_table: the table's height is not assumed (the robot may stand on another stand): the
+            check estimates it with the camera pose (``Registration.table_dz``). False: the
+            table is where the model has it.
     """
 
-    def __init__(self, env: Any, camera: str | None = None, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, env: Any, camera: str | None = None, size: tuple[int, int] | None = None,
+                 free_table: bool = True) -> None:
         sim = env.unwrapped
         if not hasattr(sim, "arm"):
             raise ValueError(f"the camera check needs a Panda task env, got {type(sim).__name__}")
@@ -64,6 +68,9 @@ class ExpectedScene:
         hidden = [g for g in range(m.ngeom) if m.geom_bodyid[g] not in static]
         m.geom_group[hidden] = HIDDEN_GROUP
         self.qadr, self.finger_qadr = sim.arm.qadr.copy(), sim.arm.finger_qadr.copy()
+        table = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
+        self.table_geom = None if table < 0 else table
+        self.free_table = bool(free_table) and self.table_geom is not None
         h, w = size or sim.camera_size
         self.renderer = CameraRenderer(m, w, h)
         self.renderer.hide_geom_group(HIDDEN_GROUP)
@@ -92,6 +99,18 @@ class ExpectedScene:
         _, depth = self.renderer.render(d, self.camera, rgb=False)
         return depth, self.renderer.info(d, self.camera)
 
+    def table_pixels(self, depth: np.ndarray) -> np.ndarray:
+        """(H, W) bool: where the table top is in ``depth`` (the last :meth:`render`), by rendering without it."""
+        if self.table_geom is None:
+            return np.zeros(depth.shape, dtype=bool)
+        group = int(self.model.geom_group[self.table_geom])
+        self.model.geom_group[self.table_geom] = HIDDEN_GROUP
+        try:
+            _, behind = self.renderer.render(self.data, self.camera, rgb=False)
+        finally:
+            self.model.geom_group[self.table_geom] = group
+        return (depth > 0) & ((behind == 0) | (behind - depth > 1e-3))
+
     def check(self, depth: np.ndarray, state: np.ndarray, view: PinholeView,
               config: RegistrationConfig | None = None) -> Registration:
         """Register an observed depth image (intrinsics and believed pose ``view``) against the expected scene.
@@ -100,9 +119,11 @@ class ExpectedScene:
         result)`` is where the camera is. ValueError when the fit is refused (the message says why).
         """
         expected_depth, own = self.render(state, view.base_T_cam)
-        expected, normals = organized_normals(expected_depth, own)
+        expected, normals, idx = organized_normals(expected_depth, own)
+        table = self.table_pixels(expected_depth).reshape(-1)[idx] if self.free_table else None
         observed, _ = depth_to_points(np.asarray(depth, dtype=np.float32), view)
-        return register_to_expected(observed, expected, normals, np.asarray(view.base_T_cam)[:3, 3], config)
+        return register_to_expected(observed, expected, normals, np.asarray(view.base_T_cam)[:3, 3], config,
+                                    table=table)
 
     def close(self) -> None:
         self.renderer.close()

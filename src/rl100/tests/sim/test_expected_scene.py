@@ -100,3 +100,24 @@ def test_a_given_knock_is_the_same_in_every_episode():
                 {"offset": [1, 0, 0], "turn": [0, 0, 1]}):
         with pytest.raises(ValueError, match="offset|turn"):
             D.make_family("camera_pose", **bad)
+
+
+def test_the_check_tells_a_raised_table_from_a_knocked_camera():
+    spec = [{"family": "camera_pose", "severity": "moderate"},
+            {"family": "table_height", "shift": [-0.02, -0.02]}]
+    env = D.make_env("juicing-place", spec, obs=("state", "depth"), camera_size=(64, 64))
+    scene, fixed = ExpectedScene(env), ExpectedScene(env, free_table=False)
+    try:
+        obs, _ = env.reset(seed=20002)
+        view = env.unwrapped.camera_info()
+        reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
+        assert reg.table_dz == pytest.approx(-0.02, abs=1e-3)
+        assert _displacement(corrected_extrinsic(view.base_T_cam, reg), _true_pose(env)).max() < 3e-3
+        # a check that trusts the model's table blames the camera for the lower table
+        blind = fixed.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
+        assert blind.table_dz == 0.0
+        assert _displacement(corrected_extrinsic(view.base_T_cam, blind), _true_pose(env)).max() > 5e-3
+    finally:
+        scene.close()
+        fixed.close()
+        env.close()
