@@ -32,6 +32,8 @@ class SkillProfile:
         pause_prob: chance per step of holding the previous command (hesitation).
         drop_height: m, upper bound of the extra release height (uniform).
         speed: m/s of the commanded motion.
+        regrasps: how many times a missed or lost grasp is tried again (a careful operator,
+            skill >= 0.9, notices the orange is not in the hand; a novice carries on).
     """
 
     grasp_err: float
@@ -40,6 +42,7 @@ class SkillProfile:
     pause_prob: float
     drop_height: float
     speed: float
+    regrasps: int = 0
 
     @classmethod
     def from_skill(cls, skill: float) -> SkillProfile:
@@ -53,6 +56,7 @@ class SkillProfile:
             pause_prob=0.3 * u,
             drop_height=0.08 * u,
             speed=0.3 - 0.12 * u,
+            regrasps=2 if skill >= 0.9 else 0,
         )
 
 
@@ -106,7 +110,14 @@ class ScriptedExpert:
 
 
 class JuicingExpert(ScriptedExpert):
-    """approach -> descend -> close -> lift -> carry -> lower -> release -> retreat."""
+    """approach -> descend -> close -> lift -> carry -> lower -> release -> retreat.
+
+    With ``profile.regrasps`` > 0, a grasp that closed on nothing (the orange moved or was missed)
+    or an orange lost while lifting or carrying is tried again: open, rise, approach it where it
+    is now.
+    """
+
+    RECOVER = 10  # phase: open and rise before approaching again
 
     CARRY_Z = 0.24  # m, TCP height while carrying (clears the juicer with the orange below)
     GRASP_ABOVE_CENTRE = 0.02  # m, TCP above the orange centre when grasping
@@ -118,6 +129,16 @@ class JuicingExpert(ScriptedExpert):
         self.place_off = self.rng.normal(0.0, p.place_err, 2) if p.place_err > 0 else np.zeros(2)
         self.drop = self.rng.uniform(0.0, p.drop_height) if p.drop_height > 0 else 0.0
         self.hold_offset = self.GRASP_ABOVE_CENTRE
+        self.regrasps_left = self.profile.regrasps
+
+    def _lost(self, obs: dict[str, np.ndarray], tcp: np.ndarray, orange: np.ndarray, radius: float) -> bool:
+        """True when the orange is not in the hand (checked after closing and while carrying it)."""
+        if self.regrasps_left <= 0:
+            return False
+        width = float(obs[OBS_STATE][7])
+        off_axis = float(np.linalg.norm(tcp[:2] - orange[:2]))
+        below = float(tcp[2] - orange[2]) - self.hold_offset
+        return width < radius or off_axis > 0.8 * radius or below > 0.03
 
     def _plan(self, obs: dict[str, np.ndarray], tcp: np.ndarray) -> None:
         es = np.asarray(obs[OBS_ENV_STATE], dtype=np.float64)
@@ -136,12 +157,22 @@ class JuicingExpert(ScriptedExpert):
         elif self.phase == 2:  # close and let the grip settle
             self.gripper = 1.0
             if self.timer >= 6:
+                if self._lost(obs, tcp, orange, radius):
+                    self._recover()
+                    return
                 self.hold_offset = tcp[2] - orange[2]
                 self._next()
+        elif self.phase in (3, 4) and self._lost(obs, tcp, orange, radius):
+            self._recover()
         elif self.phase == 3:  # lift
             self._advance(np.array([*self.cmd[:2], self.CARRY_Z]))
             if tcp[2] > self.CARRY_Z - 0.03:
                 self._next()
+        elif self.phase == self.RECOVER:  # open, rise clear of the orange, then approach again
+            self.gripper = 0.0
+            rest = self._advance(np.array([*self.cmd[:2], grasp_z + 0.08]))
+            if rest == 0.0 and self.timer >= 4:
+                self.phase, self.timer = 0, 0
         elif self.phase == 4:  # carry over the cone
             aim = crown[:2] + self.place_off
             rest = self._advance(np.array([*aim, self.CARRY_Z]))
@@ -163,3 +194,8 @@ class JuicingExpert(ScriptedExpert):
     def _next(self) -> None:
         self.phase += 1
         self.timer = 0
+
+    def _recover(self) -> None:
+        self.regrasps_left -= 1
+        self.hold_offset = self.GRASP_ABOVE_CENTRE
+        self.phase, self.timer = self.RECOVER, 0

@@ -73,6 +73,24 @@ def test_skill_profile_is_validated_and_monotone():
     assert novice.place_err > 0 and novice.pause_prob > 0
 
 
+def test_the_careful_expert_grasps_a_moved_orange_again(rollout):
+    """move_object jumps the orange 2.5 cm as the fingers close: the careful expert notices, re-grasps."""
+    from rl100.sim import disturbances
+
+    assert SkillProfile.from_skill(1.0).regrasps > 0 and SkillProfile.from_skill(0.5).regrasps == 0
+    env = disturbances.make_env("juicing-place", "move_object:moderate", obs=("state", "env_state"))
+    try:
+        for seed in (20000, 20001):
+            expert = make_expert("juicing-place", env, skill=1.0, seed=seed)
+            info, steps, _ = rollout(env, expert, seed=seed)
+            assert info["success"], f"seed {seed}: no recovery after {steps} steps"
+            assert expert.regrasps_left < expert.profile.regrasps  # it did have to try again
+            moved = [e for e in env.unwrapped.disturbances.events if e["family"] == "move_object"]
+            assert moved, "the family moved nothing: the test would prove nothing"
+    finally:
+        env.close()
+
+
 def test_low_skill_fails_more_than_full_skill(juicing_env, rollout):
     """Skill 0 (placement error ~2 cm, drops, pauses) must lose episodes the full-skill expert wins."""
     results = []
