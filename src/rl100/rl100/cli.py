@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("rl100.sim.collect", "record scripted-expert demonstrations into a dataset"),
     "bench-sim": ("rl100.sim.bench", "measure simulation steps/s per task and camera modality"),
     "bench-experts": ("rl100.sim.bench_experts", "scripted-expert success rate against the skill knob"),
+    "bench-camera-check": ("rl100.sim.bench_camera_check", "how well the camera check finds a knocked camera"),
     "ingest": ("rl100.ingest", "turn recorder episode bags (rosbag2 MCAP) into a training dataset"),
     "train-il": ("rl100.train.il", "imitation: train a diffusion policy on a dataset"),
     "distill": ("rl100.train.distill", "distil a one-step consistency policy from a DDIM teacher"),

@@ -200,6 +200,11 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
     if movable.shape != (len(tgt),):
         raise ValueError(f"table must be a (K,) mask of the expected points, got shape {movable.shape}")
     spacing = cKDTree(tgt).query(tgt, k=2)[0][:, 1]  # (K,) m: how far apart the expected samples lie there
+    # one tree for the fixed points, one for the table: the table moved up by dz is queried as
+    # the observed points moved down by dz (no tree rebuilt per iteration)
+    parts = [(np.flatnonzero(~movable), 0.0), (np.flatnonzero(movable), 1.0)]
+    trees = [(cKDTree(tgt[ix]), ix, sign) for ix, sign in parts if len(ix)]
+    max_spacing = float(spacing.max())
     T, dz = np.eye(4), 0.0
     r0, r1 = cfg.radius
     paired = rms = cond = 0.0
@@ -207,7 +212,11 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
         radius = r0 * (r1 / r0) ** (it / max(cfg.iterations - 1, 1))
         moved = tgt + np.outer(movable, [0.0, 0.0, dz])  # the table at its current height estimate
         p = src @ T[:3, :3].T + T[:3, 3]
-        dist, j = cKDTree(moved).query(p)
+        dist, j = np.full(len(p), np.inf), np.zeros(len(p), dtype=np.int64)
+        for tree, ix, sign in trees:  # a bounded search: points with nothing near stay unpaired, fast
+            d_part, j_part = tree.query(p - [0.0, 0.0, sign * dz], distance_upper_bound=radius + max_spacing)
+            closer = d_part < dist
+            dist[closer], j[closer] = d_part[closer], ix[j_part[closer]]
         near = dist < radius + spacing[j]
         r_all = np.sum((p - moved[j]) * tn[j], axis=1)  # (M,) signed point-to-plane distances
         ok = near & (np.abs(r_all) < radius)
@@ -218,11 +227,12 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
         p, n, w, r, jt = p[ok], tn[j[ok]], inv_sigma[ok], r_all[ok], movable[j[ok]]
         # (P, 6 or 7): d r / d (omega, t[, table dz]), small-angle
         A = np.concatenate([np.cross(p, n), n] + ([-(n[:, 2] * jt)[:, None]] if table is not None else []), axis=1)
-        sv = np.linalg.svd(A, compute_uv=False)
-        cond = float(sv[-1] / max(sv[0], 1e-12))
+        ev = np.linalg.eigvalsh(A.T @ A)  # squared singular values of A, ascending
+        cond = float(np.sqrt(max(ev[0], 0.0) / max(ev[-1], 1e-24)))
         scale = max(1.4826 * float(np.median(np.abs(r))), 1e-4)  # robust sigma of the residuals (MAD)
         w = w / np.sqrt(1.0 + (r / (2.385 * scale)) ** 2)  # Cauchy: a flat object near a plane counts little
-        x = np.linalg.lstsq(A * w[:, None], -r * w, rcond=None)[0]  # rows weighted by 1 / sigma
+        aw = A * w[:, None]  # rows weighted by 1 / sigma; normal equations (6 or 7 unknowns)
+        x = np.linalg.lstsq(aw.T @ aw, aw.T @ (-r * w), rcond=None)[0]
         step = np.eye(4)
         step[:3, :3] = rotvec_to_mat(x[:3])
         step[:3, 3] = x[3:6]
