@@ -27,13 +27,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
         ros-humble-diagnostic-updater \
         python3-pip python3-colcon-common-extensions \
         libusb-1.0-0 libhidapi-hidraw0 \
+        libegl1 libosmesa6 \
     && rm -rf /var/lib/apt/lists/*
 
 # Python dependencies of the nodes; onnxruntime-gpu brings the CUDA execution provider
 # (CUDA/cuDNN runtime libraries come with the NVIDIA container toolkit at run time). ONNX Runtime
 # for Python 3.10 stops at 1.23, which needs the exported graph's group norms rewritten at load
 # time (rl100.export.portable): that takes the onnx package. rosbags as in requirements/lock.txt
-# (0.10 has no Writer.abort, which the recorder's abort path calls).
+# (0.10 has no Writer.abort, which the recorder's abort path calls). MuJoCo and the Panda model
+# of gymnasium-robotics: check_camera renders the robot and table it expects to see (EGL, or
+# OSMesa with MUJOCO_GL=osmesa where the GPU has no EGL).
 RUN pip3 install --no-cache-dir \
         "numpy<2" \
         onnxruntime-gpu==1.20.1 \
@@ -43,7 +46,8 @@ RUN pip3 install --no-cache-dir \
         pyspacemouse==1.1.4 \
         pysdl2==0.9.17 \
         pysdl2-dll==2.32.10 \
-        pyyaml
+        pyyaml \
+        mujoco==3.3.0 gymnasium==1.0.0 gymnasium-robotics==1.3.1
 
 WORKDIR /ws
 COPY src/ src/
