@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     if tilt > MAX_TILT_DEG:
         print(f'calibrate_table: the table looks tilted by {tilt:.1f} deg in the base frame: the '
               "camera's hand-eye calibration (cloud_to_base camera_pose) is off -- a knocked "
-              'camera? Recalibrate it before measuring the table.', file=sys.stderr)
+              'camera? Check it with python -m rl100_bringup.check_camera (it measures the table '
+              'too) before measuring the table.', file=sys.stderr)
         return 3
     print(f'launch with table_dz:={dz:.4f}')
     return 0
