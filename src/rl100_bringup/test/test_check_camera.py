@@ -15,7 +15,7 @@ pytest.importorskip('rl100.sim')
 from rl100.geometry import pose7_to_matrix  # noqa: E402
 from rl100.keys import OBS_DEPTH, OBS_STATE  # noqa: E402
 from rl100.sim import disturbances  # noqa: E402
-from rl100_bringup.check_camera import check_frames, Frame  # noqa: E402
+from rl100_camera.camera_check import CameraCheck, Frame, status, WARN  # noqa: E402
 
 KNOCK = {'family': 'camera_pose', 'offset': [0.012, -0.008, 0.006], 'turn': [0.8, -1.5, 1.2]}
 
@@ -48,13 +48,19 @@ def test_check_frames_finds_the_knock_and_the_stand():
         believed, true = _poses(env)
     finally:
         env.close()
-    result = check_frames(frames, believed)
+    check = CameraCheck(believed)
+    try:
+        result = check(frames)
+        with pytest.raises(ValueError, match='no frames'):
+            check([])
+    finally:
+        check.close()
     ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
     assert ok, (err, result)
     assert result['frames'] == 2 and result['moved_mm'] > 5 and result['turned_deg'] > 1.5
     assert result['table_dz'] == pytest.approx(0.015, abs=0.001)
-    with pytest.raises(ValueError, match='no frames'):
-        check_frames([], believed)
+    level, message = status(result)
+    assert level == WARN and 'check_camera' in message
 
 
 def test_command_reads_the_sim_robots_camera_over_dds(ros_env):

@@ -1,0 +1,141 @@
+"""Is the scene camera where its calibration says? The check behind check_camera and camera_check.
+
+The robot (at its measured joints) and the table are always in view and their geometry is
+known, so they are the calibration target: ``rl100.sim.expected_scene`` renders what the camera
+should see from the believed pose and ``rl100.registration`` registers the observed depth image
+to it. :class:`CameraCheck` runs that over a few frames and reports the median correction, the
+corrected ``camera_pose`` (x y z qx qy qz qw, what cloud_to_base takes) and the table's height
+against the model's (``table_dz``). :func:`status` turns a result into a diagnostics level.
+No rclpy here; MuJoCo is imported on first use (the expected scene), in the thread that checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+
+
+@dataclass(frozen=True)
+class View:
+    """Intrinsics of a camera_info and the believed pose (a ``rl100.pointcloud.PinholeView``)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    base_T_cam: np.ndarray  # noqa: N815 - the PinholeView protocol's name; (4, 4)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One depth image (H, W) m, its intrinsics (fx, fy, cx, cy) and the robot state (15,) then."""
+
+    depth: np.ndarray
+    intrinsics: tuple
+    state: np.ndarray
+
+
+def depth_metres(msg) -> np.ndarray:
+    """(H, W) float32 m from a 16UC1 (mm, the RealSense default) or 32FC1 (m) Image."""
+    from .messages import image_to_array
+
+    if msg.encoding == '32FC1':
+        flat = np.frombuffer(bytes(msg.data), dtype=np.float32)
+        depth = flat.reshape(msg.height, msg.step // 4)[:, :msg.width]
+    elif msg.encoding == '16UC1':
+        depth = image_to_array(msg).astype(np.float32) / 1000.0
+    else:
+        raise ValueError(f'depth image encoding {msg.encoding!r}: expected 16UC1 (mm) or '
+                         '32FC1 (m)')
+    return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+
+
+def robot_state(width: float, arm) -> np.ndarray:
+    """(15,) ``observation.state`` for the check: joints and gripper width (TCP pose unused)."""
+    from rl100.robot_state import state_vector
+
+    return state_vector(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]), width, arm)
+
+
+def believed_pose(values, task: str) -> np.ndarray:
+    """(4, 4) from 7 numbers x y z qx qy qz qw, or (empty) the simulated task camera's own pose."""
+    from rl100.geometry import pose7_to_matrix
+
+    if values is not None and len(values):
+        return pose7_to_matrix(values)
+    from rl100.sim import make_env
+
+    env = make_env(task, obs=('state',))
+    try:
+        env.reset(seed=0)  # the camera's pose is computed by the first forward pass
+        return np.array(env.unwrapped.camera_info().base_T_cam)
+    finally:
+        env.close()
+
+
+class CameraCheck:
+    """Registers frames against the expected scene of ``task`` seen from ``believed`` (4, 4)."""
+
+    def __init__(self, believed: np.ndarray, task: str = 'juicing-place'):
+        self.believed = np.asarray(believed, dtype=np.float64)
+        self.task = task
+        self._env = self._scene = None
+
+    def _expected_scene(self):
+        if self._scene is None:  # MuJoCo and a GL context: made in the thread that checks
+            from rl100.sim import make_env
+            from rl100.sim.expected_scene import ExpectedScene
+
+            self._env = make_env(self.task, obs=('state',))
+            self._scene = ExpectedScene(self._env)
+        return self._scene
+
+    def __call__(self, frames: list) -> dict:
+        """The median over ``frames`` of the check; ValueError when one is refused (the reason).
+
+        Returns ``{"moved_mm", "turned_deg", "spread_mm", "frames", "paired", "rms_mm",
+        "table_dz" (m, the table top above the model's), "camera_pose": [x y z qx qy qz qw]}``.
+        """
+        from rl100.geometry import mat_to_rotvec, matrix_to_pose7, rotvec_to_mat
+        from rl100.registration import corrected_extrinsic
+
+        if not frames:
+            raise ValueError('no frames')
+        scene, believed = self._expected_scene(), self.believed
+        regs = [scene.check(f.depth, f.state, View(*f.intrinsics, believed)) for f in frames]
+        poses = [corrected_extrinsic(believed, r) for r in regs]
+        position = np.median([p[:3, 3] for p in poses], axis=0)
+        rotvec = np.median([mat_to_rotvec(p[:3, :3] @ believed[:3, :3].T) for p in poses], axis=0)
+        pose = np.eye(4)
+        pose[:3, :3] = rotvec_to_mat(rotvec) @ believed[:3, :3]
+        pose[:3, 3] = position
+        spread = max(float(np.linalg.norm(p[:3, 3] - position)) for p in poses)
+        return {'moved_mm': round(float(np.linalg.norm(position - believed[:3, 3])) * 1000, 2),
+                'turned_deg': round(float(np.degrees(np.linalg.norm(rotvec))), 3),
+                'spread_mm': round(spread * 1000, 2), 'frames': len(regs),
+                'paired': round(float(np.median([r.paired for r in regs])), 3),
+                'rms_mm': round(float(np.median([r.rms_m for r in regs])) * 1000, 2),
+                'table_dz': round(float(np.median([r.table_dz for r in regs])), 4),
+                'camera_pose': [round(float(v), 6) for v in matrix_to_pose7(pose)]}
+
+    def close(self) -> None:
+        if self._scene is not None:
+            self._scene.close()
+            self._env.close()
+            self._scene = self._env = None
+
+
+def status(result: dict, warn_mm: float = 3.0, warn_deg: float = 0.3) -> tuple:
+    """(level, message) of a check result: WARN when the camera moved or turned past the limits."""
+    if not (math.isfinite(warn_mm) and math.isfinite(warn_deg)):
+        raise ValueError('warn_mm and warn_deg must be finite')
+    moved, turned = result['moved_mm'], result['turned_deg']
+    if moved > warn_mm or turned > warn_deg:
+        return WARN, (f'camera moved {moved:.1f} mm, turned {turned:.2f} deg from its '
+                      'calibration: run python -m rl100_bringup.check_camera and update '
+                      'camera_pose')
+    return OK, f'camera where calibrated ({moved:.1f} mm, {turned:.2f} deg)'
