@@ -24,6 +24,7 @@ setup(
         'console_scripts': [
             'camera_node = rl100_camera.camera_node:main',
             'cloud_to_base = rl100_camera.cloud_to_base_node:main',
+            'camera_check = rl100_camera.camera_check_node:main',
         ],
     },
 )
