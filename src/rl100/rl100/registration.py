@@ -199,6 +199,8 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
     movable = np.zeros(len(tgt), dtype=bool) if table is None else np.asarray(table, dtype=bool)
     if movable.shape != (len(tgt),):
         raise ValueError(f"table must be a (K,) mask of the expected points, got shape {movable.shape}")
+    if not movable.any():
+        table = None  # no table in view: nothing to tell its height by
     spacing = cKDTree(tgt).query(tgt, k=2)[0][:, 1]  # (K,) m: how far apart the expected samples lie there
     # one tree for the fixed points, one for the table: the table moved up by dz is queried as
     # the observed points moved down by dz (no tree rebuilt per iteration)
@@ -247,7 +249,8 @@ def register_to_expected(observed: np.ndarray, expected: np.ndarray, expected_no
     if rms > cfg.max_rms:
         problems.append(f"rms {rms * 1000:.1f} mm (limit {cfg.max_rms * 1000:.1f} mm)")
     if cond < cfg.min_conditioning:
-        problems.append(f"conditioning {cond:.4f} (limit {cfg.min_conditioning}): the view does not fix all 6 DoF")
+        problems.append(f"conditioning {cond:.4f} (limit {cfg.min_conditioning}): what is in view does not fix "
+                        "the camera's 6 DoF (and the table's height)")
     if result.translation_m > cfg.max_translation or result.rotation_deg > cfg.max_rotation_deg:
         problems.append(f"the camera moved {result.translation_m * 1000:.0f} mm / turned {result.rotation_deg:.1f} deg "
                         f"(limits {cfg.max_translation * 1000:.0f} mm / {cfg.max_rotation_deg:g} deg): recalibrate")

@@ -89,6 +89,25 @@ def test_refuses_what_is_not_a_knocked_camera():
         register_to_expected(expected, expected, normals[:10], CAMERA)
     with pytest.raises(ValueError, match="radius"):
         RegistrationConfig(radius=(0.01, 0.05))
+    with pytest.raises(ValueError, match=r"\(K,\) mask"):
+        register_to_expected(expected, expected, normals, CAMERA, table=np.zeros(3, dtype=bool))
+
+
+def test_a_table_of_unknown_height_is_estimated_with_the_camera():
+    rng = np.random.default_rng(3)
+    expected, normals = _scene(rng)
+    table = expected[:, 2] == 0.0  # the table top (the floor and the blocks stay)
+    truth = expected[rng.choice(len(expected), 4000, replace=False)]
+    truth_on_stand = truth + np.outer(truth[:, 2] == 0.0, [0.0, 0.0, 0.02])  # a stand 2 cm higher
+    observed = _moved(truth_on_stand, [0.0, 0.02, -0.01], [0.01, 0.0, 0.01])
+    reg = register_to_expected(observed, expected, normals, CAMERA, RegistrationConfig(max_points=4000),
+                               table=table)
+    assert reg.table_dz == pytest.approx(0.02, abs=1e-3)
+    fixed = observed @ reg.correction[:3, :3].T + reg.correction[:3, 3]
+    assert np.abs(fixed - truth_on_stand).max() < 2e-3
+    plain = register_to_expected(observed, expected, normals, CAMERA, RegistrationConfig(max_points=4000),
+                                 table=np.zeros(len(expected), dtype=bool))  # no table points: as None
+    assert plain.table_dz == 0.0
 
 
 def test_organized_normals_of_a_tilted_plane_and_no_normal_across_an_edge():
