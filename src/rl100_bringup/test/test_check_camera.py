@@ -95,3 +95,27 @@ def test_command_reads_the_sim_robots_camera_over_dds(ros_env):
     assert "launch with camera_pose:='" in proc.stdout
     assert 'cloud_to_base camera_pose: [' in proc.stdout
     assert abs(result['table_dz']) < 0.001 and 'launch with table_dz:=' in proc.stdout
+
+
+def test_check_of_a_camera_with_other_intrinsics_than_the_model():
+    """A wide 72 x 128 image with a 45 deg vertical fov (the model camera: 96 x 96, 58 deg)."""
+    env = disturbances.make_env('juicing-place', KNOCK, obs=('state', 'depth'),
+                                camera_size=(72, 128))
+    try:
+        sim = env.unwrapped
+        sim.model.cam_fovy[sim.model.camera(sim.scene_camera).id] = 45.0
+        obs, _ = env.reset(seed=4)
+        v = sim.camera_info()
+        assert v.width == 128 and abs(v.fy - 36 / np.tan(np.radians(22.5))) < 1e-6
+        frame = Frame(obs[OBS_DEPTH], (v.fx, v.fy, v.cx, v.cy), obs[OBS_STATE])
+        believed, true = _poses(env)
+    finally:
+        env.close()
+    check = CameraCheck(believed)
+    try:
+        result = check([frame])
+        assert check._size == (96, 171)  # the image's aspect
+    finally:
+        check.close()
+    ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
+    assert ok, (err, result)

@@ -83,15 +83,19 @@ class CameraCheck:
     def __init__(self, believed: np.ndarray, task: str = 'juicing-place'):
         self.believed = np.asarray(believed, dtype=np.float64)
         self.task = task
-        self._env = self._scene = None
+        self._env = self._scene = self._size = None
 
-    def _expected_scene(self):
+    def _expected_scene(self, shape: tuple):
+        """The expected scene for images of ``shape`` (H, W): 96 px high, the image's aspect."""
+        size = (96, max(8, round(96 * shape[1] / shape[0])))
+        if self._scene is not None and self._size != size:
+            self.close()
         if self._scene is None:  # MuJoCo and a GL context: made in the thread that checks
             from rl100.sim import make_env
             from rl100.sim.expected_scene import ExpectedScene
 
             self._env = make_env(self.task, obs=('state',))
-            self._scene = ExpectedScene(self._env)
+            self._scene, self._size = ExpectedScene(self._env, size=size), size
         return self._scene
 
     def __call__(self, frames: list) -> dict:
@@ -105,7 +109,7 @@ class CameraCheck:
 
         if not frames:
             raise ValueError('no frames')
-        scene, believed = self._expected_scene(), self.believed
+        scene, believed = self._expected_scene(np.shape(frames[0].depth)), self.believed
         regs = [scene.check(f.depth, f.state, View(*f.intrinsics, believed)) for f in frames]
         poses = [corrected_extrinsic(believed, r) for r in regs]
         position = np.median([p[:3, 3] for p in poses], axis=0)

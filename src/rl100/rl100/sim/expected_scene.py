@@ -39,8 +39,8 @@ class ExpectedScene:
         env: a Panda task env (``rl100.sim.make_env``; wrappers are looked through). Its model is
             copied at construction, with any robustness family's edits undone.
         camera: which camera (default: the env's scene camera); it must be fixed to the world.
-        size: (H, W) px of the expected image (default: the env's camera size); its field of view
-            is the model camera's, so a real camera's wider view is only partly covered.
+        size: (H, W) px of the expected image (default: the env's camera size); give it the real
+            camera's aspect ratio (:meth:`check` takes the vertical field of view from the image).
         free_table: the table's height is not assumed (the robot may stand on another stand): the
             check estimates it with the camera pose (``Registration.table_dz``). False: the
             table is where the model has it.
@@ -75,12 +75,13 @@ class ExpectedScene:
         self.renderer = CameraRenderer(m, w, h)
         self.renderer.hide_geom_group(HIDDEN_GROUP)
 
-    def render(self, state: np.ndarray, base_T_cam: np.ndarray) -> tuple[np.ndarray, Any]:
+    def render(self, state: np.ndarray, base_T_cam: np.ndarray, fovy: float | None = None) -> tuple[np.ndarray, Any]:
         """The expected depth image of robot + world at ``state``'s joints, from camera pose ``base_T_cam``.
 
-        Rendered with this scene's own camera intrinsics (the model camera's field of view at
-        ``size``), which need not be the real camera's: the check compares 3D points. Returns
-        (depth (H, W) m, its :class:`~rl100.sim.camera.CameraInfo` with ``base_T_cam``).
+        Rendered with this scene's own intrinsics (``size``; vertical field of view ``fovy`` deg,
+        default the model camera's), which need not be the real camera's: the check compares 3D
+        points; only the covered view should match. Returns (depth (H, W) m, its
+        :class:`~rl100.sim.camera.CameraInfo` with ``base_T_cam``).
         """
         s = np.asarray(state, dtype=np.float64)
         if s.shape != (STATE_DIM,) or not np.all(np.isfinite(s)):
@@ -92,6 +93,10 @@ class ExpectedScene:
         m, d = self.model, self.data
         d.qpos[self.qadr] = s[_JOINTS]
         d.qpos[self.finger_qadr] = s[_WIDTH] / len(self.finger_qadr)
+        if fovy is not None:
+            if not 1.0 <= fovy <= 170.0:
+                raise ValueError(f"fovy must be within [1, 170] deg, got {fovy}")
+            m.cam_fovy[self.cam_id] = fovy
         m.cam_pos[self.cam_id] = pose[:3, 3]
         m.cam_quat[self.cam_id] = mat_to_quat_wxyz(pose[:3, :3] @ _MJ_TO_OPTICAL)
         mujoco.mj_kinematics(m, d)
@@ -118,10 +123,14 @@ class ExpectedScene:
         Returns the :class:`~rl100.registration.Registration`; ``corrected_extrinsic(view.base_T_cam,
         result)`` is where the camera is. ValueError when the fit is refused (the message says why).
         """
-        expected_depth, own = self.render(state, view.base_T_cam)
+        depth = np.asarray(depth, dtype=np.float32)
+        if depth.ndim != 2 or min(depth.shape) < 8:
+            raise ValueError(f"depth must be an (H, W) image, got shape {depth.shape}")
+        fovy = float(np.degrees(2.0 * np.arctan(0.5 * depth.shape[0] / view.fy)))  # the real camera's
+        expected_depth, own = self.render(state, view.base_T_cam, fovy)
         expected, normals, idx = organized_normals(expected_depth, own)
         table = self.table_pixels(expected_depth).reshape(-1)[idx] if self.free_table else None
-        observed, _ = depth_to_points(np.asarray(depth, dtype=np.float32), view)
+        observed, _ = depth_to_points(depth, view)
         return register_to_expected(observed, expected, normals, np.asarray(view.base_T_cam)[:3, 3], config,
                                     table=table)
 
