@@ -15,7 +15,8 @@ argument of the simulated graph; and the table's height as the ``table_dz`` laun
 Keep the arm still and clear the table of anything large.
 
 ``--camera-pose``: the calibration in use (cloud_to_base's ``camera_pose``); default: the
-simulated task's own scene camera. Exit code 2 with the reason when no frames arrive or the
+simulated task's own scene camera. ``--apply NODE`` also sets the corrected pose on the running
+node (exit code 3 when that fails). Exit code 2 with the reason when no frames arrive or the
 check is refused (the scene does not match: wrong task model, wrong calibration by far, or
 the view does not fix all six degrees of freedom).
 """
@@ -75,6 +76,54 @@ def collect(n: int, timeout: float, depth_topic: str, info_topic: str) -> list:
     return frames[:n]
 
 
+def apply(node_name: str, pose: list, timeout: float) -> str | None:
+    """Set ``camera_pose`` on a running node (cloud_to_base, sim_robot); None, or why it failed.
+
+    The parameter's current type decides what is sent: a double array (cloud_to_base) or the
+    'x y z qx qy qz qw' string (sim_robot). The node checks the pose and may refuse it.
+    """
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import GetParameters, SetParameters
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    name = '/' + node_name.strip('/')
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('check_camera_apply', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        def call(client, request):
+            if not client.wait_for_service(timeout_sec=timeout):
+                return None
+            future = client.call_async(request)
+            rclpy.spin_until_future_complete(node, future, executor=executor, timeout_sec=timeout)
+            return future.result() if future.done() else None
+
+        got = call(node.create_client(GetParameters, f'{name}/get_parameters'),
+                   GetParameters.Request(names=['camera_pose']))
+        if got is None:
+            return f'{name} did not answer within {timeout:g} s (is it running?)'
+        kind = got.values[0].type if got.values else ParameterType.PARAMETER_NOT_SET
+        value = ParameterValue(type=kind)
+        if kind == ParameterType.PARAMETER_DOUBLE_ARRAY:
+            value.double_array_value = [float(v) for v in pose]
+        elif kind == ParameterType.PARAMETER_STRING:
+            value.string_value = ' '.join(f'{v:.6f}' for v in pose)
+        else:
+            return f'{name} has no camera_pose parameter to set'
+        done = call(node.create_client(SetParameters, f'{name}/set_parameters'),
+                    SetParameters.Request(parameters=[Parameter(name='camera_pose', value=value)]))
+        if done is None:
+            return f'{name} did not answer set_parameters within {timeout:g} s'
+        result = done.results[0]
+        return None if result.successful else f'{name} refused the pose: {result.reason}'
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='python -m rl100_bringup.check_camera',
                                      description=__doc__.split('\n\n')[0])
@@ -87,6 +136,10 @@ def main(argv=None) -> int:
     parser.add_argument('--timeout', type=float, default=20.0, help='s to wait for them')
     parser.add_argument('--depth-topic', default=DEPTH_TOPIC, help='aligned depth image')
     parser.add_argument('--info-topic', default=DEPTH_INFO_TOPIC, help='its camera_info')
+    parser.add_argument('--apply', default='', metavar='NODE',
+                        help='also set the corrected camera_pose on this running node '
+                        '(/cloud_to_base on the robot, /sim_robot in simulation); '
+                        'exit code 3 when it cannot be set')
     args = parser.parse_args(argv)
     try:
         believed = believed_pose(args.camera_pose, args.task)
@@ -114,6 +167,12 @@ def main(argv=None) -> int:
     print(f"simulation: launch with camera_pose:='{pose}'")
     print(f"the table top stands {result['table_dz'] * 1000:+.1f} mm from the model's: "
           f"launch with table_dz:={result['table_dz']:.4f}")
+    if args.apply:
+        problem = apply(args.apply, result['camera_pose'], args.timeout)
+        if problem is not None:
+            print(f'check_camera: --apply: {problem}', file=sys.stderr)
+            return 3
+        print(f'camera_pose set on {args.apply} (until it restarts: put it in the config too)')
     return 0
 
 

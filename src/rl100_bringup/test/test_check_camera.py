@@ -79,9 +79,10 @@ def test_command_reads_the_sim_robots_camera_over_dds(ros_env):
         spin = threading.Thread(target=executor.spin, daemon=True)
         spin.start()
         proc = subprocess.run([sys.executable, '-m', 'rl100_bringup.check_camera', '--frames',
-                               '3', '--timeout', '40'], env=ros_env, text=True,
-                              capture_output=True, timeout=90)
+                               '3', '--timeout', '40', '--apply', '/sim_robot'], env=ros_env,
+                              text=True, capture_output=True, timeout=90)
         believed, true = _poses(node._robot.env)
+        applied = node._robot.camera_pose
     finally:
         executor.shutdown(timeout_sec=2.0)
         if node is not None:
@@ -95,6 +96,10 @@ def test_command_reads_the_sim_robots_camera_over_dds(ros_env):
     assert "launch with camera_pose:='" in proc.stdout
     assert 'cloud_to_base camera_pose: [' in proc.stdout
     assert abs(result['table_dz']) < 0.001 and 'launch with table_dz:=' in proc.stdout
+    # --apply: the running sim robot now makes its cloud with the corrected calibration
+    assert 'camera_pose set on /sim_robot' in proc.stdout
+    assert applied is not None and _close(applied, true)[0]
+    np.testing.assert_allclose(applied, pose7_to_matrix(result['camera_pose']), atol=1e-5)
 
 
 def test_check_of_a_camera_with_other_intrinsics_than_the_model():

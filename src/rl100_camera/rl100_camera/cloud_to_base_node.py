@@ -2,17 +2,21 @@
 
 On the robot the policy node's point-cloud input comes from here (in simulation the sim robot
 publishes ``/rl100/points`` itself). It subscribes to the camera's cloud (realsense-ros'
-``/camera/camera/depth/color/points``, optical frame), moves it into the base frame with the
-hand-eye calibration (``camera_pose``: x y z qx qy qz qw, e.g. from an eye-to-hand
-calibration; publish the same numbers as a static TF for RViz), keeps the points inside a loose
-workspace box and publishes them, stamped as the camera stamped them, so the policy node's age
-and skew checks see the camera's timing. A cloud it cannot read is counted, logged and dropped;
-it never stops the node. Start-up without a calibration fails naming the parameter.
+``/camera/camera/depth/color/points``, optical frame), moves it into the base frame with the hand-
+eye calibration (``camera_pose``: x y z qx qy qz qw, e.g. from an eye-to-hand calibration; publish
+the same numbers as a static TF for RViz), keeps the points inside a loose workspace box and
+publishes them, stamped as the camera stamped them, so the policy node's age and skew checks see
+the camera's timing. ``camera_pose`` may be set while the node runs (``python -m
+rl100_bringup.check_camera --apply /cloud_to_base``); a bad one is refused. A cloud it cannot read
+is counted, logged and dropped; it never stops the node. Start-up without a calibration fails
+naming the parameter.
 """
 
 from __future__ import annotations
 
-from rcl_interfaces.msg import ParameterDescriptor
+from dataclasses import replace
+
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rl100.ingest_points import cloud_xyz
 from rl100_ros import diagnostics, qos, topics
@@ -38,6 +42,7 @@ class CloudToBaseNode(Node):
             max_points=p('max_points', 0, 'publish a uniform random subset of at most this many '
                          'points (0: all); the recorder writes every cloud'),
             seed=p('seed', 0, 'seed of that subset'))
+        self._config = config
         self._transform = BaseCloud(config)  # raises on a missing or bad calibration
         self._base_frame = p('base_frame', 'fr3_link0', 'robot base frame (frame_id published)')
         self._camera_frame = p('camera_frame', '', 'frame_id the calibration is for; a cloud in '
@@ -48,6 +53,21 @@ class CloudToBaseNode(Node):
         self._received = self._published = self._dropped = 0
         self._last_error = ''
         self._diagnostics = diagnostics.Diagnostics(self, 'cloud to base', self._status)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """A new ``camera_pose`` at run time (check_camera --apply): checked, then swapped in."""
+        for param in parameters:
+            if param.name != 'camera_pose':
+                continue
+            try:
+                config = replace(self._config, camera_pose=tuple(param.value))
+                transform = BaseCloud(config)
+            except (TypeError, ValueError) as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            self._config, self._transform = config, transform
+            self.get_logger().info(f'camera_pose set: {list(param.value)}')
+        return SetParametersResult(successful=True)
 
     def _declare(self, name, default, description):
         self.declare_parameter(name, default, ParameterDescriptor(description=description))

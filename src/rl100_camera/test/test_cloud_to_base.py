@@ -99,3 +99,22 @@ def test_node_without_calibration_names_it():
             CloudToBaseNode()
     finally:
         rclpy.try_shutdown()
+
+
+def test_camera_pose_set_at_run_time_is_checked_then_used():
+    rclpy.init()
+    try:
+        node = CloudToBaseNode(parameter_overrides=[Parameter('camera_pose', value=list(DOWN))])
+        try:
+            before = node._transform
+            moved = [0.5, 0.0, 1.1, 1.0, 0.0, 0.0, 0.0]  # the camera 10 cm higher
+            assert node.set_parameters([Parameter('camera_pose', value=moved)])[0].successful
+            out = node._transform(np.array([[0.1, 0.2, 0.9]], np.float32))
+            np.testing.assert_allclose(out, [[0.6, -0.2, 0.2]], atol=1e-6)
+            bad = node.set_parameters([Parameter('camera_pose', value=[0.0] * 7)])[0]
+            assert not bad.successful and 'unit norm' in bad.reason
+            assert node._transform is not before and node._config.camera_pose == tuple(moved)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -10,16 +10,16 @@ tick's simulated time; takes
 (std_srvs/Trigger: success = the task's success detector now, message = JSON details: seed,
 steps and ``episode_time`` since the last reset, ``success_time`` (episode time of the first
 successful tick since the reset, null before), the task's own ``time_limit`` (s), simulated
-``time``, ``resets`` applied since start-up, ``lockstep_timeouts`` since start-up). Setting
-the ``seed`` parameter while the node runs (``ros2 param set /sim_robot seed 1000``) makes the
-next reset use that seed, so an evaluation can rerun the same scenes in a graph that stays
-up; ``paused`` true stops the simulation (no stepping, no topics, no ``/clock``), so a graph
-kept up between batches of episodes costs nothing while a trainer runs beside it. With
-``scripted_operator`` the
-node also plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure
-it takes over with the task's scripted expert, publishing absolute targets on
-``/rl100/teleop/target`` for a safety node with ``teleop_device: pose``; the success status
-then also reports the episode's ``takeover`` (step and reason, null before one).
+``time``, ``resets`` applied since start-up, ``lockstep_timeouts`` since start-up). Setting the
+``seed`` parameter while the node runs (``ros2 param set /sim_robot seed 1000``) makes the next
+reset use that seed, so an evaluation can rerun the same scenes in a graph that stays up
+(``camera_pose`` set at run time replaces the cloud's calibration at once); ``paused`` true stops
+the simulation (no stepping, no topics, no ``/clock``), so a graph kept up between batches of
+episodes costs nothing while a trainer runs beside it. With ``scripted_operator`` the node also
+plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure it takes over
+with the task's scripted expert, publishing absolute targets on ``/rl100/teleop/target`` for a
+safety node with ``teleop_device: pose``; the success status then also reports the episode's
+``takeover`` (step and reason, null before one).
 
 Time: simulated time is published on ``/clock``; the other nodes run with
 ``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
@@ -115,13 +115,8 @@ class SimRobotNode(Node):
             self.get_logger().info(f'disturbance: {json.dumps(families)}')
         self._robot = SimRobot(env, self._frame)
         if camera_pose.strip():  # a bad pose fails start-up, naming the parameter
-            from rl100.geometry import pose7_to_matrix
-            try:
-                values = [float(v) for v in camera_pose.replace(',', ' ').split()]
-                self._robot.camera_pose = pose7_to_matrix(values)
-            except ValueError as exc:
-                raise ValueError(f'camera_pose: {exc}') from None
-            self.get_logger().info(f'camera_pose (hand-eye calibration): {values}')
+            self._robot.camera_pose = parse_camera_pose(camera_pose)
+            self.get_logger().info(f'camera_pose (hand-eye calibration): {camera_pose}')
         self._operator = None
         self._operator_on = operator
         if operator:
@@ -240,6 +235,14 @@ class SimRobotNode(Node):
                     if bool(param.value) != self._operator_on and self._operator is not None:
                         self._operator.reset()
                     self._operator_on = bool(param.value)
+                continue
+            if param.name == 'camera_pose':  # a new calibration (check_camera --apply)
+                try:
+                    pose = parse_camera_pose(param.value) if str(param.value).strip() else None
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+                self._robot.camera_pose = pose  # one reference swap: the loop reads it whole
+                self.get_logger().info(f'camera_pose set: {param.value!r}')
                 continue
             if param.name != 'seed':
                 continue
@@ -416,6 +419,16 @@ class SimRobotNode(Node):
         self._target_event.set()
         self._thread.join(timeout=5.0)  # the loop closes the env on its way out
         return super().destroy_node()
+
+
+def parse_camera_pose(value) -> np.ndarray:
+    """'x y z qx qy qz qw' (spaces or commas) -> (4, 4); ValueError naming the parameter."""
+    from rl100.geometry import pose7_to_matrix
+
+    try:
+        return pose7_to_matrix([float(v) for v in str(value).replace(',', ' ').split()])
+    except ValueError as exc:
+        raise ValueError(f'camera_pose: {exc}') from None
 
 
 def main(args=None) -> int:

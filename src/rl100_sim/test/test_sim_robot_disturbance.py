@@ -66,6 +66,15 @@ def test_camera_pose_parameter_replaces_the_calibration_of_the_cloud():
                                                  Parameter('camera_pose', value=pose)])
         try:
             np.testing.assert_allclose(node._robot.camera_pose, true_pose, atol=1e-9)
+            # at run time (check_camera --apply): a good pose is taken, a bad one refused
+            result = node.set_parameters([Parameter('camera_pose', value='0 0 1 0 0 0 1')])[0]
+            assert result.successful
+            np.testing.assert_allclose(node._robot.camera_pose[:3, 3], [0, 0, 1])
+            result = node.set_parameters([Parameter('camera_pose', value='0 0 1 0 0')])[0]
+            assert not result.successful and 'camera_pose' in result.reason
+            np.testing.assert_allclose(node._robot.camera_pose[:3, 3], [0, 0, 1])  # kept
+            assert node.set_parameters([Parameter('camera_pose', value='')])[0].successful
+            assert node._robot.camera_pose is None  # back to the simulator's own
         finally:
             node.destroy_node()
         with pytest.raises(ValueError, match='camera_pose: .*unit norm'):
