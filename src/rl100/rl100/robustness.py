@@ -274,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.table_frame != "off" or args.camera_check != "off":
             try:
-                dz = None if args.table_frame == "auto" else float(args.table_frame.replace("off", "0"))
+                frame = args.table_frame  # off here: only --camera-check asked for the agent
+                dz = None if frame == "auto" else 0.0 if frame == "off" else float(frame)
             except ValueError:
                 print(f"rl100 robustness: --table-frame wants off, auto or a shift in m, got {args.table_frame!r}")
                 return 2

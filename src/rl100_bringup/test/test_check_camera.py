@@ -15,6 +15,7 @@ pytest.importorskip('rl100.sim')
 from rl100.geometry import pose7_to_matrix  # noqa: E402
 from rl100.keys import OBS_DEPTH, OBS_STATE  # noqa: E402
 from rl100.sim import disturbances  # noqa: E402
+from rl100.sim.bench_camera_check import task_area_error  # noqa: E402
 from rl100_camera.camera_check import CameraCheck, Frame, status, WARN  # noqa: E402
 
 KNOCK = {'family': 'camera_pose', 'offset': [0.012, -0.008, 0.006], 'turn': [0.8, -1.5, 1.2]}
@@ -29,10 +30,7 @@ def _poses(env):
 
 def _close(a, b, mm=3.0):
     """Do task-area points seen through ``a`` land within ``mm`` of those seen through ``b``?"""
-    g = np.meshgrid(np.linspace(0.3, 0.7, 3), np.linspace(-0.3, 0.3, 3), [0.0, 0.15])
-    task = np.stack([v.ravel() for v in g], axis=1)
-    m = a @ np.linalg.inv(b)
-    err = np.linalg.norm(task @ m[:3, :3].T + m[:3, 3] - task, axis=1).max() * 1000
+    err = task_area_error(a, b).max() * 1000
     return err < mm, err
 
 

@@ -10,17 +10,8 @@ import pytest
 from rl100.keys import OBS_DEPTH, OBS_STATE
 from rl100.registration import corrected_extrinsic
 from rl100.sim import disturbances as D
+from rl100.sim.bench_camera_check import task_area_error
 from rl100.sim.expected_scene import ExpectedScene
-
-# task-area points (m, base frame): where the placement error of a wrong extrinsic matters
-_G = np.meshgrid(np.linspace(0.3, 0.7, 3), np.linspace(-0.3, 0.3, 3), [0.0, 0.15])
-TASK = np.stack([g.ravel() for g in _G], axis=1)
-
-
-def _displacement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(K,) m: how far task points seen through extrinsic ``a`` land from those seen through ``b``."""
-    m = a @ np.linalg.inv(b)
-    return np.linalg.norm(TASK @ m[:3, :3].T + m[:3, 3] - TASK, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +33,10 @@ def test_the_check_finds_a_knocked_camera(knocked):
             obs, _ = knocked.reset(seed=seed)
             view = knocked.unwrapped.camera_info()  # the calibration: nominal
             true = _true_pose(knocked)
-            before = _displacement(view.base_T_cam, true)
+            before = task_area_error(view.base_T_cam, true)
             assert before.mean() > 0.01  # the knock moves the task area by more than a centimetre
             reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
-            after = _displacement(corrected_extrinsic(view.base_T_cam, reg), true)
+            after = task_area_error(corrected_extrinsic(view.base_T_cam, reg), true)
             assert after.max() < 3e-3, (seed, reg.summary(), after)
             assert reg.paired > 0.5 and reg.rms_m < 2e-3
     finally:
@@ -78,7 +69,7 @@ def test_the_check_does_not_need_the_real_cameras_intrinsics(knocked):
         obs, _ = knocked.reset(seed=20001)
         view = knocked.unwrapped.camera_info()
         reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
-        assert _displacement(corrected_extrinsic(view.base_T_cam, reg), _true_pose(knocked)).max() < 3e-3
+        assert task_area_error(corrected_extrinsic(view.base_T_cam, reg), _true_pose(knocked)).max() < 3e-3
     finally:
         scene.close()
 
@@ -112,11 +103,11 @@ def test_the_check_tells_a_raised_table_from_a_knocked_camera():
         view = env.unwrapped.camera_info()
         reg = scene.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
         assert reg.table_dz == pytest.approx(-0.02, abs=1e-3)
-        assert _displacement(corrected_extrinsic(view.base_T_cam, reg), _true_pose(env)).max() < 3e-3
+        assert task_area_error(corrected_extrinsic(view.base_T_cam, reg), _true_pose(env)).max() < 3e-3
         # a check that trusts the model's table blames the camera for the lower table
         blind = fixed.check(obs[OBS_DEPTH], obs[OBS_STATE], view)
         assert blind.table_dz == 0.0
-        assert _displacement(corrected_extrinsic(view.base_T_cam, blind), _true_pose(env)).max() > 5e-3
+        assert task_area_error(corrected_extrinsic(view.base_T_cam, blind), _true_pose(env)).max() > 5e-3
     finally:
         scene.close()
         fixed.close()
