@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
 
@@ -52,25 +51,18 @@ def _footprint(model: str) -> tuple:
 
 def collect(n: int, timeout: float) -> list:
     """``n`` clouds from /rl100/points (fewer when ``timeout`` s pass first)."""
-    import rclpy
-    from rclpy.node import Node
     from rl100_camera.messages import pointcloud_to_array
     from rl100_ros import qos, topics
     from sensor_msgs.msg import PointCloud2
 
-    rclpy.init()
+    from .listen import listen
+
     clouds = []
-    try:
-        node = Node('calibrate_table')
-        node.create_subscription(PointCloud2, topics.POINTS,
-                                 lambda m: clouds.append(pointcloud_to_array(m).copy()),
-                                 qos.SENSOR)
-        deadline = time.monotonic() + timeout
-        while len(clouds) < n and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    listen('calibrate_table',
+           lambda node: node.create_subscription(
+               PointCloud2, topics.POINTS, lambda m: clouds.append(pointcloud_to_array(m).copy()),
+               qos.SENSOR),
+           lambda: len(clouds) >= n, timeout)
     return clouds[:n]
 
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from rl100_camera.camera_check import believed_pose, CameraCheck, depth_metres, Frame, robot_state
+
+from .listen import listen
 
 DEPTH_TOPIC = '/camera/camera/aligned_depth_to_color/image_raw'
 DEPTH_INFO_TOPIC = '/camera/camera/aligned_depth_to_color/camera_info'
@@ -36,8 +37,6 @@ DEPTH_INFO_TOPIC = '/camera/camera/aligned_depth_to_color/camera_info'
 
 def collect(n: int, timeout: float, depth_topic: str, info_topic: str) -> list:
     """``n`` depth frames with the intrinsics and the robot state of the same moment."""
-    import rclpy
-    from rclpy.node import Node
     from rl100.robot_state import split_joint_state
     from rl100_ros import qos, topics
     from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -60,19 +59,13 @@ def collect(n: int, timeout: float, depth_topic: str, info_topic: str) -> list:
     def on_gripper(msg):
         latest['gripper'] = float(sum(msg.position))
 
-    rclpy.init()
-    try:
-        node = Node('check_camera')
+    def subscribe(node):
         node.create_subscription(Image, depth_topic, on_depth, qos.SENSOR)
         node.create_subscription(CameraInfo, info_topic, on_info, qos.SENSOR)
         node.create_subscription(JointState, topics.JOINT_STATES, on_joints, qos.SENSOR)
         node.create_subscription(JointState, topics.GRIPPER_STATE, on_gripper, qos.SENSOR)
-        deadline = time.monotonic() + timeout
-        while len(frames) < n and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)
-        node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+
+    listen('check_camera', subscribe, lambda: len(frames) >= n, timeout)
     return frames[:n]
 
 

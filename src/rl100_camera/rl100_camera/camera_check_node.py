@@ -54,7 +54,7 @@ class CameraCheckNode(Node):
         self.create_subscription(CameraInfo, info_topic, self._on_info, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
-        self.create_timer(self._period, self._run_check)
+        self.create_timer(self._period, self.check_now)
         self._diagnostics = diagnostics.Diagnostics(self, 'camera check', self._status)
 
     def _declare(self, name, default, description):
@@ -101,9 +101,6 @@ class CameraCheckNode(Node):
             log = self.get_logger().warn if level else self.get_logger().info
             log(message)
         return True
-
-    def _run_check(self) -> None:
-        self.check_now()
 
     def _status(self):
         values = {'checks': self._checks, 'skipped (no frame or arm moving)': self._skipped}
