@@ -72,45 +72,30 @@ def collect(n: int, timeout: float, depth_topic: str, info_topic: str) -> list:
 def apply(node_name: str, pose: list, timeout: float) -> str | None:
     """Set ``camera_pose`` on a running node (cloud_to_base, sim_robot); None, or why it failed.
 
-    The parameter's current type decides what is sent: a double array (cloud_to_base) or the
-    'x y z qx qy qz qw' string (sim_robot). The node checks the pose and may refuse it.
+    The parameter's current type decides what is sent (``rl100_camera.calibration_param``);
+    the node checks the pose and may refuse it.
     """
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import GetParameters, SetParameters
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rl100_camera.calibration_param import set_camera_pose
 
-    name = '/' + node_name.strip('/')
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('check_camera_apply', context=context)
     executor = SingleThreadedExecutor(context=context)
     try:
-        def call(client, request):
+        def call(srv_type, service, request):
+            client = node.create_client(srv_type, service)
             if not client.wait_for_service(timeout_sec=timeout):
                 return None
             future = client.call_async(request)
             rclpy.spin_until_future_complete(node, future, executor=executor, timeout_sec=timeout)
             return future.result() if future.done() else None
 
-        got = call(node.create_client(GetParameters, f'{name}/get_parameters'),
-                   GetParameters.Request(names=['camera_pose']))
-        if got is None:
-            return f'{name} did not answer within {timeout:g} s (is it running?)'
-        kind = got.values[0].type if got.values else ParameterType.PARAMETER_NOT_SET
-        value = ParameterValue(type=kind)
-        if kind == ParameterType.PARAMETER_DOUBLE_ARRAY:
-            value.double_array_value = [float(v) for v in pose]
-        elif kind == ParameterType.PARAMETER_STRING:
-            value.string_value = ' '.join(f'{v:.6f}' for v in pose)
-        else:
-            return f'{name} has no camera_pose parameter to set'
-        done = call(node.create_client(SetParameters, f'{name}/set_parameters'),
-                    SetParameters.Request(parameters=[Parameter(name='camera_pose', value=value)]))
-        if done is None:
-            return f'{name} did not answer set_parameters within {timeout:g} s'
-        result = done.results[0]
-        return None if result.successful else f'{name} refused the pose: {result.reason}'
+        set_camera_pose(call, node_name, pose)
+        return None
+    except ValueError as exc:
+        return f'{exc} (within {timeout:g} s)' if 'did not answer' in str(exc) else str(exc)
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -6,6 +6,10 @@ One episode goes through these phases (:class:`Phase`), each one call to the sta
     RESET           /rl100/sim/reset: the simulated task restarts with the next seed (before
                     the first episode, ``first_seed`` sets that seed on the sim robot)
     WAIT_RESET      poll /rl100/sim/success until it reports the reset
+    CHECK_CAMERA    (``check_camera`` only) /rl100/check_camera: the camera_check node checks
+                    the scene camera against the robot, at home and still, and corrects the
+                    cloud's calibration if it moved (its ``correct``); a refused check is
+                    recorded with the episode, which goes on
     START           StartEpisode: the recorder opens a bag (and the policy node restarts its
                     observation history on the EpisodeEvent START)
     AUTONOMOUS      SetMode AUTONOMOUS: the policy drives the robot through the safety node
@@ -56,6 +60,7 @@ class Phase(enum.Enum):
     HOLD_FOR_RESET = 'hold for reset'
     RESET = 'reset'
     WAIT_RESET = 'wait for reset'
+    CHECK_CAMERA = 'check camera'
     START = 'start episode'
     AUTONOMOUS = 'autonomous'
     RUN = 'run'
@@ -141,6 +146,9 @@ class Stack(Protocol):
 
     def sim_status(self) -> SimStatus: ...
 
+    def check_camera(self) -> dict:
+        """The camera check's result (its JSON), or ``{'error': why}`` when it was refused."""
+
     def start_episode(self, task: str, note: str) -> str:
         """Returns the episode id."""
 
@@ -170,6 +178,7 @@ class RunnerConfig:
     max_errors: int = 0
     first_seed: int = -1  # env seed of the first episode; -1: the sim robot's next one
     expect_model: str = ''  # policy model id every episode must run (ActionChunk.model_id)
+    check_camera: bool = False  # check (and correct) the scene camera after every reset
 
     def __post_init__(self):
         if self.episodes < 1:
@@ -206,6 +215,7 @@ class EpisodeResult:
     takeover: dict | None = None  # the scripted operator's takeover {'step', 'reason'}, if any
     lockstep_timeouts: int | None = None  # sim ticks that waited out lockstep_timeout for a
     # target while the policy was in control (None: the sim robot does not report them)
+    camera_check: dict | None = None  # the check before the episode (check_camera), if any
 
 
 class EpisodeRunner:
@@ -299,13 +309,16 @@ class EpisodeRunner:
                 ep['time_limit'] = cfg.time_limit or status.time_limit
                 if not ep['time_limit'] > 0.0:
                     raise StackError(f'the sim robot reports no time limit ({status.time_limit})')
-                return Phase.START
+                return Phase.CHECK_CAMERA if cfg.check_camera else Phase.START
             if now - ep['reset_at'] > cfg.reset_timeout:
                 raise StackError(f'the sim robot did not apply the reset within '
                                  f'{cfg.reset_timeout:g} s (still seed {status.seed}, '
                                  f'{status.resets} resets)')
             self._sleep(min(cfg.poll_period, 0.01))  # the robot holds an old target meanwhile
             return Phase.WAIT_RESET
+        if self.phase == Phase.CHECK_CAMERA:
+            ep['camera_check'] = stack.check_camera()
+            return Phase.START
         if self.phase == Phase.START:
             note = f'evaluation episode {ep["index"]}/{cfg.episodes}, seed {ep["seed"]}'
             ep['episode_id'] = stack.start_episode(cfg.task, note)
@@ -377,6 +390,7 @@ class EpisodeRunner:
             actions=actions, fresh=len({s.stamp for s in samples}), latencies=latencies,
             wall_time=self._monotonic() - ep['wall0'], model=','.join(models),
             takeover=ep.get('takeover'), lockstep_timeouts=ep.get('timeouts'),
+            camera_check=ep.get('camera_check'),
             note='' if actions else f'no policy actions: {self.stack.policy_status()}')
         if samples and samples[-1].period > 0:
             self._period = samples[-1].period

@@ -96,8 +96,9 @@ class RosStack:
         if self._cancel.wait(seconds):
             raise CancelledError('interrupted')
 
-    def _call(self, srv_type, name: str, owner: str, request, cancellable: bool = True):
-        """Call a service and wait for its answer.
+    def _call(self, srv_type, name: str, owner: str, request, cancellable: bool = True,
+              timeout: float | None = None):
+        """Call a service and wait for its answer (``timeout``: s, default the service timeout).
 
         A stop request cancels the wait, unless ``cancellable`` is False: a call whose effect
         the run must know about once it is made.
@@ -107,7 +108,7 @@ class RosStack:
             client = self._clients[name] = self._node.create_client(srv_type, name)
         # after a cancel only the clean-up calls come (hold, abort): short, not cancellable
         cleanup = self._cancel.is_set()
-        timeout = min(self._timeout, 3.0) if cleanup else self._timeout
+        timeout = min(self._timeout, 3.0) if cleanup else (timeout or self._timeout)
         deadline = time.monotonic() + timeout
         while not client.service_is_ready():
             if time.monotonic() > deadline:
@@ -176,6 +177,18 @@ class RosStack:
     def sim_status(self) -> SimStatus:
         return SimStatus.parse(self._call(Trigger, SIM_SUCCESS, SIM, Trigger.Request()).message)
 
+    def check_camera(self) -> dict:
+        # the node waits up to its check_timeout (10 s) for a still frame, then checks (~0.3 s)
+        response = self._call(Trigger, topics.CHECK_CAMERA, 'the camera_check node '
+                              '(camera_check:=true)', Trigger.Request(),
+                              timeout=self._timeout + 20.0)
+        if not response.success:
+            return {'error': response.message}
+        try:
+            return json.loads(response.message)
+        except ValueError:
+            return {'error': f'check_camera answered {response.message[:200]!r}'}
+
     def start_episode(self, task: str, note: str) -> str:
         response = self._call(StartEpisode, topics.START_EPISODE, 'the recorder',
                               StartEpisode.Request(task=task, note=note))
@@ -228,7 +241,10 @@ class EpisodeRunnerNode(Node):
                          "robot's seed parameter (later episodes count on); -1: its next seed"),
             expect_model=p('expect_model', '', 'model id (ActionChunk.model_id, '
                            '<file>:<sha256[:12]>) every episode must be run by; an episode '
-                           'with another is a stack error (empty: any)'))
+                           'with another is a stack error (empty: any)'),
+            check_camera=p('check_camera', False, 'after every reset, have the camera_check '
+                           'node check the scene camera against the robot (and correct its '
+                           'calibration if it moved and the node may)'))
         self.sim_node = p('sim_node', 'sim_robot', 'name of the sim robot node (its seed '
                           'parameter is set for first_seed)')
         self.service_timeout = p('service_timeout', 10.0, 'wall seconds for a service to '

@@ -243,7 +243,9 @@ def _episodes_meta(graph, nodes: list, args) -> dict:
     if not model:
         raise graph_mod.GraphError('--episodes needs a policy: this graph starts the policy '
                                    'node without a model (model:=none)')
-    return {'graph': graph.name, 'launch_args': list(args.launch_args), 'model': model}
+    return {'graph': graph.name, 'launch_args': list(args.launch_args), 'model': model,
+            'camera_check': 'rl100_camera.camera_check' in {f'{n.package}.{n.executable}'
+                                                            for n in nodes}}
 
 
 class EpisodesThread:
@@ -256,7 +258,8 @@ class EpisodesThread:
         self.report = None
         parameters = {'episodes': args.episodes, 'time_limit': float(args.time_limit),
                       'results_json': args.results_json, 'max_errors': args.max_errors,
-                      'episodes_jsonl': args.episodes_jsonl}
+                      'episodes_jsonl': args.episodes_jsonl,
+                      'check_camera': bool(meta.get('camera_check'))}
 
         def target():
             self.report = evaluate(parameters, self.cancel, meta,

@@ -42,6 +42,7 @@ class FakeStack:
         self.resets, self.next_seed, self.model = 0, None, 'cm.onnx:0123456789ab'
         self.takeover_at = {}  # seed -> (step, reason) of the scripted operator's takeover
         self.lockstep_timeouts = None  # an int: counted up by one on every tick (a slow graph)
+        self.camera_checks = []  # what check_camera answers, in turn
 
     def wait_ready(self):
         self.calls.append(('ready',))
@@ -88,6 +89,10 @@ class FakeStack:
                          time_limit=self.time_limit, resets=self.resets,
                          takeover=None if took is None else {'step': took[0], 'reason': took[1]},
                          lockstep_timeouts=self.lockstep_timeouts)
+
+    def check_camera(self):
+        self.calls.append(('check_camera', self.seed, self.pending_reset))
+        return self.camera_checks.pop(0)
 
     def start_episode(self, task, note):
         self.calls.append(('start', task))
@@ -399,3 +404,21 @@ def test_an_episode_run_by_another_model_is_a_stack_error():
     assert 'startup.onnx' in runner.results[1].error and not runner.results[1].success
     with pytest.raises(ValueError, match='first_seed'):
         RunnerConfig(first_seed=-2)
+
+
+def test_the_camera_is_checked_after_each_reset_before_the_episode_starts():
+    stack = FakeStack(success_at={1: 0.5, 2: 0.5})
+    stack.camera_checks = [{'moved_mm': 15.2, 'corrected': True},
+                           {'error': 'paired fraction 0.12 < 0.5'}]
+    results = _runner(stack, episodes=2, check_camera=True)[0].run()
+    checks = [c for c in stack.calls if c[0] == 'check_camera']
+    assert checks == [('check_camera', 1, False), ('check_camera', 2, False)]  # reset applied
+    for i in (0, 1):  # in HOLD, between the applied reset and the recorder's episode
+        order = [c[0] for c in stack.calls if c[0] in ('reset', 'check_camera', 'start')]
+        assert order[3 * i:3 * i + 3] == ['reset', 'check_camera', 'start']
+    assert [r.camera_check for r in results] == [{'moved_mm': 15.2, 'corrected': True},
+                                                 {'error': 'paired fraction 0.12 < 0.5'}]
+    assert all(r.success for r in results)  # a refused check is recorded, the episode runs
+    stack = FakeStack(success_at={1: 0.5})
+    _runner(stack, episodes=1)[0].run()
+    assert not any(c[0] == 'check_camera' for c in stack.calls)  # off by default

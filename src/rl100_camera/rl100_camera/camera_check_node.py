@@ -7,21 +7,40 @@ camera_info and the joint angles, checks it against the robot and the table rend
 calibration in use (``rl100_camera.camera_check``) and reports on ``/diagnostics``: OK while the
 camera is within ``warn_mm`` / ``warn_deg`` of it, WARN past that (naming the move and what to
 run: ``python -m rl100_bringup.check_camera``), ERROR when the check is refused (the scene does
-not match). It never changes the calibration itself: an operator does, after a look.
+not match).
+
+The calibration in use is read before every check from the node that makes the base-frame
+cloud (the first of ``cloud_nodes`` that answers: cloud_to_base on the robot, the sim robot in
+simulation; this node's own ``camera_pose`` when none does). ``/rl100/check_camera``
+(std_srvs/Trigger) checks on the next still frame that arrives after the call (what an episode
+runner asks before each episode, the arm at home) and answers with the result as JSON. With
+``correct`` on (default off: an operator looks first), a check that finds the camera moved past
+the warn limits sets the corrected ``camera_pose`` on that cloud node; a refused check never
+changes anything. Checks run in a side node's thread (they take 0.1-0.3 s and render with
+MuJoCo), never in the thread that takes the images.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rl100_ros import diagnostics, qos, topics
 from rl100_ros.node_main import run_node
 from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_srvs.srv import Trigger
 
+from .calibration_param import CLOUD_NODES, get_camera_pose, set_camera_pose
 from .camera_check import believed_pose, CameraCheck, depth_metres, Frame, robot_state, status
 
 LEVELS = {0: diagnostics.OK, 1: diagnostics.WARN, 2: diagnostics.ERROR}  # camera_check -> bytes
+FRESH_FRAMES = 2  # depth images after a check_camera call before one is used (one in flight)
 
 
 class CameraCheckNode(Node):
@@ -29,10 +48,10 @@ class CameraCheckNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__('camera_check', **node_kwargs)
         p = self._declare
-        task = p('task', 'juicing-place', 'simulated task whose robot and table model is the '
-                 'expected scene')
-        pose = p('camera_pose', [float('nan')] * 7, 'the calibration in use: x y z qx qy qz qw '
-                 "of the camera optical frame in the base frame (cloud_to_base's camera_pose); "
+        self._task = p('task', 'juicing-place', 'simulated task whose robot and table model is '
+                       'the expected scene')
+        pose = p('camera_pose', [float('nan')] * 7, 'the calibration in use when no cloud node '
+                 'answers: x y z qx qy qz qw of the camera optical frame in the base frame; '
                  "NaN: the simulated task camera's own")
         self._period = float(p('period', 60.0, 's between checks (only while the arm is still)'))
         self._warn_mm = float(p('warn_mm', 3.0, 'WARN when the camera moved more than this (mm)'))
@@ -43,18 +62,46 @@ class CameraCheckNode(Node):
                         'aligned depth image (16UC1 mm or 32FC1 m)')
         info_topic = p('info_topic', '/camera/camera/aligned_depth_to_color/camera_info',
                        'its camera_info')
+        self._cloud_nodes = [str(n) for n in p(
+            'cloud_nodes', list(CLOUD_NODES), 'nodes that make the base-frame cloud from a '
+            'camera_pose parameter: the first one that answers holds the calibration in use '
+            '(read before every check) and gets the corrections')]
+        self._correct = bool(p('correct', False, 'set the corrected camera_pose on the cloud '
+                               'node when a check finds the camera moved past warn_mm / '
+                               'warn_deg (false: report only, an operator runs check_camera)'))
+        self._wait = float(p('check_timeout', 10.0, 's (wall) a check_camera call waits for a '
+                             'fresh depth image with the arm still'))
         if not self._period > 0:
             raise ValueError(f'period must be > 0 s, got {self._period}')
-        values = [] if all(v != v for v in pose) else list(pose)  # all NaN: the sim's own
-        self._check = CameraCheck(believed_pose(values, task), task)
+        if not self._wait > 0:
+            raise ValueError(f'check_timeout must be > 0 s, got {self._wait}')
+        self._own = [] if all(v != v for v in pose) else list(pose)  # all NaN: the sim's own
+        self._check = CameraCheck(believed_pose(self._own, self._task), self._task)
+        self._sim_own = self._check.believed if not self._own else None
         self._depth = self._info = self._joints = self._gripper = None
+        self._depths = 0  # depth images received
         self._still_now = False
         self._result, self._error, self._checks, self._skipped = None, '', 0, 0
+        self._corrections, self._cloud = 0, ''
+        self._lock = threading.Lock()  # one check at a time (service and timer)
         self.create_subscription(Image, depth_topic, self._on_depth, qos.SENSOR)
         self.create_subscription(CameraInfo, info_topic, self._on_info, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
-        self.create_timer(self._period, self.check_now)
+        # the parameter clients answer through this node's executor; the worker waits on them
+        self._param_clients = {(kind, f'{n}/{srv}'): self.create_client(kind, f'{n}/{srv}')
+                         for n in ('/' + c.strip('/') for c in self._cloud_nodes)
+                         for kind, srv in ((GetParameters, 'get_parameters'),
+                                           (SetParameters, 'set_parameters'))}
+        # the checks: a side node with an executor thread of its own (rl100_ros.run_node)
+        self.worker = Node(f'{self.get_name()}_worker', namespace=self.get_namespace(),
+                           context=self.context, start_parameter_services=False,
+                           cli_args=['--ros-args', '-r', f'__node:={self.get_name()}_worker'],
+                           parameter_overrides=[Parameter('use_sim_time', value=bool(
+                               self.get_parameter('use_sim_time').value))])
+        self.worker.create_timer(self._period, self.check_now)
+        self.worker.create_service(Trigger, topics.CHECK_CAMERA, self._on_check)
+        self.side_nodes = (self.worker,)
         self._diagnostics = diagnostics.Diagnostics(self, 'camera check', self._status)
 
     def _declare(self, name, default, description):
@@ -63,6 +110,7 @@ class CameraCheckNode(Node):
 
     def _on_depth(self, msg: Image) -> None:
         self._depth = msg
+        self._depths += 1
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._info = (msg.k[0], msg.k[4], msg.k[2], msg.k[5])
@@ -82,40 +130,108 @@ class CameraCheckNode(Node):
     def _on_gripper(self, msg: JointState) -> None:
         self._gripper = float(sum(msg.position))
 
+    # --- checks (worker thread) ---------------------------------------------------------------
+    def _call(self, srv_type, service: str, request, timeout: float = 2.0):
+        """A parameter service call answered through the main executor; None when none came."""
+        client = self._param_clients.get((srv_type, service))
+        if client is None or not client.service_is_ready():
+            return None
+        future = client.call_async(request)
+        answered = threading.Event()
+        future.add_done_callback(lambda _: answered.set())
+        if not answered.wait(timeout):
+            client.remove_pending_request(future)
+            return None
+        return future.result()
+
+    def _calibration(self):
+        """(cloud node or '', its parameter type, (4, 4) pose): the calibration in use."""
+        from rl100.geometry import pose7_to_matrix
+
+        for name in self._cloud_nodes:
+            try:
+                kind, pose = get_camera_pose(self._call, name)
+            except ValueError:
+                continue  # not running here (the other one of the pair) or no such parameter
+            if pose:
+                return name, kind, pose7_to_matrix(pose)
+            if self._sim_own is None:
+                self._sim_own = believed_pose([], self._task)
+            return name, kind, self._sim_own
+        return '', None, believed_pose(self._own, self._task) if self._own else self._sim_own
+
     def check_now(self) -> bool:
         """Check the newest frame if there is one and the arm is still; True when a check ran."""
         if None in (self._depth, self._info, self._joints) or not self._still_now:
             self._skipped += 1
             return False
-        width, arm = self._joints
-        try:
-            frame = Frame(depth_metres(self._depth), self._info,
-                          robot_state(self._gripper if self._gripper is not None else width, arm))
-            self._result, self._error = self._check([frame]), ''
-        except ValueError as exc:  # refused, or a depth image it cannot read
-            self._result, self._error = None, str(exc)
-            self.get_logger().error(f'camera check: {exc}')
-        self._checks += 1
-        if self._result is not None:
-            level, message = status(self._result, self._warn_mm, self._warn_deg)
-            log = self.get_logger().warn if level else self.get_logger().info
-            log(message)
+        self._run()
         return True
 
+    def _run(self) -> dict | None:
+        """One check of the newest frame (and a correction when asked for); the result."""
+        with self._lock:
+            depth, info, (width, arm) = self._depth, self._info, self._joints
+            corrected = False
+            try:
+                self._cloud, kind, self._check.believed = self._calibration()
+                frame = Frame(depth_metres(depth), info, robot_state(
+                    self._gripper if self._gripper is not None else width, arm))
+                result = self._check([frame])
+                level, message = status(result, self._warn_mm, self._warn_deg)
+                if self._correct and level and self._cloud:
+                    set_camera_pose(self._call, self._cloud, result['camera_pose'], kind)
+                    self._corrections, corrected = self._corrections + 1, True
+                    message += f'; corrected on {self._cloud}'
+                self._result, self._error = result | {'corrected': corrected}, ''
+            except ValueError as exc:  # refused, a depth image it cannot read, a refused pose
+                self._result, self._error = None, str(exc)
+                self.get_logger().error(f'camera check: {exc}')
+            self._checks += 1
+            if self._result is None:
+                return None
+            if level:  # one call site per severity: rclpy refuses a site that changes it
+                self.get_logger().warn(message)
+            else:
+                self.get_logger().info(message)
+            return self._result | {'cloud_node': self._cloud}
+
+    def _on_check(self, request, response):
+        """check_camera: the next still frame after the call; the result JSON, or why not."""
+        start, deadline = self._depths, time.monotonic() + self._wait
+        while not (self._depths >= start + FRESH_FRAMES and self._still_now
+                   and None not in (self._info, self._joints)):
+            if time.monotonic() > deadline:
+                response.success = False
+                response.message = (f'no fresh depth image with the arm still within '
+                                    f'{self._wait:g} s ({self._depths - start} new images)')
+                return response
+            time.sleep(0.01)
+        result = self._run()
+        response.success = result is not None
+        response.message = json.dumps(result) if result is not None else self._error
+        return response
+
     def _status(self):
-        values = {'checks': self._checks, 'skipped (no frame or arm moving)': self._skipped}
+        values = {'checks': self._checks, 'skipped (no frame or arm moving)': self._skipped,
+                  'corrections': self._corrections, 'cloud node': self._cloud or 'none'}
         if self._error:
             return diagnostics.ERROR, f'check refused: {self._error}', values
         if self._result is None:
             return (diagnostics.WARN, 'not checked yet (no depth image, or the arm never still)',
                     values)
         level, message = status(self._result, self._warn_mm, self._warn_deg)
+        if self._result.get('corrected'):  # moved, and the calibration now follows it
+            level, message = 0, message.split(':')[0] + f': corrected on {self._cloud}'
         level = LEVELS[level]
         values.update({k: v for k, v in self._result.items() if k != 'camera_pose'})
         values['camera_pose'] = ' '.join(f'{v:.6f}' for v in self._result['camera_pose'])
         return level, message, values
 
     def destroy_node(self):
+        worker = getattr(self, 'worker', None)
+        if worker is not None:
+            worker.destroy_node()
         self._check.close()
         return super().destroy_node()
 

@@ -5,11 +5,15 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import numpy as np
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rl100_ros import topics
+from rl100_ros.node_main import SideExecutors
+from std_srvs.srv import Trigger
 
 pytest.importorskip('rl100.sim')
 from rl100_camera.camera_check_node import CameraCheckNode  # noqa: E402
@@ -23,7 +27,7 @@ def _watch(disturbance: str, timeout: float = 60.0):
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
-    nodes, seen = [], []
+    nodes, seen, side = [], [], None
     try:
         nodes.append(SimRobotNode(context=context, parameter_overrides=[
             Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
@@ -31,6 +35,7 @@ def _watch(disturbance: str, timeout: float = 60.0):
         check = CameraCheckNode(context=context, parameter_overrides=[
             Parameter('period', value=0.5)])
         nodes.append(check)
+        side = SideExecutors(check)
         before = check._status()
         listener = Node('diag_listener', context=context)
         nodes.append(listener)
@@ -47,6 +52,8 @@ def _watch(disturbance: str, timeout: float = 60.0):
         time.sleep(1.2)  # one more diagnostics period after the check
         return check._result, check._error, list(seen), before
     finally:
+        if side is not None:
+            side.close(2.0)
         executor.shutdown(timeout_sec=2.0)
         for node in nodes:
             node.destroy_node()
@@ -62,3 +69,65 @@ def test_a_knocked_camera_is_reported_and_a_calibrated_one_is_not():
     result, error, seen, _ = _watch('none')
     assert not error and result['moved_mm'] < 1.0 and result['turned_deg'] < 0.05
     assert seen[-1].level == DiagnosticStatus.OK and 'where calibrated' in seen[-1].message
+
+
+def test_check_camera_service_corrects_the_cloud_nodes_calibration():
+    """With correct on, a check_camera call corrects the sim robot's camera_pose.
+
+    The first call finds the knock and sets the corrected pose on the sim robot (whose cloud
+    then comes from it); the second finds nothing left to correct.
+    """
+    from rl100.geometry import pose7_to_matrix
+    from rl100.sim.bench_camera_check import task_area_error
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    nodes, side, answers = [], None, []
+    try:
+        sim = SimRobotNode(context=context, parameter_overrides=[
+            Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
+            Parameter('disturbance', value=json.dumps([KNOCK]))])
+        nodes.append(sim)
+        check = CameraCheckNode(context=context, parameter_overrides=[
+            Parameter('period', value=3600.0), Parameter('correct', value=True)])
+        nodes.append(check)
+        side = SideExecutors(check)
+        caller = Node('check_caller', context=context)
+        nodes.append(caller)
+        for node in (sim, check, caller):
+            executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        client = caller.create_client(Trigger, topics.CHECK_CAMERA)
+        assert client.wait_for_service(timeout_sec=10.0)
+        for _ in range(2):
+            future = client.call_async(Trigger.Request())
+            deadline = time.monotonic() + 60.0
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert future.done(), (f'no answer from check_camera (call {len(answers) + 1}: '
+                                   f'{check._checks} checks, arm still {check._still_now})')
+            answers.append(future.result())
+        robot = sim._robot
+        true = robot.env.unwrapped._get_renderer().info(
+            robot.env.unwrapped.data, robot.env.unwrapped.scene_camera).base_T_cam
+        applied = robot.camera_pose
+        status = check._status()
+    finally:
+        if side is not None:
+            side.close(2.0)
+        executor.shutdown(timeout_sec=2.0)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    first, second = answers
+    assert first.success, first.message
+    result = json.loads(first.message)
+    assert result['cloud_node'] == '/sim_robot' and result['corrected']
+    assert result['moved_mm'] == pytest.approx(15.6, abs=2.0)
+    assert applied is not None and task_area_error(applied, true).max() < 0.003
+    np.testing.assert_allclose(applied, pose7_to_matrix(result['camera_pose']), atol=1e-5)
+    assert second.success, second.message
+    again = json.loads(second.message)
+    assert not again['corrected'] and again['moved_mm'] < 3.0 and again['turned_deg'] < 0.3, again
+    assert status[0] == DiagnosticStatus.OK and status[2]['corrections'] == 1

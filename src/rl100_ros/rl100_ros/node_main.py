@@ -44,7 +44,7 @@ class SideExecutors:
     def __init__(self, node: Node):
         self.executors, self.threads = [], []
         for side in getattr(node, 'side_nodes', ()):
-            executor = SingleThreadedExecutor()
+            executor = SingleThreadedExecutor(context=side.context)
             executor.add_node(side)
             thread = threading.Thread(target=self._spin, args=(executor,), daemon=True,
                                       name=f'spin {side.get_name()}')

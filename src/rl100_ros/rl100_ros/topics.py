@@ -6,6 +6,9 @@ INTERVENTION = '/rl100/intervention'  # rl100_msgs/Intervention, every control t
 EPISODE_EVENT = '/rl100/episode_event'  # rl100_msgs/EpisodeEvent
 LOAD_POLICY = '/rl100/load_policy'  # rl100_msgs/srv/LoadPolicy
 SET_MODE = '/rl100/set_mode'  # rl100_msgs/srv/SetMode
+# std_srvs/Trigger: the camera_check node checks the scene camera on the next still frame
+# (and corrects the calibration when its `correct` is on); the result as JSON in the message
+CHECK_CAMERA = '/rl100/check_camera'
 TELEOP_TARGET = '/rl100/teleop/target'  # rl100_msgs/TeleopTarget: pose-commanding operators
 # std_msgs/String, latched: a node's name once its constructor has finished (rl100_ros.run_node)
 READY = '/rl100/ready'
