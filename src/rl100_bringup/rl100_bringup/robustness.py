@@ -9,7 +9,10 @@ the main job, every row on the same simulated seeds. It prints and writes the sa
 bar plot as the in-process command (``robustness.md``, ``robustness.png``, ``results.json``,
 with the graph's output per row under ``logs/``). A row whose graph fails is reported with its
 error and the command goes on; the exit code is then 1. A graph that ran every episode but did
-not stop cleanly only gives a warning (the row's figures stand).
+not stop cleanly only gives a warning (the row's figures stand). ``--arg NAME:=VALUE`` passes
+a launch argument to every row's graph: ``--arg camera_check:=true --arg camera_correct:=true``
+checks the scene camera against the robot before every episode and corrects its calibration
+(the counts of corrected and refused checks go into each row).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def families_for(task: str, names: list) -> list:
 
 
 def stack_row(model: str, spec: str, episodes: int, seed: int, out: Path, timeout: float,
-              time_limit: float) -> dict:
+              time_limit: float, launch_args: tuple = ()) -> dict:
     """One graph run with the sim robot's disturbance ``spec``: the row of the result table."""
     from rl100.robustness import wilson
 
@@ -49,7 +52,7 @@ def stack_row(model: str, spec: str, episodes: int, seed: int, out: Path, timeou
            f'disturbance:={spec or "none"}', f'sim_seed:={seed}',
            f'record_dir:={out / "bags" / name}',
            '--episodes', str(episodes), '--results-json', str(results),
-           '--time-limit', str(time_limit), '--duration', str(timeout)]
+           '--time-limit', str(time_limit), '--duration', str(timeout), *launch_args]
     if model:
         cmd.append(f'model:={model}')
     with open(log, 'w') as f:
@@ -68,6 +71,11 @@ def stack_row(model: str, spec: str, episodes: int, seed: int, out: Path, timeou
         error = f'graph exited with {proc.returncode} after {n} of {episodes} episodes'
     if proc.returncode != 0 and not error:  # every episode ran; a node did not stop cleanly
         row['warning'] = f'graph exited with {proc.returncode} after its episodes (see {log})'
+    checks = [e['camera_check'] for e in eps if e.get('camera_check') is not None]
+    if checks:
+        row['camera_checks'] = {'checks': len(checks),
+                                'corrected': sum(1 for c in checks if c.get('corrected')),
+                                'refused': [c['error'] for c in checks if 'error' in c]}
     return row | {
         'error': error,
         'episodes': n, 'successes': k, 'success_rate': k / n if n else 0.0,
@@ -96,7 +104,12 @@ def main(argv=None) -> int:
     parser.add_argument('--row-timeout', type=float, default=1800.0,
                         help='wall seconds one row (one graph run) may take')
     parser.add_argument('--out', default='runs/robust_stack')
+    parser.add_argument('--arg', action='append', default=[], metavar='NAME:=VALUE',
+                        help="a launch argument for every row's graph (repeatable), e.g. "
+                        'camera_check:=true')
     args = parser.parse_args(argv)
+    if any(':=' not in a for a in args.arg):
+        parser.error('--arg takes NAME:=VALUE')
     if args.episodes < 1:
         parser.error('--episodes must be >= 1')
     names = families_for(args.task, [f.strip() for f in args.families.split(',') if f.strip()])
@@ -108,7 +121,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     run = lambda spec: stack_row(args.model, spec, args.episodes, args.seed, out,  # noqa: E731
-                                 args.row_timeout, args.time_limit)
+                                 args.row_timeout, args.time_limit, tuple(args.arg))
     nominal = run('')
     print(f'nominal: success {nominal["success_rate"]:.2f} {nominal["error"]}', flush=True)
     rows = []
@@ -121,7 +134,8 @@ def main(argv=None) -> int:
     first = (nominal.get('seeds') or [args.seed + 1])[0]  # the sim takes the next seed per reset
     result = {'task': args.task, 'episodes': args.episodes, 'seed': first,
               'family_seed': 0, 'nominal': nominal, 'families': rows,
-              'model': args.model or 'shipped', 'through': 'ROS stack (up orange_juicer)'}
+              'model': args.model or 'shipped', 'through': 'ROS stack (up orange_juicer)',
+              'launch_args': args.arg}
     title = f'{args.task} through the ROS stack: {args.model or "shipped model"}'
     (out / 'results.json').write_text(json.dumps(result, indent=2) + '\n')
     table = markdown_table(result, title).replace('mean steps', 'mean policy actions')
