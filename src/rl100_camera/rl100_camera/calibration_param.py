@@ -1,4 +1,7 @@
-"""``camera_pose`` on a running node: read it and set it through its parameter services.
+"""The cell's calibration on running nodes: read and set through their parameter services.
+
+``camera_pose`` (:func:`get_camera_pose`, :func:`set_camera_pose`) and the table's height
+``table_dz`` (:func:`get_double`, :func:`set_double`: the policy node and the recorder).
 
 The base-frame cloud is made by ``cloud_to_base`` on the robot (a double array) and by
 ``sim_robot`` in simulation (an 'x y z qx qy qz qw' string, empty for the simulated camera's
@@ -18,6 +21,8 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 NAME = 'camera_pose'
 # the nodes that make the base-frame cloud from a calibration: one of them runs in a graph
 CLOUD_NODES = ('/cloud_to_base', '/sim_robot')
+TABLE_DZ = 'table_dz'
+TABLE_NODES = ('/policy_node', '/recorder_node')  # they take the table's height (table_dz)
 
 
 def _node(name: str) -> str:
@@ -73,3 +78,26 @@ def set_camera_pose(call, node: str, pose, kind: int | None = None) -> None:
         raise ValueError(f'{node} did not answer set_parameters')
     if not done.results[0].successful:
         raise ValueError(f'{node} refused the pose: {done.results[0].reason}')
+
+
+def get_double(call, node: str, name: str) -> float:
+    """The double parameter ``name`` of ``node``; ValueError naming the problem."""
+    node = _node(node)
+    got = call(GetParameters, f'{node}/get_parameters', GetParameters.Request(names=[name]))
+    if got is None:
+        raise ValueError(f'{node} did not answer get_parameters (is it running?)')
+    if not got.values or got.values[0].type != ParameterType.PARAMETER_DOUBLE:
+        raise ValueError(f'{node} has no double parameter {name}')
+    return float(got.values[0].double_value)
+
+
+def set_double(call, node: str, name: str, value: float) -> None:
+    """Set the double parameter ``name`` on ``node``; ValueError with the reason if not set."""
+    node = _node(node)
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
+    done = call(SetParameters, f'{node}/set_parameters', request)
+    if done is None:
+        raise ValueError(f'{node} did not answer set_parameters')
+    if not done.results[0].successful:
+        raise ValueError(f'{node} refused {name} = {value}: {done.results[0].reason}')

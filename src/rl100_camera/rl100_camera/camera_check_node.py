@@ -15,9 +15,12 @@ simulation; this node's own ``camera_pose`` when none does). ``/rl100/check_came
 (std_srvs/Trigger) checks on the next still frame that arrives after the call (what an episode
 runner asks before each episode, the arm at home) and answers with the result as JSON. With
 ``correct`` on (default off: an operator looks first), a check that finds the camera moved past
-the warn limits sets the corrected ``camera_pose`` on that cloud node; a refused check never
-changes anything. Checks run in a side node's thread (they take 0.1-0.3 s and render with
-MuJoCo), never in the thread that takes the images.
+the warn limits sets the corrected ``camera_pose`` on that cloud node, and a table found more
+than ``table_tol_mm`` from the ``table_dz`` of the ``table_nodes`` (policy node, recorder) sets
+the measured one there (the check measures the table's height with the camera's pose: the
+robot tells a raised table from a camera moved up); a refused check never changes anything.
+Checks run in a side node's thread (they take 0.1-0.3 s and render with MuJoCo), never in the
+thread that takes the images.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ from rl100_ros.node_main import run_node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_srvs.srv import Trigger
 
-from .calibration_param import CLOUD_NODES, get_camera_pose, set_camera_pose
+from .calibration_param import (
+    CLOUD_NODES,
+    get_camera_pose,
+    get_double,
+    set_camera_pose,
+    set_double,
+    TABLE_DZ,
+    TABLE_NODES,
+)
 from .camera_check import believed_pose, CameraCheck, depth_metres, Frame, robot_state, status
 
 LEVELS = {0: diagnostics.OK, 1: diagnostics.WARN, 2: diagnostics.ERROR}  # camera_check -> bytes
@@ -69,6 +80,12 @@ class CameraCheckNode(Node):
         self._correct = bool(p('correct', False, 'set the corrected camera_pose on the cloud '
                                'node when a check finds the camera moved past warn_mm / '
                                'warn_deg (false: report only, an operator runs check_camera)'))
+        self._table_nodes = [str(n) for n in p(
+            'table_nodes', list(TABLE_NODES), "nodes with a table_dz parameter (the table's "
+            'height over the training one): with correct, set to the measured height when it '
+            'is off by more than table_tol_mm')]
+        self._table_tol = float(p('table_tol_mm', 3.0, 'with correct: how far (mm) the '
+                                  "measured table may be from the nodes' table_dz")) / 1000.0
         self._wait = float(p('check_timeout', 10.0, 's (wall) a check_camera call waits for a '
                              'fresh depth image with the arm still'))
         if not self._period > 0:
@@ -90,7 +107,8 @@ class CameraCheckNode(Node):
         self.create_subscription(JointState, topics.GRIPPER_STATE, self._on_gripper, qos.SENSOR)
         # the parameter clients answer through this node's executor; the worker waits on them
         self._param_clients = {(kind, f'{n}/{srv}'): self.create_client(kind, f'{n}/{srv}')
-                         for n in ('/' + c.strip('/') for c in self._cloud_nodes)
+                               for n in ('/' + c.strip('/')
+                                         for c in (*self._cloud_nodes, *self._table_nodes))
                          for kind, srv in ((GetParameters, 'get_parameters'),
                                            (SetParameters, 'set_parameters'))}
         # the checks: a side node with an executor thread of its own (rl100_ros.run_node)
@@ -183,7 +201,9 @@ class CameraCheckNode(Node):
                     set_camera_pose(self._call, self._cloud, result['camera_pose'], kind)
                     self._corrections, corrected = self._corrections + 1, True
                     message += f'; corrected on {self._cloud}'
-                self._result, self._error = result | {'corrected': corrected}, ''
+                tables = self._correct_table(result['table_dz']) if self._correct else []
+                self._result = result | {'corrected': corrected, 'table_set': tables}
+                self._error = ''
             except ValueError as exc:  # refused, a depth image it cannot read, a refused pose
                 self._result, self._error = None, str(exc)
                 self.get_logger().error(f'camera check: {exc}')
@@ -195,6 +215,21 @@ class CameraCheckNode(Node):
             else:
                 self.get_logger().info(message)
             return self._result | {'cloud_node': self._cloud}
+
+    def _correct_table(self, table_dz: float) -> list:
+        """Set the measured ``table_dz`` on the table nodes it is off on; the nodes set."""
+        done = []
+        for name in self._table_nodes:
+            try:
+                now = get_double(self._call, name, TABLE_DZ)
+            except ValueError:
+                continue  # not in this graph
+            if abs(table_dz - now) > self._table_tol:
+                set_double(self._call, name, TABLE_DZ, round(table_dz, 4))
+                done.append(name)
+                self.get_logger().warn(f'table {table_dz * 1000:+.1f} mm from the model, '
+                                       f'{name} had {now * 1000:+.1f} mm: set')
+        return done
 
     def _on_check(self, request, response):
         """check_camera: the next still frame after the call; the result JSON, or why not."""

@@ -20,6 +20,7 @@ from rl100_camera.camera_check_node import CameraCheckNode  # noqa: E402
 from rl100_sim.sim_robot_node import SimRobotNode  # noqa: E402
 
 KNOCK = {'family': 'camera_pose', 'offset': [0.012, -0.008, 0.006], 'turn': [0.8, -1.5, 1.2]}
+STAND = {'family': 'table_height', 'shift': [0.015, 0.015]}  # the table 1.5 cm higher
 
 
 def _watch(disturbance: str, timeout: float = 60.0):
@@ -72,10 +73,11 @@ def test_a_knocked_camera_is_reported_and_a_calibrated_one_is_not():
 
 
 def test_check_camera_service_corrects_the_cloud_nodes_calibration():
-    """With correct on, a check_camera call corrects the sim robot's camera_pose.
+    """With correct on, a check_camera call corrects the sim robot's camera_pose and table_dz.
 
-    The first call finds the knock and sets the corrected pose on the sim robot (whose cloud
-    then comes from it); the second finds nothing left to correct.
+    The first call finds the knock and the stand 1.5 cm higher: it sets the corrected pose on
+    the sim robot (whose cloud then comes from it) and the table's height on the table node
+    that runs (a stand-in for the policy node); the second finds nothing left to correct.
     """
     from rl100.geometry import pose7_to_matrix
     from rl100.sim.bench_camera_check import task_area_error
@@ -87,15 +89,19 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
     try:
         sim = SimRobotNode(context=context, parameter_overrides=[
             Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
-            Parameter('disturbance', value=json.dumps([KNOCK]))])
+            Parameter('disturbance', value=json.dumps([KNOCK, STAND]))])
         nodes.append(sim)
         check = CameraCheckNode(context=context, parameter_overrides=[
-            Parameter('period', value=3600.0), Parameter('correct', value=True)])
+            Parameter('period', value=3600.0), Parameter('correct', value=True),
+            Parameter('table_nodes', value=['/stand_in', '/not_running'])])
         nodes.append(check)
         side = SideExecutors(check)
         caller = Node('check_caller', context=context)
         nodes.append(caller)
-        for node in (sim, check, caller):
+        stand_in = Node('stand_in', context=context)
+        stand_in.declare_parameter('table_dz', 0.0)
+        nodes.append(stand_in)
+        for node in (sim, check, caller, stand_in):
             executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         client = caller.create_client(Trigger, topics.CHECK_CAMERA)
@@ -113,6 +119,7 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
             robot.env.unwrapped.data, robot.env.unwrapped.scene_camera).base_T_cam
         applied = robot.camera_pose
         status = check._status()
+        table_dz = stand_in.get_parameter('table_dz').value
     finally:
         if side is not None:
             side.close(2.0)
@@ -125,9 +132,11 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
     result = json.loads(first.message)
     assert result['cloud_node'] == '/sim_robot' and result['corrected']
     assert result['moved_mm'] == pytest.approx(15.6, abs=2.0)
+    assert result['table_set'] == ['/stand_in'] and table_dz == pytest.approx(0.015, abs=0.001)
     assert applied is not None and task_area_error(applied, true).max() < 0.003
     np.testing.assert_allclose(applied, pose7_to_matrix(result['camera_pose']), atol=1e-5)
     assert second.success, second.message
     again = json.loads(second.message)
     assert not again['corrected'] and again['moved_mm'] < 3.0 and again['turned_deg'] < 0.3, again
+    assert again['table_set'] == []
     assert status[0] == DiagnosticStatus.OK and status[2]['corrections'] == 1

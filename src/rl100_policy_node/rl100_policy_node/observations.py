@@ -19,7 +19,7 @@ sees the scene it was trained on; the node shifts the targets back (``table_fram
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from rl100.keys import OBS_POINTS, OBS_STATE
@@ -107,6 +107,11 @@ class Assembler:
     @property
     def wants_points(self) -> bool:
         return self.points is not None
+
+    def set_table_dz(self, table_dz: float) -> None:
+        """A new table height (m) for what is assembled from now on; ValueError if implausible."""
+        config = replace(self.config, table_dz=float(table_dz))  # checked by __post_init__
+        self.config, self._frame = config, config.table_frame
 
     def pose(self, stamp: float, position, quat_xyzw) -> None:
         self._latest[POSE] = (stamp, (list(position), list(quat_xyzw)))

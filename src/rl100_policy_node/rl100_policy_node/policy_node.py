@@ -17,6 +17,8 @@ finds its input, and clouds are only decoded while such a model runs.
 On a table that stands ``table_dz`` m higher than the one in the training data (another stand),
 the policy runs in the table frame (``rl100.taskframe``): it sees the TCP and the cloud shifted
 down by ``table_dz`` and its targets are shifted back up before they are published.
+``table_dz`` may be set while the node runs (the camera check measures it before an episode):
+checked, then used from the next tick on.
 
 Each episode starts with a fresh observation history and no queued actions: the recorder's
 EpisodeEvent START (``/rl100/episode_event``) resets the runtime before the next tick, so an
@@ -25,13 +27,14 @@ episode never executes actions planned from the previous one's observations.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import os
 import threading
 
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rl100.export.card import model_id as card_model_id
 from rl100.runtime.policy_runtime import PolicyRuntime
@@ -137,7 +140,24 @@ class PolicyNode(Node):
         self.side_nodes = (self.loader,)
         self._rate_meter = diagnostics.RateMeter()  # published chunks per second (node clock)
         self._diagnostics = diagnostics.Diagnostics(self, 'policy', self._status)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(f'policy node up at {self._rate:.1f} Hz')
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """``table_dz`` at run time (a new stand, measured by the camera check): checked first."""
+        for param in params:
+            if param.name != 'table_dz':
+                continue
+            try:
+                assembly = replace(self._assembly, table_dz=float(param.value))
+            except (TypeError, ValueError) as exc:
+                return SetParametersResult(successful=False, reason=f'table_dz: {exc}')
+            with self._lock:
+                self._assembly, self._table_frame = assembly, assembly.table_frame
+                if self._policy is not None:
+                    self._policy.assembler.set_table_dz(assembly.table_dz)
+            self.get_logger().info(f'table_dz set: {assembly.table_dz:+.4f} m')
+        return SetParametersResult(successful=True)
 
     def destroy_node(self):
         loader = getattr(self, 'loader', None)

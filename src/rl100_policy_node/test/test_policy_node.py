@@ -213,12 +213,22 @@ def test_temporal_ensemble_replans_at_every_tick(models):
         rclpy.try_shutdown()
 
 
-def test_table_frame_shifts_what_the_policy_sees_and_what_it_commands(models):
-    """table_dz: the policy sees the TCP lower by it, and its targets go out higher by it."""
+@pytest.mark.parametrize('at_runtime', [False, True])
+def test_table_frame_shifts_what_the_policy_sees_and_what_it_commands(models, at_runtime):
+    """table_dz: the policy sees the TCP lower by it, and its targets go out higher by it.
+
+    Given at start-up, or set while the node runs (what the camera check does); a bad value
+    set at run time is refused and the one in use stays.
+    """
     rclpy.init()
-    h = Harness(models[0], table_dz=0.02)
+    h = Harness(models[0], table_dz=0.0 if at_runtime else 0.02)
     try:
         assert h.spin_until(lambda: len(h.chunks) >= 1)
+        if at_runtime:
+            assert h.node.set_parameters([Parameter('table_dz', value=0.02)])[0].successful
+            bad = h.node.set_parameters([Parameter('table_dz', value=float('nan'))])[0]
+            assert not bad.successful and 'finite' in bad.reason
+            assert h.node._table_frame.dz == 0.02
         runtime, seen = h.node._policy.runtime, []
         original = runtime.act
 

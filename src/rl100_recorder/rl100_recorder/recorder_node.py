@@ -16,7 +16,7 @@ import json
 import math
 import os
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
@@ -91,7 +91,21 @@ class RecorderNode(Node):
         self._diagnostics = diagnostics.Diagnostics(self, 'recorder', self._status)
         self.create_timer(0.5, self._discover)
         self._discover()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(f'recording into {self._writer.root.resolve()}')
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """``table_dz`` at run time (the camera check measured a new stand): the next episodes."""
+        for param in params:
+            if param.name == 'table_dz':
+                value = float(param.value)
+                if not math.isfinite(value):
+                    reason = f'table_dz must be finite, got {value}'
+                    self.get_logger().warning(f'refused: {reason}')
+                    return SetParametersResult(successful=False, reason=reason)
+                self._table_dz = value
+                self.get_logger().info(f'table_dz set: {value:+.4f} m (from the next episode)')
+        return SetParametersResult(successful=True)
 
     # --- subscriptions ------------------------------------------------------------------------
     def _discover(self) -> None:

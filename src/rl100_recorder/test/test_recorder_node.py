@@ -8,6 +8,8 @@ import sys
 import time
 
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
 import rclpy
 from rclpy.node import Node
 from rl100_msgs.msg import EpisodeEvent, Intervention, SafetyStatus
@@ -39,7 +41,7 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
     proc = subprocess.Popen(
         [sys.executable, '-m', 'rl100_recorder.recorder_node', '--ros-args',
          '-p', f'record_dir:={tmp_path}', '-p', 'task:=juicing-place', '-p', 'source:=demo',
-         '-p', f'topics:={topic_list}', '-p', 'min_free_disk_gb:=0.0', '-p', 'table_dz:=0.02'],
+         '-p', f'topics:={topic_list}', '-p', 'min_free_disk_gb:=0.0', '-p', 'table_dz:=0.01'],
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(ros_env['ROS_DOMAIN_ID']))
@@ -56,6 +58,13 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
         for pub in (status_pub, inter_pub, pose_pub):
             spin_until(executor, lambda p=pub: p.get_subscription_count() > 0)
 
+        # a new stand measured while the node runs (the camera check): the next episode has it
+        params = node.create_client(SetParameters, '/recorder_node/set_parameters')
+        for value, ok in ((float('nan'), False), (0.02, True)):
+            result = call(executor, params, SetParameters.Request(parameters=[Parameter(
+                name='table_dz', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                      double_value=value))])).results[0]
+            assert result.successful == ok, result.reason
         start = call(executor, node.create_client(StartEpisode, '/rl100/start_episode'),
                      StartEpisode.Request(note='first'))
         assert start.accepted, start.message
@@ -83,6 +92,7 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
     assert (side['label'], side['task'], side['note']) == ('success', 'juicing-place', 'good')
     assert side['meta']['source'] == 'demo' and side['meta']['note'] == 'first'
     assert side['meta']['table_dz'] == 0.02  # the stand it was recorded on, for rl100 ingest
+    assert 'table_dz must be finite' in out  # the refused value was not silent
     assert (side['steps'], side['interventions']) == (5, 1)
     with AnyReader([path], default_typestore=get_typestore(Stores.EMPTY)) as reader:
         got = {}
