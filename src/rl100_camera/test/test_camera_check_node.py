@@ -1,5 +1,6 @@
 """camera_check node: the sim robot's (knocked) camera watched over DDS, on /diagnostics."""
 
+import contextlib
 import json
 import threading
 import time
@@ -23,35 +24,33 @@ KNOCK = {'family': 'camera_pose', 'offset': [0.012, -0.008, 0.006], 'turn': [0.8
 STAND = {'family': 'table_height', 'shift': [0.015, 0.015]}  # the table 1.5 cm higher
 
 
-def _watch(disturbance: str, timeout: float = 60.0):
-    """Sim robot and check node until a check ran: (result, error, statuses, status before)."""
+@contextlib.contextmanager
+def _graph(disturbance: str, **check_params):
+    """A sim robot (camera on, 2x real time) and a check node spun in threads, as run_node does.
+
+    Yields ``(context, sim, check, add)``: ``add(node)`` spins one more node of the context.
+    """
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
-    nodes, seen, side = [], [], None
+    nodes, side = [], None
     try:
         nodes.append(SimRobotNode(context=context, parameter_overrides=[
             Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
             Parameter('disturbance', value=disturbance)]))
-        check = CameraCheckNode(context=context, parameter_overrides=[
-            Parameter('period', value=0.5)])
-        nodes.append(check)
-        side = SideExecutors(check)
-        before = check._status()
-        listener = Node('diag_listener', context=context)
-        nodes.append(listener)
-        listener.create_subscription(
-            DiagnosticArray, '/diagnostics',
-            lambda m: seen.extend(s for s in m.status if 'camera check' in s.name), 10)
+        nodes.append(CameraCheckNode(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in check_params.items()]))
+        side = SideExecutors(nodes[1])
+
+        def add(node):
+            nodes.append(node)
+            executor.add_node(node)
+            return node
+
         for node in nodes:
             executor.add_node(node)
-        spin = threading.Thread(target=executor.spin, daemon=True)
-        spin.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (check._checks and len(seen) > 2):
-            time.sleep(0.2)
-        time.sleep(1.2)  # one more diagnostics period after the check
-        return check._result, check._error, list(seen), before
+        threading.Thread(target=executor.spin, daemon=True).start()
+        yield context, nodes[0], nodes[1], add
     finally:
         if side is not None:
             side.close(2.0)
@@ -59,6 +58,22 @@ def _watch(disturbance: str, timeout: float = 60.0):
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def _watch(disturbance: str, timeout: float = 60.0):
+    """Sim robot and check node until a check ran: (result, error, statuses, status before)."""
+    seen = []
+    with _graph(disturbance, period=0.5) as (context, _, check, add):
+        before = check._status()
+        listener = add(Node('diag_listener', context=context))
+        listener.create_subscription(
+            DiagnosticArray, '/diagnostics',
+            lambda m: seen.extend(s for s in m.status if 'camera check' in s.name), 10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (check._checks and len(seen) > 2):
+            time.sleep(0.2)
+        time.sleep(1.2)  # one more diagnostics period after the check
+        return check._result, check._error, list(seen), before
 
 
 def test_a_knocked_camera_is_reported_and_a_calibrated_one_is_not():
@@ -82,28 +97,13 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
     from rl100.geometry import pose7_to_matrix
     from rl100.sim.bench_camera_check import task_area_error
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    nodes, side, answers = [], None, []
-    try:
-        sim = SimRobotNode(context=context, parameter_overrides=[
-            Parameter('enable_camera', value=True), Parameter('real_time_factor', value=2.0),
-            Parameter('disturbance', value=json.dumps([KNOCK, STAND]))])
-        nodes.append(sim)
-        check = CameraCheckNode(context=context, parameter_overrides=[
-            Parameter('period', value=3600.0), Parameter('correct', value=True),
-            Parameter('table_nodes', value=['/stand_in', '/not_running'])])
-        nodes.append(check)
-        side = SideExecutors(check)
-        caller = Node('check_caller', context=context)
-        nodes.append(caller)
+    answers = []
+    with _graph(json.dumps([KNOCK, STAND]), period=3600.0, correct=True,
+                table_nodes=['/stand_in', '/not_running']) as (context, sim, check, add):
         stand_in = Node('stand_in', context=context)
         stand_in.declare_parameter('table_dz', 0.0)
-        nodes.append(stand_in)
-        for node in (sim, check, caller, stand_in):
-            executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
+        add(stand_in)
+        caller = add(Node('check_caller', context=context))
         client = caller.create_client(Trigger, topics.CHECK_CAMERA)
         assert client.wait_for_service(timeout_sec=10.0)
         for _ in range(2):
@@ -120,13 +120,6 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
         applied = robot.camera_pose
         status = check._status()
         table_dz = stand_in.get_parameter('table_dz').value
-    finally:
-        if side is not None:
-            side.close(2.0)
-        executor.shutdown(timeout_sec=2.0)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
     first, second = answers
     assert first.success, first.message
     result = json.loads(first.message)
