@@ -133,3 +133,42 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
     assert not again['corrected'] and again['moved_mm'] < 3.0 and again['turned_deg'] < 0.3, again
     assert again['table_set'] == []
     assert status[0] == DiagnosticStatus.OK and status[2]['corrections'] == 1
+
+
+def test_a_refused_check_is_tried_once_more_from_the_first_calibration():
+    """From a corrected calibration a new knock is further off: the first one is a second start."""
+    from rl100.geometry import matrix_to_pose7
+
+    first, in_use, found = np.eye(4), np.eye(4), np.eye(4)
+    in_use[:3, 3] = [0.02, 0.0, 0.0]  # corrected after an earlier knock
+    found[:3, 3] = [0.0, 0.01, 0.0]  # where the camera is now
+
+    class Stub:
+        believed, starts = None, []
+
+        def __call__(self, frames):
+            self.starts.append(self.believed.copy())
+            if self.believed is not first:
+                raise ValueError('the camera moved 143 mm / turned 10.6 deg (limits 100 mm / '
+                                 '10 deg): recalibrate')
+            return {'moved_mm': 10.0, 'turned_deg': 0.0, 'table_dz': 0.0,
+                    'camera_pose': [float(v) for v in matrix_to_pose7(found)]}
+
+        def close(self):
+            pass
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = CameraCheckNode(context=context)
+        node._check.close()
+        node._check, node._first = Stub(), first
+        frame = None  # the stub does not look at it
+        result = node.check_from(in_use, frame)
+        assert len(node._check.starts) == 2 and result['retried']
+        assert result['moved_mm'] == pytest.approx(22.36, abs=0.01)  # from the one in use
+        with pytest.raises(ValueError, match='recalibrate'):
+            node.check_from(np.eye(4), frame)  # equal to the first: nothing else to try
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
