@@ -178,6 +178,24 @@ def test_push_object_changes_the_object_velocity_at_the_scheduled_step(env):
     assert np.linalg.norm(obs_nom[4][OBS_ENV_STATE][7:10]) < 1e-3
 
 
+def test_paused_pushes_neither_act_nor_count_steps(env):
+    """Paused for the first 4 steps (a robot on hold), a push at step 3 comes at the 8th step."""
+    actions = hold_actions(env, 10)
+    _, q_nom = rollout(env, None, 1, actions)
+    D.attach(env, {"family": "push_arm", "force": 40.0, "duration": 1, "window": [3, 3]})
+    env.reset(seed=1)
+    qpos = [env.data.qpos.copy()]
+    for i, a in enumerate(actions):
+        env.disturbances.paused = i < 4
+        env.step(a)
+        qpos.append(env.data.qpos.copy())
+    D.attach(env, None)
+    arm = env.arm.qadr
+    for t in range(8):  # paused steps 0-3, then unpaused steps 0-2: untouched
+        np.testing.assert_array_equal(qpos[t], q_nom[t])
+    assert np.abs(qpos[8][arm] - q_nom[8][arm]).max() > 5e-3  # the 8th step was pushed
+
+
 def test_move_object_jumps_when_the_gripper_first_closes_near_it(env):
     D.attach(env, {"family": "move_object", "distance": 0.03})
     expert = make_expert("juicing-place", env, skill=1.0, seed=0)

@@ -19,7 +19,10 @@ episodes costs nothing while a trainer runs beside it. With ``scripted_operator`
 plays the human operator of the RL loop (:mod:`rl100_sim.sim_operator`): near failure it takes over
 with the task's scripted expert, publishing absolute targets on ``/rl100/teleop/target`` for a
 safety node with ``teleop_device: pose``; the success status then also reports the episode's
-``takeover`` (step and reason, null before one).
+``takeover`` (step and reason, null before one). Robustness families (``disturbance``) act from
+each reset; their pushes count control steps only while a safety node reports AUTONOMOUS on
+``/rl100/safety_status`` (as in-process, where step 0 is the policy's first action), so the
+hold around a reset or a camera check does not swallow them.
 
 Time: simulated time is published on ``/clock``; the other nodes run with
 ``use_sim_time:=true``. With ``real_time_factor`` 0 the simulation runs in lockstep as fast
@@ -109,10 +112,17 @@ class SimRobotNode(Node):
         obs += ('env_state',) if operator else ()
         env = make_env(task, seed=self._seed, obs=obs, max_steps=10**9,
                        points_depth_filter=depth_filter)
+        self._disturbances = None
         if disturbance.strip().lower() not in ('', 'none'):  # a bad spec fails start-up
             from rl100.sim.disturbances import attach
-            families = attach(env, disturbance).configs()
-            self.get_logger().info(f'disturbance: {json.dumps(families)}')
+            self._disturbances = attach(env, disturbance)
+            self.get_logger().info(f'disturbance: {json.dumps(self._disturbances.configs())}')
+            # pushes count control steps of the policy's control, as in-process: paused while
+            # a safety node says it is not autonomous (a reset's hold, a camera check)
+            from rl100_msgs.msg import SafetyStatus
+            self._autonomous = SafetyStatus.MODE_AUTONOMOUS
+            self.create_subscription(SafetyStatus, topics.SAFETY_STATUS, self._on_safety,
+                                     qos.LATCHED)
         self._robot = SimRobot(env, self._frame)
         if camera_pose.strip():  # a bad pose fails start-up, naming the parameter
             self._robot.camera_pose = parse_camera_pose(camera_pose)
@@ -180,6 +190,9 @@ class SimRobotNode(Node):
         self._diagnostics = diagnostics.Diagnostics(self, 'sim', self._status)
         self.get_logger().info(f'sim robot: {task}, seed {self._seed}, dt {self._robot.dt} s, '
                                f'{"lockstep" if self._rtf == 0 else f"{self._rtf}x real time"}')
+
+    def _on_safety(self, msg) -> None:
+        self._disturbances.paused = msg.mode != self._autonomous
 
     def _declare(self, name, default, description):
         self.declare_parameter(name, default, ParameterDescriptor(description=description))

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
+from rl100_msgs.msg import SafetyStatus
+from rl100_ros import topics
 from rl100_sim.sim_robot import SimRobot
 from rl100_sim.sim_robot_node import SimRobotNode
 
@@ -35,6 +37,13 @@ def test_node_parameter_attaches_the_families():
         try:
             dset = node._robot.env.disturbances
             assert [f.label() for f in dset.families] == ['push_arm:mild', 'latency:moderate']
+            # pushes count the policy's steps: paused while the safety node is not autonomous
+            assert topics.SAFETY_STATUS in {s.topic_name for s in node.subscriptions}
+            assert not dset.paused  # no safety node heard from: as in-process
+            node._on_safety(SafetyStatus(mode=SafetyStatus.MODE_HOLD))
+            assert dset.paused
+            node._on_safety(SafetyStatus(mode=SafetyStatus.MODE_AUTONOMOUS))
+            assert not dset.paused
         finally:
             node.destroy_node()
         with pytest.raises(ValueError, match='unknown robustness family.*push_arm'):

@@ -96,7 +96,10 @@ class DisturbanceSet:
 
     Attributes: ``families`` (applied in kind order: conditions, disturbances, observations),
     ``step`` (index of the control step being run), ``events`` (this episode's log),
-    ``reported_extrinsics`` (camera name -> the (4, 4) pose ``camera_info()`` reports instead).
+    ``reported_extrinsics`` (camera name -> the (4, 4) pose ``camera_info()`` reports instead),
+    ``paused`` (set from outside: the physical disturbances neither act nor count steps, so a
+    window "steps 2-12" means 2-12 steps of the policy's control; the ROS sim robot pauses them
+    while the safety node is not autonomous, as in-process step 0 is the policy's first action).
     """
 
     def __init__(self, env, families: list[Family]) -> None:
@@ -127,6 +130,7 @@ class DisturbanceSet:
         observation = [f for f in self.families if f.kind == "observation"]
         self.obs_filter = ObservationFilter(observation) if observation else None
         self.started = False
+        self.paused = False
         self.step, self.pushed = 0, False
         self.events: list[dict[str, Any]] = []
         self.reported_extrinsics: dict[str, np.ndarray] = {}
@@ -146,7 +150,7 @@ class DisturbanceSet:
             f.apply(env, self)
 
     def before_physics(self, env, action: np.ndarray) -> None:
-        if self.started:
+        if self.started and not self.paused:
             for f in self.physical:
                 f.before_physics(env, self, action)
 
@@ -154,7 +158,8 @@ class DisturbanceSet:
         if self.pushed:
             env.data.xfrc_applied[:] = 0.0
             self.pushed = False
-        self.step += 1
+        if not self.paused:
+            self.step += 1
 
     def filter_observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.obs_filter is None or not self.started:
