@@ -138,3 +138,43 @@ def test_sigusr1_prints_the_stacks_and_the_node_keeps_running(tmp_path):
         if proc.poll() is None:
             proc.kill()
         err.close()
+
+
+HANGING_SCRIPT = """
+import threading
+import rclpy.node
+from rl100_ros import node_main
+
+class Stuck(rclpy.node.Node):
+    def __init__(self):
+        super().__init__('stuck_in_destroy')
+        print('up', flush=True)
+
+    def destroy_node(self):
+        print('cleaned up', flush=True)  # the node's own cleanup runs
+        threading.Event().wait()  # then rclpy's part never returns
+
+node_main.DESTROY_TIMEOUT_S = 1.0
+raise SystemExit(node_main.run_node(Stuck))
+"""
+
+
+def test_a_destroy_node_that_never_returns_does_not_hang_the_process(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ROS_DOMAIN_ID='231')
+    proc = subprocess.Popen([sys.executable, '-c', HANGING_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == 'up'
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert 'cleaned up' in out
+    assert 'stuck_in_destroy: destroy_node did not return within 1 s' in err
