@@ -203,7 +203,7 @@ class CameraCheckNode(Node):
                 if self._correct and level and self._cloud:
                     set_camera_pose(self._call, self._cloud, result['camera_pose'], kind)
                     self._corrections, corrected = self._corrections + 1, True
-                    message += f'; corrected on {self._cloud}'
+                    message = message.split(':')[0] + f': corrected on {self._cloud}'
                 tables = self._correct_table(result['table_dz']) if self._correct else []
                 self._result = result | {'corrected': corrected, 'table_set': tables}
                 self._error = ''
