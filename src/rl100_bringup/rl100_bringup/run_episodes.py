@@ -37,17 +37,15 @@ from rl100_ros import qos, topics
 from rl100_sim.sim_robot_node import SIM_RESET, SIM_SUCCESS
 from std_srvs.srv import Trigger
 
+from .episode_summary import format_results, results_dict, summarize
 from .episodes import (
     CancelledError,
     EpisodeError,
     EpisodeRunner,
-    format_results,
     PolicySample,
-    results_dict,
     RunnerConfig,
     SimStatus,
     StackError,
-    summarize,
 )
 
 MODES = {'hold': SafetyStatus.MODE_HOLD, 'autonomous': SafetyStatus.MODE_AUTONOMOUS}

@@ -3,18 +3,16 @@
 import json
 
 import pytest
+from rl100_bringup.episode_summary import format_results, results_dict, summarize
 from rl100_bringup.episodes import (
     CancelledError,
     EpisodeError,
     EpisodeRunner,
-    format_results,
     Phase,
     PolicySample,
-    results_dict,
     RunnerConfig,
     SimStatus,
     StackError,
-    summarize,
 )
 
 DT = 0.1  # s, simulated control period
