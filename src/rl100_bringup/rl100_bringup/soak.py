@@ -16,8 +16,9 @@ nodes; stack errors tolerated and counted) and, while it runs:
 It stops the graph (SIGINT) once the policy has been in control for ``--sim-hours`` of simulated
 time and writes ``soak.json`` and ``soak.md``: per simulated hour the episodes, success rate,
 stack errors, control rate, lockstep timeouts (ticks the simulator stepped on a held target: no
-answer within its ``lockstep_timeout``), inference latency p50 / p99, bags verified, disk used;
-per node the
+answer within its ``lockstep_timeout``), inference latency p50 / p99, bags verified, disk used,
+and with ``camera_check:=true`` the camera checks before the episodes (corrections, table
+heights set, refusals); per node the
 memory at the start and end and its growth per hour (least-squares slope over wall time).
 Exit code 0 when the graph ran to the end without an unexpected node death and every finished
 episode's bag was readable. The same files are written every ``--report-every`` simulated
@@ -57,6 +58,10 @@ class HourStats:
     bags_readable: int = 0
     disk_bytes: int = 0
     lockstep_timeouts: int = 0  # sim ticks that waited out lockstep_timeout for a target
+    camera_checks: int = 0  # checks before an episode (a graph with camera_check:=true)
+    camera_corrected: int = 0  # of which set a corrected camera_pose
+    table_set: int = 0  # of which set a new table_dz
+    camera_refused: int = 0  # of which were refused (the scene did not match)
 
     def row(self) -> dict:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
@@ -68,7 +73,9 @@ class HourStats:
                 'latency_p99_ms': float(np.percentile(lat, 99)) if lat.size else None,
                 'bags': self.bags, 'bags_readable': self.bags_readable,
                 'disk_mb': round(self.disk_bytes / 1e6, 3),
-                'lockstep_timeouts': self.lockstep_timeouts}
+                'lockstep_timeouts': self.lockstep_timeouts,
+                'camera_checks': self.camera_checks, 'camera_corrected': self.camera_corrected,
+                'table_set': self.table_set, 'camera_refused': self.camera_refused}
 
 
 def memory_growth(samples: list, settle_s: float = 120.0) -> dict:
@@ -163,6 +170,12 @@ class Soak:
         h.actions += int(rec['actions'])
         h.latencies_ms += [1e3 * v for v in rec.get('latencies', [])]
         h.lockstep_timeouts += int(rec.get('lockstep_timeouts') or 0)
+        check = rec.get('camera_check')
+        if check is not None:
+            h.camera_checks += 1
+            h.camera_corrected += bool(check.get('corrected'))
+            h.table_set += bool(check.get('table_set'))
+            h.camera_refused += 'error' in check
         self.sim_total += float(rec['control_time'])
         bag = Path(rec['bag']) if rec.get('bag') else None
         if bag is None:
@@ -275,6 +288,11 @@ def format_report(d: dict) -> str:
                      f'{r.get("lockstep_timeouts", 0)} | '
                      f'{_f(r["latency_p50_ms"], ".1f")} / {_f(r["latency_p99_ms"], ".1f")} ms | '
                      f'{r["bags_readable"]}/{r["bags"]} | {r["disk_mb"]:.1f} MB |')
+    if d['total'].get('camera_checks'):
+        lines += ['', '| sim hour | camera checks | camera_pose corrected | table_dz set '
+                  '| refused |', '|---:|---:|---:|---:|---:|']
+        lines += [f'| {r["hour"]} | {r["camera_checks"]} | {r["camera_corrected"]} | '
+                  f'{r["table_set"]} | {r["camera_refused"]} |' for r in d['hours'] + [d['total']]]
     lines += ['', '| node | RSS first | last | max | growth per hour |',
               '|---|---:|---:|---:|---:|']
     for node, m in d['memory'].items():

@@ -18,7 +18,7 @@ def test_memory_growth_is_the_slope_after_start_up():
 def test_hour_rows_and_report():
     h = HourStats(0, episodes=4, successes=3, errors=1, control_time=20.0, actions=200,
                   latencies_ms=[1.0, 2.0, 3.0, 4.0], bags=3, bags_readable=3, disk_bytes=2_000_000,
-                  lockstep_timeouts=2)
+                  lockstep_timeouts=2, camera_checks=4, camera_corrected=1, table_set=2)
     row = h.row()
     assert row['success_rate'] == 0.75 and row['control_rate_hz'] == 10.0 and row['disk_mb'] == 2.0
     assert row['latency_p50_ms'] == 2.5
@@ -30,3 +30,9 @@ def test_hour_rows_and_report():
                           'respawns': [], 'up_errors': [], 'unreadable_bags': []})
     assert '| 0 | 4 | 0.75 | 1 | 10.00 Hz | 2 | 2.5 / 4.0 ms | 3/3 | 2.0 MB |' in text
     assert '| n | 1 MB | 3 MB | 3 MB | +3600.0 MB/h |' in text and 'reached' in text
+    assert '| 0 | 4 | 1 | 2 | 0 |' in text  # the camera checks, when the graph had them
+    no_checks = row | {'camera_checks': 0}
+    assert 'camera checks' not in format_report({
+        'sim_hours': 1.0, 'wall_hours': 0.4, 'sim_hours_target': 1.0, 'reached': True,
+        'hours': [no_checks], 'total': no_checks | {'hour': 'all'}, 'memory': {},
+        'respawns': [], 'up_errors': [], 'unreadable_bags': []})
