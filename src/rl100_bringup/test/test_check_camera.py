@@ -122,3 +122,20 @@ def test_check_of_a_camera_with_other_intrinsics_than_the_model():
         check.close()
     ok, err = _close(pose7_to_matrix(result['camera_pose']), true)
     assert ok, (err, result)
+
+
+def test_still_frames_pair_a_depth_stamp_with_a_still_arm_of_that_moment():
+    from rl100_camera.camera_check import StillFrames
+
+    frames = StillFrames(still_rad=0.002, window_s=0.25, tolerance_s=0.02)
+    arm = np.zeros(7)
+    for t in (0.0, 0.1, 0.2):
+        frames.add(t, 0.04, arm)
+    width, got = frames.state_at(0.2)
+    assert width == 0.04 and np.array_equal(got, arm)
+    assert frames.state_at(0.5) is None  # no joint state of that moment
+    assert frames.state_at(0.05) is None  # only one state in the window before it
+    frames.add(0.3, 0.04, arm + 0.01)  # the arm moves
+    assert frames.state_at(0.3) is None
+    frames.add(10.0, 0.04, arm)  # the old ones are dropped after keep_s
+    assert frames.state_at(0.2) is None

@@ -11,6 +11,7 @@ No rclpy here; MuJoCo is imported on first use (the expected scene), in the thre
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 import math
 
@@ -37,6 +38,44 @@ class Frame:
     depth: np.ndarray
     intrinsics: tuple
     state: np.ndarray
+
+
+class StillFrames:
+    """Pairs a depth image with the joint state of its moment, and only while the arm was still.
+
+    The check renders the robot at the joint angles it is given: a depth image taken while the
+    arm moved, or paired with joints of another moment (a reset between the two), shows the arm
+    elsewhere and can pull the registration to a wrong pose that still fits well (seen once in
+    499 checks of a soak: a 92 mm "move"). Joint states are kept for ``keep_s`` s;
+    :meth:`state_at` gives, for a depth stamp t, the joint state nearest to t (within
+    ``tolerance_s``) when the joint states from ``window_s`` before t up to it (at least two)
+    differ by at most ``still_rad``, else None. Stamps in seconds; no rclpy here.
+    """
+
+    def __init__(self, still_rad: float = 0.002, window_s: float = 0.25,
+                 tolerance_s: float = 0.02, keep_s: float = 5.0):
+        self.still_rad, self.window_s = float(still_rad), float(window_s)
+        self.tolerance_s, self.keep_s = float(tolerance_s), float(keep_s)
+        self._states: deque = deque()  # (stamp s, width m, arm (7,) rad), oldest first
+
+    def add(self, stamp: float, width: float, arm) -> None:
+        self._states.append((float(stamp), float(width), np.asarray(arm, dtype=np.float64)))
+        while self._states[0][0] < stamp - self.keep_s:
+            self._states.popleft()
+
+    def state_at(self, stamp: float) -> tuple | None:
+        """(width, arm (7,)) of the moment ``stamp`` if the arm was still around it, else None."""
+        near = [s for s in self._states
+                if stamp - self.window_s <= s[0] <= stamp + self.tolerance_s]
+        if len(near) < 2:
+            return None
+        best = min(near, key=lambda s: abs(s[0] - stamp))
+        if abs(best[0] - stamp) > self.tolerance_s:
+            return None
+        arms = np.stack([s[2] for s in near])
+        if float(np.max(arms.max(axis=0) - arms.min(axis=0))) > self.still_rad:
+            return None
+        return best[1], best[2]
 
 
 def depth_metres(msg) -> np.ndarray:

@@ -25,6 +25,7 @@ thread that takes the images.
 
 from __future__ import annotations
 
+from collections import deque
 import json
 import threading
 import time
@@ -48,7 +49,15 @@ from .calibration_param import (
     TABLE_DZ,
     TABLE_NODES,
 )
-from .camera_check import believed_pose, CameraCheck, depth_metres, Frame, robot_state, status
+from .camera_check import (
+    believed_pose,
+    CameraCheck,
+    depth_metres,
+    Frame,
+    robot_state,
+    status,
+    StillFrames,
+)
 
 LEVELS = {0: diagnostics.OK, 1: diagnostics.WARN, 2: diagnostics.ERROR}  # camera_check -> bytes
 FRESH_FRAMES = 2  # depth images after a check_camera call before one is used (one in flight)
@@ -95,9 +104,10 @@ class CameraCheckNode(Node):
         self._own = [] if all(v != v for v in pose) else list(pose)  # all NaN: the sim's own
         self._check = CameraCheck(believed_pose(self._own, self._task), self._task)
         self._sim_own = self._check.believed if not self._own else None
-        self._depth = self._info = self._joints = self._gripper = None
+        self._info = self._gripper = None
         self._depths = 0  # depth images received
-        self._still_now = False
+        self._recent: deque = deque(maxlen=8)  # (number, depth image) of the newest ones
+        self._frames = StillFrames(self._still)  # joint states, to pair with a depth stamp
         self._result, self._error, self._checks, self._skipped = None, '', 0, 0
         self._corrections, self._cloud = 0, ''
         self._first = None  # (4, 4) the first calibration read: the operator's, presumably
@@ -128,8 +138,8 @@ class CameraCheckNode(Node):
         return self.get_parameter(name).value
 
     def _on_depth(self, msg: Image) -> None:
-        self._depth = msg
         self._depths += 1
+        self._recent.append((self._depths, msg))
 
     def _on_info(self, msg: CameraInfo) -> None:
         self._info = (msg.k[0], msg.k[4], msg.k[2], msg.k[5])
@@ -142,9 +152,7 @@ class CameraCheckNode(Node):
         except ValueError as exc:
             self.get_logger().warn(f'joint_states: {exc}', throttle_duration_sec=10.0)
             return
-        if self._joints is not None:
-            self._still_now = float(np.max(np.abs(arm - self._joints[1]))) <= self._still
-        self._joints = (width, arm)
+        self._frames.add(_seconds(msg.header.stamp), width, arm)
 
     def _on_gripper(self, msg: JointState) -> None:
         self._gripper = float(sum(msg.position))
@@ -179,33 +187,81 @@ class CameraCheckNode(Node):
             return name, kind, self._sim_own
         return '', None, believed_pose(self._own, self._task) if self._own else self._sim_own
 
+    def _pick(self, after: int = 0):
+        """The newest depth image numbered above ``after`` whose moment had the arm still.
+
+        Returns (number, image, (width, arm)) with the joint state of that moment, or None.
+        """
+        if self._info is None:
+            return None
+        for number, msg in reversed(list(self._recent)):
+            if number <= after:
+                break
+            state = self._frames.state_at(_seconds(msg.header.stamp))
+            if state is not None:
+                return number, msg, state
+        return None
+
+    def _wait_pick(self, after: int, deadline: float):
+        while (pick := self._pick(after)) is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+        return pick
+
+    def _frame(self, msg, width: float, arm) -> Frame:
+        return Frame(depth_metres(msg), self._info, robot_state(
+            self._gripper if self._gripper is not None else width, arm))
+
     def check_now(self) -> bool:
         """Check the newest frame if there is one and the arm is still; True when a check ran."""
-        if None in (self._depth, self._info, self._joints) or not self._still_now:
+        pick = self._pick()
+        if pick is None:
             self._skipped += 1
             return False
-        self._run()
+        self._run(pick)
         return True
 
-    def _run(self) -> dict | None:
-        """One check of the newest frame (and a correction when asked for); the result."""
+    def _confirm(self, believed: np.ndarray, frame: Frame, number: int) -> tuple:
+        """A correction must be seen twice.
+
+        Returns (the check over this and the next still frame, '') when the two agree within
+        warn_mm, else (None, why not).
+        """
+        pick = self._wait_pick(number, time.monotonic() + self._wait)
+        if pick is None:
+            return None, 'no second still frame to confirm it'
+        _, msg, (width, arm) = pick
+        both = self.check_from(believed, [frame, self._frame(msg, width, arm)])
+        if 2.0 * both['spread_mm'] > self._warn_mm:
+            return None, f'two frames disagree by {2.0 * both["spread_mm"]:.1f} mm'
+        return both, ''
+
+    def _run(self, pick) -> dict | None:
+        """One check of a picked frame (and a correction when asked for); the result."""
+        number, msg, (width, arm) = pick
         with self._lock:
-            depth, info, (width, arm) = self._depth, self._info, self._joints
-            corrected = False
+            corrected, unconfirmed = False, ''
             try:
                 self._cloud, kind, believed = self._calibration()
                 if self._first is None:
                     self._first = believed
-                frame = Frame(depth_metres(depth), info, robot_state(
-                    self._gripper if self._gripper is not None else width, arm))
-                result = self.check_from(believed, frame)
+                frame = self._frame(msg, width, arm)
+                result = self.check_from(believed, [frame])
                 level, message = status(result, self._warn_mm, self._warn_deg)
                 if self._correct and level and self._cloud:
-                    set_camera_pose(self._call, self._cloud, result['camera_pose'], kind)
-                    self._corrections, corrected = self._corrections + 1, True
-                    message = message.split(':')[0] + f': corrected on {self._cloud}'
+                    both, unconfirmed = self._confirm(believed, frame, number)
+                    if both is not None:
+                        result = both
+                        set_camera_pose(self._call, self._cloud, result['camera_pose'], kind)
+                        self._corrections, corrected = self._corrections + 1, True
+                        message = message.split(':')[0] + f': corrected on {self._cloud}'
+                    else:
+                        message += f' (not corrected: {unconfirmed})'
                 tables = self._correct_table(result['table_dz']) if self._correct else []
                 self._result = result | {'corrected': corrected, 'table_set': tables}
+                if unconfirmed:
+                    self._result['unconfirmed'] = unconfirmed
                 self._error = ''
             except ValueError as exc:  # refused, a depth image it cannot read, a refused pose
                 self._result, self._error = None, str(exc)
@@ -219,8 +275,8 @@ class CameraCheckNode(Node):
                 self.get_logger().info(message)
             return self._result | {'cloud_node': self._cloud}
 
-    def check_from(self, believed: np.ndarray, frame: Frame) -> dict:
-        """The check of ``frame`` from ``believed`` (4, 4); when refused, once more from the first.
+    def check_from(self, believed: np.ndarray, frames: list) -> dict:
+        """The check of ``frames`` from ``believed`` (4, 4); if refused, once more from the first.
 
         A calibration corrected before (a knock) is further from a new knock than the original
         was, and the registration may converge wrongly from there and be refused; the first
@@ -231,7 +287,7 @@ class CameraCheckNode(Node):
 
         self._check.believed = believed
         try:
-            return self._check([frame])
+            return self._check(frames)
         except ValueError as exc:
             first = self._first
             if first is None or np.allclose(first, believed):
@@ -239,7 +295,7 @@ class CameraCheckNode(Node):
             self.get_logger().warn(f'camera check refused ({exc}); once more from the first '
                                    'calibration')
             self._check.believed = first
-            result = self._check([frame])
+            result = self._check(frames)
         new = pose7_to_matrix(result['camera_pose'])
         turn = mat_to_rotvec(new[:3, :3] @ believed[:3, :3].T)
         return result | {
@@ -264,16 +320,14 @@ class CameraCheckNode(Node):
 
     def _on_check(self, request, response):
         """check_camera: the next still frame after the call; the result JSON, or why not."""
-        start, deadline = self._depths, time.monotonic() + self._wait
-        while not (self._depths >= start + FRESH_FRAMES and self._still_now
-                   and None not in (self._info, self._joints)):
-            if time.monotonic() > deadline:
-                response.success = False
-                response.message = (f'no fresh depth image with the arm still within '
-                                    f'{self._wait:g} s ({self._depths - start} new images)')
-                return response
-            time.sleep(0.01)
-        result = self._run()
+        start = self._depths
+        pick = self._wait_pick(start + FRESH_FRAMES - 1, time.monotonic() + self._wait)
+        if pick is None:
+            response.success = False
+            response.message = (f'no fresh depth image with the arm still at its moment within '
+                                f'{self._wait:g} s ({self._depths - start} new images)')
+            return response
+        result = self._run(pick)
         response.success = result is not None
         response.message = json.dumps(result) if result is not None else self._error
         return response
@@ -300,6 +354,10 @@ class CameraCheckNode(Node):
             worker.destroy_node()
         self._check.close()
         return super().destroy_node()
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def main(args=None) -> int:

@@ -112,7 +112,7 @@ def test_check_camera_service_corrects_the_cloud_nodes_calibration():
             while not future.done() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert future.done(), (f'no answer from check_camera (call {len(answers) + 1}: '
-                                   f'{check._checks} checks, arm still {check._still_now})')
+                                   f'{check._checks} checks, {check._depths} images)')
             answers.append(future.result())
         robot = sim._robot
         true = robot.env.unwrapped._get_renderer().info(
@@ -164,11 +164,53 @@ def test_a_refused_check_is_tried_once_more_from_the_first_calibration():
         node._check.close()
         node._check, node._first = Stub(), first
         frame = None  # the stub does not look at it
-        result = node.check_from(in_use, frame)
+        result = node.check_from(in_use, [frame])
         assert len(node._check.starts) == 2 and result['retried']
         assert result['moved_mm'] == pytest.approx(22.36, abs=0.01)  # from the one in use
         with pytest.raises(ValueError, match='recalibrate'):
-            node.check_from(np.eye(4), frame)  # equal to the first: nothing else to try
+            node.check_from(np.eye(4), [frame])  # equal to the first: nothing else to try
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_a_correction_is_confirmed_on_a_second_still_frame():
+    """Two frames that disagree by more than warn_mm correct nothing; agreeing ones do."""
+    from sensor_msgs.msg import Image
+
+    def depth_image(sec):
+        msg = Image(height=2, width=2, encoding='32FC1', step=8, data=bytes(16))
+        msg.header.stamp.sec = sec
+        return msg
+
+    class Stub:
+        believed, spread = None, 0.0
+
+        def __call__(self, frames):
+            return {'spread_mm': self.spread if len(frames) > 1 else 0.0, 'camera_pose': []}
+
+        def close(self):
+            pass
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = CameraCheckNode(context=context, parameter_overrides=[
+            Parameter('check_timeout', value=0.2)])
+        node._check.close()
+        node._check, node._info = Stub(), (50.0, 50.0, 1.0, 1.0)
+        for t in np.arange(9.5, 11.01, 0.1):  # joint states at 10 Hz, the arm still
+            node._frames.add(float(t), 0.04, np.zeros(7))
+        node._recent.extend([(1, depth_image(10)), (2, depth_image(11))])
+        frame = node._frame(node._recent[0][1], 0.04, np.zeros(7))
+        node._check.spread = 2.0  # 4 mm apart
+        both, why = node._confirm(np.eye(4), frame, 1)
+        assert both is None and why == 'two frames disagree by 4.0 mm'
+        node._check.spread = 1.0
+        both, why = node._confirm(np.eye(4), frame, 1)
+        assert both is not None and not why
+        both, why = node._confirm(np.eye(4), frame, 2)  # no newer frame comes
+        assert both is None and why == 'no second still frame to confirm it'
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
