@@ -1,9 +1,9 @@
 """Camera check node: watches, all day, that the scene camera stays where its calibration says.
 
 A camera knocked during the day silently breaks a point-cloud policy (BENCHMARKS: 0/20 episodes
-after a 15 mm / 2 deg knock). Every ``period`` s, when the arm has been still since the last
-joint state (within ``still_rad``), this node takes the newest aligned depth image with its
-camera_info and the joint angles, checks it against the robot and the table rendered from the
+after a 15 mm / 2 deg knock). Every ``period`` s, when the arm is still (no joint moved more
+than ``still_rad``), this node takes the newest aligned depth image with its camera_info and the
+joint angles of its moment, checks it against the robot and the table rendered from the
 calibration in use (``rl100_camera.camera_check``) and reports on ``/diagnostics``: OK while the
 camera is within ``warn_mm`` / ``warn_deg`` of it, WARN past that (naming the move and what to
 run: ``python -m rl100_bringup.check_camera``), ERROR when the check is refused (the scene does
@@ -19,8 +19,11 @@ the warn limits sets the corrected ``camera_pose`` on that cloud node, and a tab
 than ``table_tol_mm`` from the ``table_dz`` of the ``table_nodes`` (policy node, recorder) sets
 the measured one there (the check measures the table's height with the camera's pose: the
 robot tells a raised table from a camera moved up); a refused check never changes anything.
-Checks run in a side node's thread (they take 0.1-0.3 s and render with MuJoCo), never in the
-thread that takes the images.
+A depth image is checked with the joint state of its own stamp, and only when the arm was still
+over the moment before it (``rl100_camera.camera_check.StillFrames``); a correction is set only
+when the next still frame agrees with it within ``warn_mm`` (otherwise the result says
+``unconfirmed``). Checks run in a side node's thread (they take 0.1-0.3 s and render with
+MuJoCo), never in the thread that takes the images.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ class CameraCheckNode(Node):
         self._warn_mm = float(p('warn_mm', 3.0, 'WARN when the camera moved more than this (mm)'))
         self._warn_deg = float(p('warn_deg', 0.3, 'WARN when it turned more than this (deg)'))
         self._still = float(p('still_rad', 0.002, 'the arm counts as still when no joint moved '
-                              'more than this (rad) between two joint states'))
+                              'more than this (rad) over the 0.25 s before a depth image'))
         depth_topic = p('depth_topic', '/camera/camera/aligned_depth_to_color/image_raw',
                         'aligned depth image (16UC1 mm or 32FC1 m)')
         info_topic = p('info_topic', '/camera/camera/aligned_depth_to_color/camera_info',
