@@ -65,8 +65,8 @@ class StillFrames:
 
     def state_at(self, stamp: float) -> tuple | None:
         """(width, arm (7,)) of the moment ``stamp`` if the arm was still around it, else None."""
-        near = [s for s in self._states
-                if stamp - self.window_s <= s[0] <= stamp + self.tolerance_s]
+        states = tuple(self._states)  # one C-level copy: add() may run in another thread
+        near = [s for s in states if stamp - self.window_s <= s[0] <= stamp + self.tolerance_s]
         if len(near) < 2:
             return None
         best = min(near, key=lambda s: abs(s[0] - stamp))
