@@ -109,12 +109,14 @@ def _observer():
 
 
 def _seen(node, names: list, seconds: float) -> list:
-    """Spin ``node`` for ``seconds``; return those of ``names`` visible at the end."""
+    """Spin ``node`` up to ``seconds`` (less once all are seen); those of ``names`` visible."""
     import rclpy
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
+        if set(names) <= set(node.get_node_names()):
+            break
     seen = set(node.get_node_names())
     return [n for n in names if n in seen]
 
