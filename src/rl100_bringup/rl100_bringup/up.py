@@ -74,9 +74,13 @@ class NodeProcess:
     def start(self) -> None:
         # own session: a terminal Ctrl-C reaches the supervisor only, which stops nodes in order
         self.started_at = time.monotonic()
+        from rl100_ros.node_main import SUPERVISOR_PID_ENV
+
+        # the pid: a node outliving this supervisor (SIGKILLed) stops itself (run_node)
+        env = dict(os.environ, **{SUPERVISOR_PID_ENV: str(os.getpid())})
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
+            stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1, env=env)
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
 
     def _pump(self, proc: subprocess.Popen) -> None:

@@ -179,3 +179,47 @@ def test_a_node_is_up_when_its_constructor_finished_not_when_it_is_visible():
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
+
+
+def test_nodes_stop_when_the_supervisor_is_killed(ros_env, tmp_path):
+    """SIGKILL leaves ``up`` no chance to stop its nodes: they notice and stop themselves."""
+    import os
+    import re
+
+    proc = subprocess.Popen(UP + ['orange_juicer', 'model:=none', f'record_dir:={tmp_path}'],
+                            env=ros_env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    pids, lines = {}, []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            started = re.match(r'\[up\] started (\w+) \(pid (\d+)\)', line)
+            if started:
+                pids[started.group(1)] = int(started.group(2))
+            if "graph 'orange_juicer' up" in line or not line:
+                break
+        nodes = {'policy_node', 'safety_node', 'recorder_node', 'sim_robot'}
+        assert set(pids) == nodes, ''.join(lines)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # an exited child of a killed parent may linger as a zombie until reaped
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().split(') ')[-1][:1] != 'Z'
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    running = [name for name, pid in pids.items() if alive(pid)]
+    for pid in pids.values():  # never leave a graph behind a failed assertion
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert not running, f'still running after the supervisor was killed: {running}'

@@ -22,6 +22,10 @@ from . import qos, topics
 
 SHUTDOWN_GRACE_S = 0.5  # s an error from spin may precede the context's shutdown by a signal
 DESTROY_TIMEOUT_S = 5.0  # s destroy_node may take before the process exits without it
+# set by a supervisor (``rl100_bringup.up``) in its nodes' environment: its pid. A node whose
+# parent is no longer that process (the supervisor was SIGKILLed or crashed) stops itself
+SUPERVISOR_PID_ENV = 'RL100_SUPERVISOR_PID'
+SUPERVISOR_POLL_S = 0.5
 
 
 def _shut_down_within(seconds: float) -> bool:
@@ -102,6 +106,77 @@ def _destroy_within(node: Node, seconds: float) -> None:
         raise errors[0]
 
 
+def _stop_without_supervisor(pid: int) -> None:
+    """The supervisor is gone: output to nowhere instead of its closed pipe, then SIGINT.
+
+    The node's stdout and stderr were pipes the supervisor read; writing to them now fails
+    (BrokenPipeError in Python), which must not turn the stop into a crash halfway through the
+    node's cleanup. ROS's log file (``~/.ros/log``) still gets the reason.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    try:
+        rclpy.logging.get_logger('run_node').error(
+            f'supervisor (pid {pid}) is gone: stopping this node')
+    except Exception:  # noqa: BLE001 - the stop below matters more than the message
+        pass
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def watch_supervisor(environ=os.environ, period: float = SUPERVISOR_POLL_S):
+    """Stop this process once its supervisor (``RL100_SUPERVISOR_PID``) is gone.
+
+    A daemon thread checks the parent pid every ``period`` s; when it is no longer the
+    supervisor, it sends this process SIGINT: the same clean shutdown as Ctrl-C.
+
+    A supervisor that is SIGKILLed cannot stop its nodes; without this they would keep running
+    (the safety node still commanding, the recorder still recording) with nobody to stop them.
+    The parent is checked rather than the pid's existence: a reused pid cannot fool it. Returns
+    the thread, or None when no supervisor is named (a node started by hand or by ``launch``).
+    """
+    value = environ.get(SUPERVISOR_PID_ENV, '')
+    if not value:
+        return None
+    try:
+        pid = int(value)
+    except ValueError:
+        print(f'[WARN] {SUPERVISOR_PID_ENV}={value!r} is not a pid: not watching the supervisor',
+              file=sys.stderr, flush=True)
+        return None
+
+    def watch():
+        while os.getppid() == pid:
+            time.sleep(period)
+        _stop_without_supervisor(pid)
+
+    thread = threading.Thread(target=watch, daemon=True, name='watch supervisor')
+    thread.start()
+    return thread
+
+
+def _handle_sigterm() -> None:
+    """Make SIGTERM the same clean stop as SIGINT.
+
+    rclpy (Humble and later) handles SIGTERM itself when ``rclpy.init`` installs its handlers
+    (the default): its handler wakes the executor's wait, so a node idle in ``spin`` (no
+    message, no timer due: a recorder between episodes, any node on a stopped ``/clock``)
+    stops at once. A Python-level handler must not replace it: Python runs signal handlers
+    only in the main thread between bytecodes, and that thread is blocked in the wait, so an
+    idle node would ignore SIGTERM until its supervisor's SIGKILL (measured: the recorder of
+    a graph whose clock had stopped). Only an rclpy without SIGTERM handling gets one.
+    """
+    try:
+        from rclpy.signals import get_current_signal_handlers_options, SignalHandlerOptions
+        handled = get_current_signal_handlers_options() in (SignalHandlerOptions.ALL,
+                                                            SignalHandlerOptions.SIGTERM)
+    except ImportError:
+        handled = False
+    if not handled:
+        signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Create the node from ``factory`` and spin it until shutdown.
 
@@ -119,7 +194,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except (AttributeError, OSError, ValueError):  # no real stderr (embedded, captured)
         pass
     rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    _handle_sigterm()
+    watch_supervisor()
     node = executor = side = None
     try:
         try:

@@ -178,3 +178,80 @@ def test_a_destroy_node_that_never_returns_does_not_hang_the_process(tmp_path):
     assert proc.returncode == 0, err
     assert 'cleaned up' in out
     assert 'stuck_in_destroy: destroy_node did not return within 1 s' in err
+
+
+IDLE_NODE = """
+import sys
+from rclpy.node import Node
+from rl100_ros.node_main import run_node
+
+class Idle(Node):  # sim time and no /clock: no timer ever fires, spin waits for good
+    def __init__(self):
+        super().__init__('idle', automatically_declare_parameters_from_overrides=True)
+        self.create_timer(0.1, lambda: None)
+        print('constructed', flush=True)
+
+sys.exit(run_node(Idle, ['--ros-args', '-p', 'use_sim_time:=true']))
+"""
+
+
+def _start_idle(env):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, '-c', IDLE_NODE], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout.readline().strip() == 'constructed', proc.stdout.read()
+    time.sleep(0.5)  # in spin now
+    return proc
+
+
+def test_sigterm_stops_a_node_idle_in_spin():
+    """SIGTERM stops a node whose main thread is blocked in the executor's wait.
+
+    A Python-level handler would wait for that thread: a stop that hangs until the supervisor's
+    SIGKILL (the recorder of a graph whose clock had stopped did).
+    """
+    import os
+    import signal
+    import subprocess
+
+    proc = _start_idle(dict(os.environ))
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(10) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError('an idle node ignored SIGTERM') from None
+    finally:
+        proc.stdout.close()
+
+
+def test_a_node_stops_when_its_supervisor_is_gone(tmp_path):
+    """The node's parent (a shell standing in for ``up``) exits: the orphan stops itself."""
+    import os
+    import subprocess
+    import sys
+
+    from rl100_ros.node_main import SUPERVISOR_PID_ENV
+
+    out = tmp_path / 'node.log'
+    script = (f'{SUPERVISOR_PID_ENV}=$$ "{sys.executable}" -c "$IDLE" > "{out}" 2>&1 & echo $!; '
+              f'until grep -q constructed "{out}"; do sleep 0.1; done; sleep 0.5')
+    shell = subprocess.run(['sh', '-c', script], env=dict(os.environ, IDLE=IDLE_NODE),
+                           capture_output=True, text=True, timeout=60)
+    pid = int(shell.stdout.split()[0])
+
+    def running():
+        try:
+            with open(f'/proc/{pid}/stat') as f:  # an orphan's exit may stay a zombie here
+                return f.read().rsplit(') ', 1)[-1][:1] != 'Z'
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running():
+        os.kill(pid, 9)
+        raise AssertionError(f'the node outlived its supervisor:\n{out.read_text()}')
