@@ -12,8 +12,9 @@
 4. gate: ``J`` of the old and the new policy on the same start states and noise; the new one is kept only if
    ``J(new) - J(old) >= delta |J(old)|``.
 
-Writes ``<out>/policy.*`` (the accepted policy, or the unchanged old one), ``student.*`` (when distilling, the
-student of the kept policy's round), ``critics.safetensors``, ``metrics.csv``, ``result.json``.
+Writes ``<out>/policy.*`` (the accepted policy, or the unchanged old one), ``candidate.*`` (with
+``keep_candidate``: the updated policy the gate judged), ``student.*`` (when distilling, the student of the kept
+policy's round), ``critics.safetensors``, ``metrics.csv``, ``result.json``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class OfflineConfig:
     """multiplies the normalised advantages (-1 gives a deliberately harmful update, for testing the gate)"""
     bc_weight: float = 0.0
     """weight of the behaviour-cloning term on intervention windows added to each PPO update (0: off)"""
+    keep_candidate: bool = False
+    """also write the updated policy the gate judged to ``<out>/candidate.*``, accepted or not (to evaluate a
+    rejected update: the gate ablation)"""
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
@@ -232,6 +236,8 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
     meta = {"offline_round": cfg.to_dict(), "accepted": accepted, "j_old": j_old, "j_new": j_new,
             "bc_windows": len(bc) if bc is not None else 0}
     path = save_policy(out / "policy", copy.deepcopy(kept).cpu().eval(), meta)
+    if cfg.keep_candidate:
+        save_policy(out / "candidate", copy.deepcopy(policy).cpu().eval(), meta)
     if student is not None and accepted:
         save_policy(out / "student", student.cpu().eval(), meta)
     result = OfflineResult(accepted, reason, j_old, j_new, str(path))

@@ -37,7 +37,7 @@ def test_harmful_update_rejected_helpful_improves(h, bandit_root, tmp_path):
     policy = h.make_policy(bandit_root)
     src = save_policy(tmp_path / "start" / "policy", policy)
     argv = ["offline-round", "--policy", str(src), "--dataset", str(bandit_root), "--out", str(tmp_path / "bad")]
-    argv += [f"--set={k}={v}" for k, v in SMALL.items()] + ["--set=advantage_scale=-1"]
+    argv += [f"--set={k}={v}" for k, v in SMALL.items()] + ["--set=advantage_scale=-1", "--set=keep_candidate=true"]
     argv += [f"--set={sec}.{k}={v}" for sec, d in NESTED.items() for k, v in d.items()]
     assert main(argv) == 0
     bad = json.loads((tmp_path / "bad" / "result.json").read_text())
@@ -46,6 +46,9 @@ def test_harmful_update_rejected_helpful_improves(h, bandit_root, tmp_path):
     for (k, a), b in zip(kept.state_dict().items(), policy.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert (tmp_path / "bad" / "metrics.csv").exists() and (tmp_path / "bad" / "critics.safetensors").exists()
+    candidate = load_policy(tmp_path / "bad" / "candidate.json")  # the update the gate judged, kept for a look
+    assert any(not torch.equal(a, b) for a, b in zip(candidate.state_dict().values(),
+                                                     policy.state_dict().values(), strict=True))
 
     good = offline_round(OfflineConfig(dataset=str(bandit_root), out=str(tmp_path / "good"), **SMALL, **NESTED),
                          policy=policy)
