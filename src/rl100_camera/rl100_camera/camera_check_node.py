@@ -21,7 +21,8 @@ the measured one there (the check measures the table's height with the camera's 
 robot tells a raised table from a camera moved up); a refused check never changes anything.
 A depth image is checked with the joint state of its own stamp, and only when the arm was still
 over the moment before it (``rl100_camera.camera_check.StillFrames``); a correction is set only
-when the next still frame agrees with it within ``warn_mm`` (otherwise the result says
+when two consecutive still frames agree on it within ``warn_mm`` (the first and the next, or,
+when those disagree, the next pair, up to ``confirm_frames``; otherwise the result says
 ``unconfirmed``). Checks run in a side node's thread (they take 0.1-0.3 s and render with
 MuJoCo), never in the thread that takes the images.
 """
@@ -96,6 +97,11 @@ class CameraCheckNode(Node):
             'table_nodes', list(TABLE_NODES), "nodes with a table_dz parameter (the table's "
             'height over the training one): with correct, set to the measured height when it '
             'is off by more than table_tol_mm')]
+        self._confirm_frames = int(p('confirm_frames', 3, 'with correct: still frames a '
+                                     'correction may take to be seen on two consecutive ones '
+                                     '(2: only the next frame may confirm it)'))
+        if self._confirm_frames < 2:
+            raise ValueError(f'confirm_frames must be >= 2, got {self._confirm_frames}')
         self._table_tol = float(p('table_tol_mm', 3.0, 'with correct: how far (mm) the '
                                   "measured table may be from the nodes' table_dz")) / 1000.0
         self._wait = float(p('check_timeout', 10.0, 's (wall) a check_camera call waits for a '
@@ -226,19 +232,26 @@ class CameraCheckNode(Node):
         return True
 
     def _confirm(self, believed: np.ndarray, frame: Frame, number: int) -> tuple:
-        """A correction must be seen twice.
+        """A correction must be seen twice: on two consecutive still frames that agree.
 
-        Returns (the check over this and the next still frame, '') when the two agree within
-        warn_mm, else (None, why not).
+        ``frame`` is checked together with the next still frame; when the two disagree by more
+        than warn_mm, the newer one is paired with the frame after it, up to ``confirm_frames``
+        frames in all (a single frame's wrong fit is outvoted instead of leaving the camera
+        uncorrected). Returns (the check over the agreeing pair, '') or (None, why not).
         """
-        pick = self._wait_pick(number, time.monotonic() + self._wait)
-        if pick is None:
-            return None, 'no second still frame to confirm it'
-        _, msg, (width, arm) = pick
-        both = self.check_from(believed, [frame, self._frame(msg, width, arm)])
-        if 2.0 * both['spread_mm'] > self._warn_mm:
-            return None, f'two frames disagree by {2.0 * both["spread_mm"]:.1f} mm'
-        return both, ''
+        why = 'no second still frame to confirm it'
+        for _ in range(self._confirm_frames - 1):
+            pick = self._wait_pick(number, time.monotonic() + self._wait)
+            if pick is None:
+                return None, why
+            number, msg, (width, arm) = pick
+            newer = self._frame(msg, width, arm)
+            both = self.check_from(believed, [frame, newer])
+            if 2.0 * both['spread_mm'] <= self._warn_mm:
+                return both, ''
+            why = f'two frames disagree by {2.0 * both["spread_mm"]:.1f} mm'
+            frame = newer
+        return None, why
 
     def _run(self, pick) -> dict | None:
         """One check of a picked frame (and a correction when asked for); the result."""

@@ -211,6 +211,17 @@ def test_a_correction_is_confirmed_on_a_second_still_frame():
         assert both is not None and not why
         both, why = node._confirm(np.eye(4), frame, 2)  # no newer frame comes
         assert both is None and why == 'no second still frame to confirm it'
+        # frames 1 and 2 disagree (frame 1's fit was wrong), 2 and 3 agree: corrected
+        spreads, pairs = iter([2.0, 1.0]), []
+
+        def pair_check(frames):
+            pairs.append(len(frames))
+            if len(pairs) == 1:  # frame 3 arrives while the first pair is checked
+                node._recent.append((3, depth_image(11)))
+            return {'spread_mm': next(spreads), 'camera_pose': []}
+        node._check.__class__.__call__ = lambda self, frames: pair_check(frames)
+        both, why = node._confirm(np.eye(4), frame, 1)
+        assert both is not None and not why and pairs == [2, 2]
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
