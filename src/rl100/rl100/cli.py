@@ -4,12 +4,18 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs, so
 ``rl100 --help`` stays fast and a missing optional dependency (torch, mujoco) only
 affects the subcommands that need it.
+
+Bad input (a wrong path, an unknown task, a refused config value, a model card that does not
+match its graph: ``ValueError`` and ``OSError`` from the subcommand) ends a command-line run with
+``rl100 COMMAND: error: MESSAGE`` and exit status 2, not a traceback; ``RL100_TRACEBACK=1`` shows
+the traceback. Called with ``argv`` (from Python), :func:`main` lets exceptions through.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # subcommand -> (module, one-line help)
@@ -40,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, OSError)
+"""what bad input raises: printed as one line at the command line (see the module docstring)"""
+
+
 def main(argv: list[str] | None = None) -> int:
+    command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help"):
@@ -54,7 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     sub_parser = argparse.ArgumentParser(prog=f"rl100 {name}", description=help_text)
     module.add_arguments(sub_parser)
     args = sub_parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except USER_ERRORS as exc:
+        if not command_line or os.environ.get("RL100_TRACEBACK"):
+            raise
+        print(f"rl100 {name}: error: {exc.__class__.__name__}: {exc}\n"
+              "(RL100_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
