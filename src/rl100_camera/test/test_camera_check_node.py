@@ -203,6 +203,9 @@ def test_a_correction_is_confirmed_on_a_second_still_frame():
             node._frames.add(float(t), 0.04, np.zeros(7))
         node._recent.extend([(1, depth_image(10)), (2, depth_image(11))])
         frame = node._frame(node._recent[0][1], 0.04, np.zeros(7))
+        # fresh after a call: stamped after the clock read at the call, not only counted
+        assert node._pick(0, since=10.5)[0] == 2 and node._pick(0, since=11.0) is None
+        assert node._call_time() == 0.0  # wall clock here, images at 10-11 s: count only
         node._check.spread = 2.0  # 4 mm apart
         both, why = node._confirm(np.eye(4), frame, 1)
         assert both is None and why == 'two frames disagree by 4.0 mm'
@@ -221,7 +224,7 @@ def test_a_correction_is_confirmed_on_a_second_still_frame():
             return {'spread_mm': next(spreads), 'camera_pose': []}
         node._check.__class__.__call__ = lambda self, frames: pair_check(frames)
         both, why = node._confirm(np.eye(4), frame, 1)
-        assert both is not None and not why and pairs == [2, 2]
+        assert both is not None and not why and pairs == [2, 2] and both['confirmed_at_frame'] == 3
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
