@@ -169,6 +169,25 @@ def test_a_refused_check_is_tried_once_more_from_the_first_calibration():
         assert result['moved_mm'] == pytest.approx(22.36, abs=0.01)  # from the one in use
         with pytest.raises(ValueError, match='recalibrate'):
             node.check_from(np.eye(4), [frame])  # equal to the first: nothing else to try
+
+        class BothFit(Stub):  # both starts fit; the one that pairs more of the image wins
+            paired = {}
+
+            def __call__(self, frames):
+                self.starts.append(self.believed.copy())
+                pose = found if self.believed is first else in_use
+                return {'paired': self.paired[self.believed is first], 'moved_mm': 0.0,
+                        'camera_pose': [float(v) for v in matrix_to_pose7(pose)]}
+
+        node._check = BothFit()
+        node._check.starts = []
+        node._check.paired = {True: 0.95, False: 0.88}  # the first start pairs more
+        result = node.check_from(in_use, [frame])
+        assert len(node._check.starts) == 2 and result['retried']
+        assert result['moved_mm'] == pytest.approx(22.36, abs=0.01)
+        node._check.paired = {True: 0.90, False: 0.93}  # the calibration in use pairs more
+        result = node.check_from(in_use, [frame])
+        assert 'retried' not in result and result['moved_mm'] == 0.0
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
