@@ -30,7 +30,7 @@ def main() -> None:
     from rl100.geometry import pose7_to_matrix
     from rl100.keys import OBS_DEPTH, OBS_STATE
     from rl100.sim import disturbances
-    from rl100.sim.bench_camera_check import task_area_error
+    from rl100.sim.bench_camera_check import knocked_episode, task_area_error
 
     env = disturbances.make_env("juicing-place", "camera_pose:moderate,table_height:moderate",
                                 obs=("state", "depth"))
@@ -47,10 +47,7 @@ def main() -> None:
     print("| seed | one start: error mm | two starts: error mm (start kept) |\n|---:|---:|---|")
     try:
         for seed in range(args.seed, args.seed + args.episodes):
-            obs, _ = env.reset(seed=seed)
-            sim = env.unwrapped
-            view = sim.camera_info()
-            true = np.array(sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam)
+            obs, view, true = knocked_episode(env, seed)
             if check is None:
                 first = np.array(view.base_T_cam)
                 check, in_use = CameraCheck(first), dict.fromkeys(bad, first)

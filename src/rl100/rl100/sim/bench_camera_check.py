@@ -35,6 +35,14 @@ def task_area_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(TASK_GRID @ m[:3, :3].T + m[:3, 3] - TASK_GRID, axis=1)
 
 
+def knocked_episode(env, seed: int):
+    """Reset ``env`` (a disturbed task with depth) at ``seed`` -> (obs, camera view as believed, true (4, 4)
+    extrinsic the simulator renders with)."""
+    obs, _ = env.reset(seed=seed)
+    sim = env.unwrapped
+    return obs, sim.camera_info(), np.asarray(sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam)
+
+
 def run(args: argparse.Namespace) -> int:
     from rl100.keys import OBS_DEPTH, OBS_STATE
     from rl100.registration import corrected_extrinsic
@@ -54,11 +62,8 @@ def run(args: argparse.Namespace) -> int:
     print("|---:|---|---|---|---:|---:|")
     try:
         for seed in range(args.seed, args.seed + args.episodes):
-            obs, _ = env.reset(seed=seed)
-            sim = env.unwrapped
-            view = sim.camera_info()
-            true = sim._get_renderer().info(sim.data, sim.scene_camera).base_T_cam
-            dset = sim.disturbances
+            obs, view, true = knocked_episode(env, seed)
+            dset = env.unwrapped.disturbances
             table = next((f.value for f in (dset.families if dset else []) if f.name == "table_height"), 0.0)
             t0 = time.perf_counter()
             try:
