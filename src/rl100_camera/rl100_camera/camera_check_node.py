@@ -361,7 +361,7 @@ class CameraCheckNode(Node):
         After the call means both: arrived as the FRESH_FRAMES-th image or later, and stamped
         after the node's clock (simulated time in simulation) read at the call. On a loaded
         machine more than one image rendered before the call (before the reset that knocked the
-        camera) can still be on its way: measured, 12 of 396 checks in a soak beside a training
+        camera) can still be on its way: measured, 12 of 477 checks in a soak beside a training
         run found the previous episode's camera ("moved" < 1 mm) and left the knock uncorrected.
         """
         start, since = self._depths, self._call_time()
