@@ -4,9 +4,9 @@ Each episode's camera is knocked anew (``camera_pose`` and ``table_height``, mod
 on its first observation, starting from the previous episode's correction, as the camera_check
 node does before every episode. ``one start``: from the previous correction only (from the first
 calibration if refused); ``two starts``: also from the first calibration, keeping the fit with the
-larger paired fraction (the node's ``check_from``). Error: the largest distance task-area points
-land from their place through the corrected pose (the simulator knows the true one). Needs the
-sourced workspace (rl100_camera). Example::
+larger paired fraction (``rl100_camera.camera_check.check_two_starts``, what the node runs).
+Error: the largest distance task-area points land from their place through the corrected pose (the
+simulator knows the true one). Needs the sourced workspace (rl100_camera). Example::
 
     python scripts/camera_check_sequence.py --episodes 60 --seed 1
 """
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--bad-mm", type=float, default=5.0, help="a fit further off than this counts as bad")
     args = parser.parse_args()
 
-    from rl100_camera.camera_check import CameraCheck, Frame
+    from rl100_camera.camera_check import CameraCheck, Frame, check_two_starts
 
     from rl100.geometry import pose7_to_matrix
     from rl100.keys import OBS_DEPTH, OBS_STATE
@@ -53,12 +53,13 @@ def main() -> None:
                 check, in_use = CameraCheck(first), dict.fromkeys(bad, first)
             frame = Frame(obs[OBS_DEPTH], (view.fx, view.fy, view.cx, view.cy), obs[OBS_STATE])
             one = fit(in_use["one start"], frame) or fit(first, frame)
-            fits = {"previous": fit(in_use["two starts"], frame)}
-            if not np.allclose(in_use["two starts"], first):
-                fits["first"] = fit(first, frame)
-            kept = max((k for k in fits if fits[k] is not None), key=lambda k: fits[k]["paired"], default=None)
+            try:
+                two, _ = check_two_starts(check, in_use["two starts"], [frame], first)
+            except ValueError:
+                two = None
+            kept = "none" if two is None else "first" if two.get("retried") else "previous"
             errors = {}
-            for name, result in (("one start", one), ("two starts", fits.get(kept))):
+            for name, result in (("one start", one), ("two starts", two)):
                 if result is None:
                     errors[name] = float("nan")
                     continue

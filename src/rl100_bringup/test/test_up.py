@@ -212,8 +212,11 @@ def test_nodes_stop_when_the_supervisor_is_killed(ros_env, tmp_path):
         except ProcessLookupError:
             return False
         # an exited child of a killed parent may linger as a zombie until reaped
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().split(') ')[-1][:1] != 'Z'
+        try:
+            with open(f'/proc/{pid}/stat') as f:
+                return f.read().split(') ')[-1][:1] != 'Z'
+        except FileNotFoundError:  # reaped in between
+            return False
 
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(alive(p) for p in pids.values()):

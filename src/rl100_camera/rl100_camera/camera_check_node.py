@@ -56,6 +56,7 @@ from .calibration_param import (
 from .camera_check import (
     believed_pose,
     CameraCheck,
+    check_two_starts,
     depth_metres,
     Frame,
     robot_state,
@@ -299,46 +300,15 @@ class CameraCheckNode(Node):
             return self._result | {'cloud_node': self._cloud}
 
     def check_from(self, believed: np.ndarray, frames: list) -> dict:
-        """The check of ``frames`` from ``believed`` (4, 4) and from the first calibration.
+        """``frames`` checked from ``believed`` (4, 4) and from the first calibration read.
 
-        The second start runs when ``believed`` is not the first calibration read; the fit that
-        pairs more of the image wins. A calibration corrected before (a knock) is further from
-        a new knock than the original was, and the registration may converge wrongly from
-        there (refused, or worse, a wrong pose with a fair residual). In sequences of moderate
-        knocks in-process, keeping the start with the better ``paired`` fraction cut the fits
-        more than 5 mm off from 6 in 60 to 2 in 60 (BENCHMARKS, the camera check). A result
-        from the first start says so (``retried``) and its move is still counted from
-        ``believed``, the one in use.
+        See :func:`rl100_camera.camera_check.check_two_starts`.
         """
-        from rl100.geometry import mat_to_rotvec, pose7_to_matrix
-
-        self._check.believed = believed
-        first = self._first
-        try:
-            result = self._check(frames)
-        except ValueError as exc:
-            if first is None or np.allclose(first, believed):
-                raise
-            self.get_logger().warn(f'camera check refused ({exc}); once more from the first '
-                                   'calibration')
-            result = None
-        if first is None or np.allclose(first, believed):
-            return result
-        self._check.believed = first
-        try:
-            other = self._check(frames)
-        except ValueError:
-            if result is None:
-                raise
-            return result
-        if result is not None and result['paired'] >= other['paired']:
-            return result
-        new = pose7_to_matrix(other['camera_pose'])
-        turn = mat_to_rotvec(new[:3, :3] @ believed[:3, :3].T)
-        return other | {
-            'moved_mm': round(float(np.linalg.norm(new[:3, 3] - believed[:3, 3])) * 1000, 2),
-            'turned_deg': round(float(np.degrees(np.linalg.norm(turn))), 3),
-            'retried': 'from the first calibration'}
+        result, refused = check_two_starts(self._check, believed, frames, self._first)
+        if refused:
+            self.get_logger().warn(f'camera check refused ({refused}); the fit from the first '
+                                   'calibration is used')
+        return result
 
     def _correct_table(self, table_dz: float) -> list:
         """Set the measured ``table_dz`` on the table nodes it is off on; the nodes set."""

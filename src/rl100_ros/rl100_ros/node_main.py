@@ -14,6 +14,7 @@ import time
 from typing import Callable
 
 import rclpy
+import rclpy.logging
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
