@@ -14,8 +14,8 @@ import time
 from typing import Callable
 
 import rclpy
-import rclpy.logging
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+import rclpy.logging
 from rclpy.node import Node
 from std_msgs.msg import String
 
