@@ -1,13 +1,20 @@
 """Latency of the control path: observation message -> command leaving the safety node.
 
     python -m rl100_bringup.bench_latency [--rate 100] [--seconds 20] [--model policy.onnx]
+                                          [--temporal-ensemble] [--hops-only]
 
 Starts the policy node (``trigger:=observation``) and the safety node (``tick_on_chunk``) as
 separate processes through ``up``, plays the robot from this process (joint_states + pose at
-``--rate`` Hz, stamped with the wall clock), and measures for every ActionChunk (stamped with
-the observation it was computed from) the time until the next target pose from the safety
-node arrives here. Without ``--model`` a small (~3.5M) one-step policy with random weights is
-exported first: latency does not depend on the weights. Prints p50 / p99 and the sustained rate.
+``--rate`` Hz, stamped with the wall clock), and for every ActionChunk (stamped with the
+observation it was computed from) takes the next target pose of the safety node: *leaving* is
+that target's stamp (the safety node stamps it with its clock as it publishes) minus the
+observation's stamp — the issue's measure; *arriving* is when it reaches this process (one more
+DDS hop). Without ``--model`` a small (~3.5M) one-step policy with random weights is exported
+first: latency does not depend on the weights. The policy node runs its default chunked
+execution (one model call per ``n_action_steps`` ticks, the queue in between);
+``--temporal-ensemble`` makes it call the model at every tick. ``--hops-only`` measures the floor
+instead: this process and an echo process (two rclpy nodes, the same QoS) ping-pong a pose, so
+two DDS hops through Python executors with no work in between. Prints p50 / p99 and the rate.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.task import Future
 from rl100_msgs.msg import ActionChunk
 from rl100_ros import qos, topics
 from sensor_msgs.msg import JointState
@@ -46,7 +55,7 @@ def export_random_cm(path: str) -> None:
     export_onnx(ConsistencyPolicy(config), path, control_rate_hz=100.0)
 
 
-def write_graph(workdir: str, model: str, rate: float) -> str:
+def write_graph(workdir: str, model: str, rate: float, temporal_ensemble: bool = False) -> str:
     params = os.path.join(workdir, 'bench.yaml')
     with open(params, 'w', encoding='utf-8') as f:
         yaml.safe_dump({}, f)
@@ -55,7 +64,8 @@ def write_graph(workdir: str, model: str, rate: float) -> str:
         'nodes': [
             {'name': 'policy_node', 'package': 'rl100_policy_node', 'executable': 'policy_node',
              'parameters': {'model_path': model, 'control_rate': rate, 'trigger': 'observation',
-                            'max_observation_age': 0.05}},
+                            'max_observation_age': 0.05,
+                            'temporal_ensemble': temporal_ensemble}},
             {'name': 'safety_node', 'package': 'rl100_safety', 'executable': 'safety_node',
              'parameters': {'control_rate': rate, 'teleop_device': 'none',
                             'tick_on_chunk': True}},
@@ -74,7 +84,7 @@ class Robot(Node):
         self.pose_pub = self.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
         self.joint_pub = self.create_publisher(JointState, topics.JOINT_STATES, qos.SENSOR)
         self.pending = []  # observation stamps (s) of chunks waiting for their command
-        self.latencies, self.chunks = [], 0
+        self.latencies, self.leaving, self.chunks = [], [], 0
         self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.RELIABLE)
         self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_target, qos.RELIABLE)
         self.create_timer(1.0 / rate, self._publish)
@@ -95,9 +105,70 @@ class Robot(Node):
 
     def _on_target(self, msg):
         now = self.get_clock().now().nanoseconds * 1e-9
+        sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         for stamp in self.pending:
             self.latencies.append(now - stamp)
+            self.leaving.append(sent - stamp)
         self.pending.clear()
+
+    def reset(self):
+        self.pending.clear()
+        self.latencies.clear()
+        self.leaving.clear()
+        self.chunks = 0
+
+
+class Echo(Node):
+    """``--hops-only``: sends every pose straight back (the policy and safety nodes' QoS)."""
+
+    def __init__(self):
+        super().__init__('bench_echo')
+        pub = self.create_publisher(PoseStamped, topics.TARGET_POSE, qos.RELIABLE)
+        self.create_subscription(PoseStamped, topics.CURRENT_POSE, pub.publish, qos.SENSOR)
+
+
+class Pinger(Node):
+    """``--hops-only``: publishes a wall-stamped pose at ``rate`` Hz, times each echo."""
+
+    def __init__(self, rate: float):
+        super().__init__('bench_pinger')
+        self.pub = self.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
+        self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_echo, qos.RELIABLE)
+        self.create_timer(1.0 / rate, self._publish)
+        self.latencies, self.leaving, self.chunks = [], [], 0
+
+    def _publish(self):
+        pose = PoseStamped()
+        pose.header.stamp = self.get_clock().now().to_msg()
+        self.pub.publish(pose)
+        self.chunks += 1
+
+    def _on_echo(self, msg):
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.latencies.append(self.get_clock().now().nanoseconds * 1e-9 - stamp)
+
+    def reset(self):
+        self.latencies.clear()
+        self.chunks = 0
+
+
+def _spin_for(executor, seconds: float) -> float:
+    start = time.monotonic()
+    executor.spin_until_future_complete(Future(), timeout_sec=seconds)
+    return time.monotonic() - start
+
+
+def _echo_main() -> int:
+    rclpy.init()
+    node = Echo()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -105,42 +176,60 @@ def main(argv=None) -> int:
     parser.add_argument('--rate', type=float, default=100.0, help='state and control rate, Hz')
     parser.add_argument('--seconds', type=float, default=20.0, help='measured duration')
     parser.add_argument('--model', default='', help='ONNX policy (default: random small CM)')
+    parser.add_argument('--temporal-ensemble', action='store_true',
+                        help='the policy node calls the model at every tick (not once a chunk)')
+    parser.add_argument('--hops-only', action='store_true',
+                        help='the floor: ping-pong with an echo process, no policy or safety')
+    parser.add_argument('--echo', action='store_true', help=argparse.SUPPRESS)  # the echo process
     args = parser.parse_args(argv)
-    workdir = tempfile.mkdtemp(prefix='rl100_bench_')
-    model = args.model or os.path.join(workdir, 'cm.onnx')
-    if not args.model:
-        export_random_cm(model)
+    if args.echo:
+        return _echo_main()
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    up = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.up', write_graph(workdir, model,
-                                                                                  args.rate)],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in up.stdout:
-        if "graph 'bench' up" in line or '[up] error' in line:
-            break
+    if args.hops_only:
+        other = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.bench_latency', '--echo'],
+                                 env=env)
+    else:
+        workdir = tempfile.mkdtemp(prefix='rl100_bench_')
+        model = args.model or os.path.join(workdir, 'cm.onnx')
+        if not args.model:
+            export_random_cm(model)
+        graph = write_graph(workdir, model, args.rate, args.temporal_ensemble)
+        other = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.up', graph], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in other.stdout:
+            if "graph 'bench' up" in line or '[up] error' in line:
+                break
     rclpy.init()
-    robot = Robot(args.rate)
+    node = Pinger(args.rate) if args.hops_only else Robot(args.rate)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        warmup = time.monotonic() + 3.0
-        while time.monotonic() < warmup:
-            rclpy.spin_once(robot, timeout_sec=0.01)
-        robot.latencies.clear()
-        robot.chunks = 0
-        start = time.monotonic()
-        while time.monotonic() - start < args.seconds:
-            rclpy.spin_once(robot, timeout_sec=0.01)
-        elapsed = time.monotonic() - start
+        _spin_for(executor, 3.0)  # discovery, warm-up
+        node.reset()
+        elapsed = _spin_for(executor, args.seconds)
     finally:
-        robot.destroy_node()
+        executor.shutdown()
+        node.destroy_node()
         rclpy.try_shutdown()
-        up.send_signal(signal.SIGINT)
-        up.communicate(timeout=30)
-    lat = np.asarray(robot.latencies) * 1e3
+        other.send_signal(signal.SIGINT)
+        other.communicate(timeout=30)
+    lat = np.asarray(node.latencies) * 1e3
     if lat.size == 0:
         print('no commands measured: did the graph come up?', file=sys.stderr)
         return 1
-    print(f'| rate asked | chunks/s | commands measured | p50 ms | p99 ms | max ms |\n'
-          f'|---:|---:|---:|---:|---:|---:|\n'
-          f'| {args.rate:.0f} Hz | {robot.chunks / elapsed:.1f} | {lat.size} | '
+    if args.hops_only:
+        print(f'| rate | pings/s | echoes | round trip p50 ms | p99 ms | max ms |\n'
+              f'|---:|---:|---:|---:|---:|---:|\n'
+              f'| {args.rate:.0f} Hz | {node.chunks / elapsed:.1f} | {lat.size} | '
+              f'{np.percentile(lat, 50):.2f} | {np.percentile(lat, 99):.2f} | {lat.max():.2f} |')
+        return 0
+    leave = np.asarray(node.leaving) * 1e3
+    mode = 'every tick' if args.temporal_ensemble else 'once a chunk'
+    print(f'| rate asked | model called | chunks/s | commands | leaving p50 ms | leaving p99 ms '
+          f'| arriving p50 ms | arriving p99 ms | arriving max ms |\n'
+          f'|---:|---|---:|---:|---:|---:|---:|---:|---:|\n'
+          f'| {args.rate:.0f} Hz | {mode} | {node.chunks / elapsed:.1f} | {lat.size} | '
+          f'{np.percentile(leave, 50):.2f} | {np.percentile(leave, 99):.2f} | '
           f'{np.percentile(lat, 50):.2f} | {np.percentile(lat, 99):.2f} | {lat.max():.2f} |')
     return 0
 

@@ -66,9 +66,11 @@ class SafetyNode(Node):
                               'message, so a dead teleop node cannot keep steering; 0 '
                               'disables (only for publishers that send changes only)'))
         self._task = p('task', 'juicing-place', 'task name sent with StartEpisode')
-        self._tick_on_chunk = bool(p('tick_on_chunk', True, 'also send a command as soon as a '
-                                     'policy chunk arrives (lower latency; limits scale with '
-                                     'the elapsed time, so the speed limit holds)'))
+        self._tick_on_chunk = bool(p('tick_on_chunk', True, 'send a command as soon as a policy '
+                                     'chunk arrives (lower latency; limits scale with the '
+                                     'elapsed time, so the speed limit holds); the timer then '
+                                     'sends one only in periods without a chunk, so commands '
+                                     'and recorded steps stay at the control rate'))
         self._wait_for_policy = bool(p(
             'wait_for_policy', False, 'lockstep simulation: in autonomous mode a tick waits for '
             'the chunk planned from the observation of this tick (that chunk ticks instead; '
@@ -80,6 +82,7 @@ class SafetyNode(Node):
         self._chunk_stamp = float('-inf')
         self._chunk_wall = float('-inf')  # time.monotonic() of the last chunk
         self._last_tick = None
+        self._last_chunk_tick = float('-inf')  # node clock of the last tick a chunk triggered
         self._period = 1.0 / rate
         self._filter = SafetyFilter(limits)
         self._mapper = TeleopMapper(TeleopConfig())
@@ -145,6 +148,7 @@ class SafetyNode(Node):
             self.get_logger().warn(self._filter.last_reason)
         elif self._tick_on_chunk and not self._mapper_active() \
                 and not (self._wait_for_policy and stamp < self._now() - 1e-6):
+            self._last_chunk_tick = self._now()
             self._tick()  # (under a takeover the chunk changes nothing: the timer ticks)
 
     def _on_pose(self, msg: PoseStamped) -> None:
@@ -189,6 +193,8 @@ class SafetyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _timer_tick(self) -> None:
+        if not self._wait_for_policy and self._now() - self._last_chunk_tick < self._period:
+            return  # a chunk's tick sent this period's command (lockstep waits below instead)
         if self._wait_for_policy and self._filter.mode == Mode.AUTONOMOUS \
                 and not self._mapper_active():
             now = self._now()
