@@ -9,13 +9,28 @@ Error: the largest distance task-area points land from their place through the c
 simulator knows the true one). Needs the sourced workspace (rl100_camera). Example::
 
     python scripts/camera_check_sequence.py --episodes 60 --seed 1
+
+``--memory-every N`` also prints, every N episodes, the process's resident memory and the Python
+objects' traced size (tracemalloc), to tell a leak in the check from allocator growth.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import resource
+import tracemalloc
 
 import numpy as np
+
+
+def memory_line(episodes: int) -> str:
+    """Resident memory (from /proc) and the traced Python allocations after a collection."""
+    gc.collect()
+    with open("/proc/self/statm", encoding="ascii") as f:
+        rss = int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    traced = tracemalloc.get_traced_memory()[0] / 2**20
+    return f"after {episodes} episodes: RSS {rss:.1f} MB, Python objects {traced:.2f} MB"
 
 
 def main() -> None:
@@ -23,7 +38,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bad-mm", type=float, default=5.0, help="a fit further off than this counts as bad")
+    parser.add_argument("--memory-every", type=int, default=0, help="print memory every N episodes (0: never)")
     args = parser.parse_args()
+    if args.memory_every:
+        tracemalloc.start()
 
     from rl100_camera.camera_check import CameraCheck, Frame, check_two_starts
 
@@ -68,6 +86,9 @@ def main() -> None:
                 in_use[name] = pose
                 bad[name] += errors[name] > args.bad_mm
             print(f"| {seed} | {errors['one start']:.1f} | {errors['two starts']:.1f} ({kept}) |", flush=True)
+            done = seed - args.seed + 1
+            if args.memory_every and done % args.memory_every == 0:
+                print(memory_line(done), flush=True)
     finally:
         env.close()
         if check is not None:
