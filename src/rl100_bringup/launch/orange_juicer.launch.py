@@ -20,6 +20,7 @@ GRAPH = 'orange_juicer'
 def _nodes(context, *args, **kwargs):
     graph = graph_mod.load(GRAPH)
     values = {name: LaunchConfiguration(name).perform(context) for name in graph.arguments}
+    dds = graph_mod.dds_environment()  # the DDS profile up uses too (config/fastdds.xml)
     return [
         Node(
             package=node.package,
@@ -28,6 +29,7 @@ def _nodes(context, *args, **kwargs):
             parameters=[node.params_file, node.parameters],
             remappings=list(node.remappings.items()),
             respawn=node.respawn,
+            additional_env=dds,
             output='screen',
             emulate_tty=True,
         )

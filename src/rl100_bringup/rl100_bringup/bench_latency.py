@@ -14,7 +14,11 @@ first: latency does not depend on the weights. The policy node runs its default 
 execution (one model call per ``n_action_steps`` ticks, the queue in between);
 ``--temporal-ensemble`` makes it call the model at every tick. ``--hops-only`` measures the floor
 instead: this process and an echo process (two rclpy nodes, the same QoS) ping-pong a pose, so
-two DDS hops through Python executors with no work in between. Prints p50 / p99 and the rate.
+two DDS hops through Python executors with no work in between. ``--cloud-rate 30
+--cloud-points 307200`` adds camera traffic while it runs: a separate process publishes an
+x y z PointCloud2 of that many points on ``/rl100/points`` (the policy node's cloud input; a
+full 640 x 480 RealSense cloud is 307,200 points, 3.7 MB) at that rate. Prints p50 / p99 and
+the rate.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from rclpy.node import Node
 from rclpy.task import Future
 from rl100_msgs.msg import ActionChunk
 from rl100_ros import qos, topics
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, PointCloud2
 import yaml
 
 JOINTS = [f'fr3_joint{i}' for i in range(1, 8)] + ['fr3_finger_joint1', 'fr3_finger_joint2']
@@ -152,15 +156,33 @@ class Pinger(Node):
         self.chunks = 0
 
 
+class CloudPublisher(Node):
+    """``--cloud-rate``: an x y z float32 cloud of ``points`` points at ``rate`` Hz."""
+
+    def __init__(self, rate: float, points: int):
+        super().__init__('bench_cloud')
+        from rl100_camera.messages import pointcloud_msg
+
+        rng = np.random.default_rng(0)
+        cloud = rng.uniform([0.2, -0.4, 0.0], [0.8, 0.4, 0.4], (points, 3)).astype(np.float32)
+        self.msg = pointcloud_msg(cloud, 'fr3_link0', self.get_clock().now().to_msg())
+        self.pub = self.create_publisher(PointCloud2, topics.POINTS, qos.SENSOR)
+        self.create_timer(1.0 / rate, self._publish)
+
+    def _publish(self):
+        self.msg.header.stamp = self.get_clock().now().to_msg()
+        self.pub.publish(self.msg)
+
+
 def _spin_for(executor, seconds: float) -> float:
     start = time.monotonic()
     executor.spin_until_future_complete(Future(), timeout_sec=seconds)
     return time.monotonic() - start
 
 
-def _echo_main() -> int:
+def _helper_main(make) -> int:
     rclpy.init()
-    node = Echo()
+    node = make()
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
@@ -180,11 +202,25 @@ def main(argv=None) -> int:
                         help='the policy node calls the model at every tick (not once a chunk)')
     parser.add_argument('--hops-only', action='store_true',
                         help='the floor: ping-pong with an echo process, no policy or safety')
-    parser.add_argument('--echo', action='store_true', help=argparse.SUPPRESS)  # the echo process
+    parser.add_argument('--cloud-rate', type=float, default=0.0,
+                        help='Hz of point clouds published on /rl100/points meanwhile (0: none)')
+    parser.add_argument('--cloud-points', type=int, default=307200, help='points per cloud')
+    parser.add_argument('--echo', action='store_true', help=argparse.SUPPRESS)  # helper processes
+    parser.add_argument('--clouds', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
-        return _echo_main()
+        return _helper_main(Echo)
+    if args.clouds:
+        return _helper_main(lambda: CloudPublisher(args.cloud_rate, args.cloud_points))
+    from rl100_bringup.graph import dds_environment
+
+    os.environ.update(dds_environment())  # the graph's DDS profile, for this process too
     env = dict(os.environ, PYTHONUNBUFFERED='1')
+    clouds = None
+    if args.cloud_rate > 0:
+        clouds = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.bench_latency', '--clouds',
+                                   '--cloud-rate', str(args.cloud_rate),
+                                   '--cloud-points', str(args.cloud_points)], env=env)
     if args.hops_only:
         other = subprocess.Popen([sys.executable, '-m', 'rl100_bringup.bench_latency', '--echo'],
                                  env=env)
@@ -211,8 +247,10 @@ def main(argv=None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        other.send_signal(signal.SIGINT)
-        other.communicate(timeout=30)
+        for proc in (other, clouds):
+            if proc is not None:
+                proc.send_signal(signal.SIGINT)
+                proc.communicate(timeout=30)
     lat = np.asarray(node.latencies) * 1e3
     if lat.size == 0:
         print('no commands measured: did the graph come up?', file=sys.stderr)
@@ -225,6 +263,8 @@ def main(argv=None) -> int:
         return 0
     leave = np.asarray(node.leaving) * 1e3
     mode = 'every tick' if args.temporal_ensemble else 'once a chunk'
+    if args.cloud_rate > 0:
+        mode += f', clouds {args.cloud_points} pts at {args.cloud_rate:g} Hz'
     print(f'| rate asked | model called | chunks/s | commands | leaving p50 ms | leaving p99 ms '
           f'| arriving p50 ms | arriving p99 ms | arriving max ms |\n'
           f'|---:|---|---:|---:|---:|---:|---:|---:|---:|\n'

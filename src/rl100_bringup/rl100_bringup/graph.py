@@ -156,6 +156,23 @@ def config_dir() -> str:
     return os.path.join(get_package_share_directory(PACKAGE), 'config')
 
 
+# Fast DDS reads its default participant profile from here (Fast DDS 2.x, Humble and Jazzy;
+# 3.x reads FASTDDS_DEFAULT_PROFILES_FILE and still honours this one)
+DDS_PROFILES_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+DDS_PROFILES_FILE = 'fastdds.xml'
+
+
+def dds_environment(environ=os.environ) -> dict:
+    """Environment for a graph's processes: the DDS profile of ``config/fastdds.xml``.
+
+    Its shared-memory segment carries full camera clouds and images (see the file). Empty when
+    the user set a profile file already (either variable): theirs is kept.
+    """
+    if environ.get(DDS_PROFILES_ENV) or environ.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+        return {}
+    return {DDS_PROFILES_ENV: os.path.join(config_dir(), DDS_PROFILES_FILE)}
+
+
 def load(name_or_path: str) -> Graph:
     """Load ``config/<name>.graph.yaml`` (or a path to a graph file) and validate it."""
     if os.sep in name_or_path or name_or_path.endswith('.yaml'):

@@ -323,6 +323,8 @@ def main(argv: list | None = None) -> int:
     parser.add_argument(
         '--show-args', action='store_true', help='list the launch arguments and exit')
     args = parser.parse_intermixed_args(argv)  # NAME:=VALUE before or after the options
+    # before this process's own participant and the nodes' (they inherit it): DDS transports
+    os.environ.update(graph_mod.dds_environment())
 
     try:
         graph = graph_mod.load(args.graph)

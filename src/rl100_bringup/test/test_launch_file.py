@@ -70,4 +70,5 @@ def test_launch_file_declares_every_argument_and_starts_the_graph(monkeypatch):
     for launched, node in zip(nodes, expected, strict=True):
         assert launched.kwargs['executable'] == node.executable
         assert launched.kwargs['parameters'] == [node.params_file, node.parameters]
+        assert launched.kwargs['additional_env'] == graph_mod.dds_environment()  # as up does
     assert nodes[0].kwargs['parameters'][1]['control_rate'] == 20.0

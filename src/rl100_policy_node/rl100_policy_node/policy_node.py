@@ -114,7 +114,10 @@ class PolicyNode(Node):
         self._publisher = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.COMMAND)
         self.create_subscription(PoseStamped, topics.CURRENT_POSE, self._on_pose, qos.SENSOR)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, qos.SENSOR)
-        self.create_subscription(PointCloud2, topics.POINTS, self._on_points, qos.SENSOR)
+        # the cloud input once a model reads clouds: a state-only model's loop is not
+        # blocked taking clouds it drops (rclpy builds each message; 3.7 MB costs ms)
+        self._points_sub = None
+        self._sync_points_subscription()
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENT, self._on_episode_event,
                                  qos.LATCHED)
         self._trigger = p('trigger', 'timer', 'timer: act at control_rate on the newest data; '
@@ -180,6 +183,8 @@ class PolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         policy = self._policy
         if policy is not None:
+            if policy.assembler.wants_points and self._points_sub is None:
+                self._sync_points_subscription()  # a swap to a model that reads clouds
             try:
                 policy.assembler.joints(_stamp_s(msg), msg.name, msg.position)
             except ValueError as exc:
@@ -190,6 +195,18 @@ class PolicyNode(Node):
                 self._last_act_stamp = stamp
                 self._tick()
             self._act_if_synced(policy)
+
+    def _sync_points_subscription(self) -> None:
+        """Subscribe to the clouds once a model that reads them runs (main thread).
+
+        Kept after a swap to a state-only model (``_on_points`` drops the clouds then): rclpy
+        may still hold a ready cloud of a destroyed subscription in the executor's current
+        wait, which fails a task with an unretrieved exception.
+        """
+        policy = self._policy
+        if policy is not None and policy.assembler.wants_points and self._points_sub is None:
+            self._points_sub = self.create_subscription(PointCloud2, topics.POINTS,
+                                                        self._on_points, qos.SENSOR)
 
     def _on_points(self, msg: PointCloud2) -> None:
         policy = self._policy

@@ -95,16 +95,20 @@ def points_model(tmp_path_factory):
     from rl100.policy.consistency import ConsistencyPolicy
 
     torch.manual_seed(0)
+    small = {'action_dim': 7, 'n_obs': 2, 'horizon': 8, 'n_action_steps': 4,
+             'down_dims': (16, 32), 'n_groups': 8, 'step_embed_dim': 16,
+             'encoder': EncoderConfig(lowdim_hidden=32, lowdim_out=16, point_dims=(16, 32),
+                                      point_out=16)}
     config = PolicyConfig(
-        obs=[ObsSpec(OBS_STATE, (15,)), ObsSpec(OBS_POINTS, (N, 3), kind='points')],
-        action_dim=7, n_obs=2, horizon=8, n_action_steps=4, down_dims=(16, 32), n_groups=8,
-        step_embed_dim=16, encoder=EncoderConfig(lowdim_hidden=32, lowdim_out=16,
-                                                 point_dims=(16, 32), point_out=16))
-    path = tmp_path_factory.mktemp('models') / 'points.onnx'
+        obs=[ObsSpec(OBS_STATE, (15,)), ObsSpec(OBS_POINTS, (N, 3), kind='points')], **small)
+    folder = tmp_path_factory.mktemp('models')
     pre = {'crop_lo': [-2.0, -2.0, -2.0], 'crop_hi': [2.0, 2.0, 2.0], 'sampler': 'fps'}  # all
-    export_onnx(ConsistencyPolicy(config), path, control_rate_hz=10.0,
+    export_onnx(ConsistencyPolicy(config), folder / 'points.onnx', control_rate_hz=10.0,
                 points_preprocessing=pre)
-    return str(path)
+    # and a state-only one, to swap in
+    export_onnx(ConsistencyPolicy(PolicyConfig(obs=[ObsSpec(OBS_STATE, (15,))], **small)),
+                folder / 'state.onnx', control_rate_hz=10.0)
+    return str(folder / 'points.onnx')
 
 
 def test_sim_points_drive_the_policy_over_dds(points_model):
@@ -144,6 +148,19 @@ def test_sim_points_drive_the_policy_over_dds(points_model):
         assert cloud.header.frame_id == 'fr3_link0'
         pts = pointcloud_to_array(cloud)
         assert len(pts) > N  # the full cropped cloud, not downsampled
+        # a state-only model swapped in acts without clouds; the points model again acts on
+        # clouds (the subscription made for the first stays)
+        from rl100_msgs.srv import LoadPolicy
+        state_model = points_model.replace('points.onnx', 'state.onnx')
+        for path in (state_model, points_model):
+            response = policy._on_load(LoadPolicy.Request(path=path), LoadPolicy.Response())
+            assert response.accepted, response.message
+            n = len(chunks)
+            deadline = time.monotonic() + 20.0
+            while time.monotonic() < deadline and len(chunks) < n + 3:
+                executor.spin_once(timeout_sec=0.02)
+            assert len(chunks) >= n + 3, f'no chunks after the swap: {policy._last_stale!r}'
+            assert chunks[-1].model_id == policy._policy.model_id
         executor.shutdown()
         for node in (peer, policy, robot):  # none left on the domain for a later test
             node.destroy_node()

@@ -121,6 +121,11 @@ def test_publishes_chunks_from_the_model(harness, models):
     assert len(chunk.data) == chunk.horizon * 7 and np.all(np.isfinite(chunk.data))
     assert chunk.model_id.startswith('policy_0.onnx:')
     assert chunk.period.nanosec == 50_000_000 and chunk.inference_latency >= 0.0
+    # a state-only model: no cloud subscription, so camera traffic costs its loop nothing
+    node = harness.node
+    subscribed = node.get_subscriber_names_and_types_by_node(node.get_name(),
+                                                            node.get_namespace())
+    assert node._points_sub is None and topics.POINTS not in dict(subscribed)
 
 
 def test_hot_swap_refusals_and_acceptance(harness, models):
