@@ -25,8 +25,13 @@ def _cloud(m=200, seed=0):
 
 
 def test_crop_mask_is_the_box():
-    pts = np.array([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [0.0, 1.0, 0.0], [0.5, -0.1, 0.5]])
-    assert crop(pts, LO, HI).tolist() == [True, False, True, False]
+    pts = np.array([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [0.0, 1.0, 0.0], [0.5, -0.1, 0.5],
+                    [np.nan, 0.5, 0.5], [0.5, np.inf, 0.5], [0.5, 0.5, -np.inf]])
+    assert crop(pts, LO, HI).tolist() == [True, False, True, False, False, False, False]
+    cloud = _cloud(5000, seed=2)
+    cloud[::7, 1] = np.nan
+    naive = np.all((cloud >= LO) & (cloud <= HI), axis=1)
+    np.testing.assert_array_equal(crop(cloud, LO, HI), naive)
 
 
 @pytest.mark.parametrize("method", ["random", "fps"])

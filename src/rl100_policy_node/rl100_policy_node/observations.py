@@ -167,8 +167,7 @@ class Assembler:
         frame = self._frame
         obs = {OBS_STATE: frame.state(state)}
         if self.points is not None:
-            cloud = self._latest[POINTS][1]
-            cloud = cloud[np.all(np.isfinite(cloud), axis=1)]
+            cloud = self._latest[POINTS][1]  # non-finite points fall outside any crop box
             spec = self.points
             lo, hi = frame.crop_box(spec.crop_lo, spec.crop_hi)
             obs[OBS_POINTS] = frame.points(crop_and_sample(cloud, None, lo, hi, spec.n, self._rng,
