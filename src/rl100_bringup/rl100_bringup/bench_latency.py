@@ -39,6 +39,8 @@ from rclpy.node import Node
 from rclpy.task import Future
 from rl100_msgs.msg import ActionChunk
 from rl100_ros import qos, topics
+from rl100_ros.conversions import seconds
+from rl100_ros.node_main import run_node
 from sensor_msgs.msg import JointState, PointCloud2
 import yaml
 
@@ -105,11 +107,11 @@ class Robot(Node):
 
     def _on_chunk(self, msg):
         self.chunks += 1
-        self.pending.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+        self.pending.append(seconds(msg.header.stamp))
 
     def _on_target(self, msg):
         now = self.get_clock().now().nanoseconds * 1e-9
-        sent = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        sent = seconds(msg.header.stamp)
         for stamp in self.pending:
             self.latencies.append(now - stamp)
             self.leaving.append(sent - stamp)
@@ -139,7 +141,7 @@ class Pinger(Node):
         self.pub = self.create_publisher(PoseStamped, topics.CURRENT_POSE, qos.SENSOR)
         self.create_subscription(PoseStamped, topics.TARGET_POSE, self._on_echo, qos.RELIABLE)
         self.create_timer(1.0 / rate, self._publish)
-        self.latencies, self.leaving, self.chunks = [], [], 0
+        self.latencies, self.chunks = [], 0
 
     def _publish(self):
         pose = PoseStamped()
@@ -148,8 +150,8 @@ class Pinger(Node):
         self.chunks += 1
 
     def _on_echo(self, msg):
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.latencies.append(self.get_clock().now().nanoseconds * 1e-9 - stamp)
+        self.latencies.append(self.get_clock().now().nanoseconds * 1e-9
+                              - seconds(msg.header.stamp))
 
     def reset(self):
         self.latencies.clear()
@@ -180,19 +182,6 @@ def _spin_for(executor, seconds: float) -> float:
     return time.monotonic() - start
 
 
-def _helper_main(make) -> int:
-    rclpy.init()
-    node = make()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rate', type=float, default=100.0, help='state and control rate, Hz')
@@ -209,9 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument('--clouds', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
-        return _helper_main(Echo)
+        return run_node(Echo)
     if args.clouds:
-        return _helper_main(lambda: CloudPublisher(args.cloud_rate, args.cloud_points))
+        return run_node(lambda: CloudPublisher(args.cloud_rate, args.cloud_points))
     from rl100_bringup.graph import dds_environment
 
     os.environ.update(dds_environment())  # the graph's DDS profile, for this process too

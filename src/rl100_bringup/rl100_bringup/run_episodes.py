@@ -34,6 +34,7 @@ from rclpy.parameter import Parameter
 from rl100_msgs.msg import ActionChunk, EpisodeEvent, SafetyStatus
 from rl100_msgs.srv import EndEpisode, SetMode, StartEpisode
 from rl100_ros import qos, topics
+from rl100_ros.conversions import seconds
 from rl100_sim.sim_robot_node import SIM_RESET, SIM_SUCCESS
 from std_srvs.srv import Trigger
 
@@ -82,9 +83,9 @@ class RosStack:
                     f' ({detail})' if detail else '')
 
     def _on_chunk(self, msg: ActionChunk) -> None:
-        sample = PolicySample(stamp=msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+        sample = PolicySample(stamp=seconds(msg.header.stamp),
                               latency=float(msg.inference_latency),
-                              period=msg.period.sec + msg.period.nanosec * 1e-9,
+                              period=seconds(msg.period),
                               model_id=str(msg.model_id))
         with self._lock:
             self._samples.append(sample)

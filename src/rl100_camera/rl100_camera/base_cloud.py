@@ -58,17 +58,13 @@ class BaseCloud:
     """(M, 3) camera-frame points -> (K, 3) float32 base-frame points inside the box."""
 
     def __init__(self, config: BaseCloudConfig):
-        pose = pose7_to_matrix(config.camera_pose)
+        pose = pose7_to_matrix(config.camera_pose).astype(np.float32)
         self.rotation = pose[:3, :3]  # (3, 3) camera -> base
         self.translation = pose[:3, 3]
-        self.box_lo = np.asarray(config.box_lo, dtype=np.float64)
-        self.box_hi = np.asarray(config.box_hi, dtype=np.float64)
+        self.box_lo = np.asarray(config.box_lo, dtype=np.float32)
+        self.box_hi = np.asarray(config.box_hi, dtype=np.float32)
         self.max_points = int(config.max_points)
         self.rng = np.random.default_rng(config.seed)
-        self.rotation_f32 = self.rotation.astype(np.float32)
-        self.translation_f32 = self.translation.astype(np.float32)
-        self.box_lo_f32 = self.box_lo.astype(np.float32)
-        self.box_hi_f32 = self.box_hi.astype(np.float32)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """(M, 3) camera-frame points -> (K, 3) float32 base-frame points inside the box.
@@ -80,9 +76,9 @@ class BaseCloud:
         """
         pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
         with np.errstate(invalid='ignore'):  # inf * 0 -> NaN: outside the box, as wanted
-            base = pts @ self.rotation_f32.T
-        base += self.translation_f32
-        inside = np.flatnonzero(crop(base, self.box_lo_f32, self.box_hi_f32))
+            base = pts @ self.rotation.T
+        base += self.translation
+        inside = np.flatnonzero(crop(base, self.box_lo, self.box_hi))
         if 0 < self.max_points < len(inside):
             inside = inside[np.sort(self.rng.choice(len(inside), self.max_points,
                                                     replace=False))]

@@ -40,6 +40,7 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rl100_ros import diagnostics, qos, topics
+from rl100_ros.conversions import seconds
 from rl100_ros.node_main import run_node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_srvs.srv import Trigger
@@ -163,7 +164,7 @@ class CameraCheckNode(Node):
         except ValueError as exc:
             self.get_logger().warn(f'joint_states: {exc}', throttle_duration_sec=10.0)
             return
-        self._frames.add(_seconds(msg.header.stamp), width, arm)
+        self._frames.add(seconds(msg.header.stamp), width, arm)
 
     def _on_gripper(self, msg: JointState) -> None:
         self._gripper = float(sum(msg.position))
@@ -210,7 +211,7 @@ class CameraCheckNode(Node):
         for number, msg in reversed(list(self._recent)):
             if number <= after:
                 break
-            stamp = _seconds(msg.header.stamp)
+            stamp = seconds(msg.header.stamp)
             if stamp <= since:
                 break
             state = self._frames.state_at(stamp)
@@ -358,7 +359,7 @@ class CameraCheckNode(Node):
         now = self.get_clock().now().nanoseconds * 1e-9
         if not self._recent:
             return 0.0  # every image from now on arrives after the call
-        newest = _seconds(self._recent[-1][1].header.stamp)
+        newest = seconds(self._recent[-1][1].header.stamp)
         if abs(now - newest) > CLOCK_MISMATCH_S:
             self.get_logger().warn(
                 f"depth images are stamped {newest - now:+.1f} s from this node's clock: "
@@ -389,10 +390,6 @@ class CameraCheckNode(Node):
             worker.destroy_node()
         self._check.close()
         return super().destroy_node()
-
-
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def main(args=None) -> int:

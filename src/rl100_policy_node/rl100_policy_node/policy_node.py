@@ -41,6 +41,7 @@ from rl100.runtime.policy_runtime import PolicyRuntime
 from rl100_msgs.msg import ActionChunk, EpisodeEvent
 from rl100_msgs.srv import LoadPolicy
 from rl100_ros import diagnostics, qos, topics
+from rl100_ros.conversions import seconds
 from rl100_ros.node_main import run_node
 from sensor_msgs.msg import JointState, PointCloud2
 
@@ -48,7 +49,7 @@ from .observations import Assembler, AssemblyConfig, StaleObservationError
 
 
 def _stamp_s(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    return seconds(msg.header.stamp)
 
 
 # inference latencies kept for /diagnostics: a minute at 100 Hz (bounded memory, and the
@@ -183,8 +184,8 @@ class PolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         policy = self._policy
         if policy is not None:
-            if policy.assembler.wants_points and self._points_sub is None:
-                self._sync_points_subscription()  # a swap to a model that reads clouds
+            if self._points_sub is None:
+                self._sync_points_subscription()  # after a swap to a model that reads clouds
             try:
                 policy.assembler.joints(_stamp_s(msg), msg.name, msg.position)
             except ValueError as exc:

@@ -9,6 +9,11 @@ from rl100.geometry import mat_to_rotvec, quat_wxyz_to_mat, rotvec_to_quat_wxyz
 FRANKA_MAX_WIDTH = 0.08  # m, fully open Franka Hand
 
 
+def seconds(t) -> float:
+    """builtin_interfaces Time or Duration (``sec``, ``nanosec``) -> float seconds."""
+    return t.sec + t.nanosec * 1e-9
+
+
 def pose_to_array(msg: PoseStamped, gripper: float) -> np.ndarray:
     """PoseStamped (+ gripper 0..1) -> (7,) position, rotation vector, gripper."""
     p, q = msg.pose.position, msg.pose.orientation

@@ -17,7 +17,7 @@ from rclpy.node import Node
 from rl100_msgs.msg import ActionChunk, EpisodeEvent, Intervention, SafetyStatus, TeleopTarget
 from rl100_msgs.srv import EndEpisode, SetMode, StartEpisode
 from rl100_ros import diagnostics, qos, topics
-from rl100_ros.conversions import array_to_pose, finger_width_to_gripper, pose_to_array
+from rl100_ros.conversions import array_to_pose, finger_width_to_gripper, pose_to_array, seconds
 from rl100_ros.node_main import run_node
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import Float32
@@ -139,8 +139,7 @@ class SafetyNode(Node):
             self.get_logger().warn(f'rejected chunk: {len(msg.data)} values for '
                                    f'{msg.horizon}x{msg.action_dim}')
             return
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        period = msg.period.sec + msg.period.nanosec * 1e-9
+        stamp, period = seconds(msg.header.stamp), seconds(msg.period)
         actions = np.asarray(msg.data, dtype=np.float64).reshape(msg.horizon, msg.action_dim)
         self._chunk_stamp = max(self._chunk_stamp, stamp)
         self._chunk_wall = time.monotonic()

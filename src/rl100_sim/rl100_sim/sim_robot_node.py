@@ -47,6 +47,7 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rl100_ros import diagnostics, qos, topics
+from rl100_ros.conversions import seconds
 from rl100_ros.node_main import run_node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -224,7 +225,7 @@ class SimRobotNode(Node):
         except CommandRejectedError as exc:
             self.get_logger().warn(f'rejected target: {exc}', throttle_duration_sec=1.0)
             return
-        self._target_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self._target_stamp = seconds(msg.header.stamp)
         self._target_event.set()
 
     def _on_gripper(self, msg: Float32) -> None:
