@@ -51,7 +51,7 @@ def io_spec(card: dict[str, Any]) -> tuple[dict[str, tuple[list[Any], str]], dic
     ta, da = card["action_spec"]["shape"]
     inputs = {o["key"]: ([BATCH_DIM, *o["shape"]], o["dtype"]) for o in card["observation_spec"]}
     inputs[NOISE_INPUT] = ([BATCH_DIM, ta, da], "float32")
-    if card["kind"] == "ddim" and card.get("eta", 0.0) > 0:
+    if card["kind"] == "ddim" and card.get("eta", 0.0) > 0 and card.get("step_noise", True):
         inputs[STEP_NOISE_INPUT] = ([BATCH_DIM, card["num_inference_steps"], ta, da], "float32")
     return inputs, {ACTION_OUTPUT: ([BATCH_DIM, ta, da], "float32")}
 
@@ -96,6 +96,7 @@ def make_card(*, kind: str, onnx_file: str | os.PathLike, config: dict[str, Any]
         "n_action_steps": config["n_action_steps"],
         "num_inference_steps": 1 if kind == "cm" else config["num_inference_steps"],
         "eta": 0.0 if kind == "cm" else float(config["eta"]),
+        "step_noise": kind == "ddim" and bool(config.get("step_noise", True)),
         "control_rate_hz": float(control_rate_hz),
         "training_command": training_command,
         "normalizer": normalizer,

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-rate", type=float, default=10.0, help="control rate in Hz written to the card")
     parser.add_argument("--ddim-steps", type=int, help="DDIM steps K for a diffusion policy (default: its config)")
     parser.add_argument("--eta", type=float, help="DDIM eta for a diffusion policy (default: its config)")
+    parser.add_argument("--step-noise", action=argparse.BooleanOptionalAction, default=None,
+                        help="a diffusion policy's sampler adds noise at each step when eta > 0 (the graph then "
+                             "takes a step_noise input); --no-step-noise: each step's mean (default: its config)")
     parser.add_argument("--training-command", help="recipe to record in the card (default: from the checkpoint)")
     parser.add_argument("--crop-lo", help="x,y,z: point-cloud crop box low corner, m, base frame "
                         "(default: the training dataset's meta points_lo)")
@@ -78,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
             policy.config.num_inference_steps = args.ddim_steps
         if args.eta is not None:
             policy.config.eta = args.eta
+        if args.step_noise is not None:
+            policy.config.step_noise = args.step_noise
         policy.config.__post_init__()  # validate the edited values
-    elif args.ddim_steps is not None or args.eta is not None:
-        raise SystemExit("--ddim-steps / --eta apply to diffusion policies only")
+    elif args.ddim_steps is not None or args.eta is not None or args.step_noise is not None:
+        raise SystemExit("--ddim-steps / --eta / --step-noise apply to diffusion policies only")
     command = args.training_command or meta.get("command", "")
     has_points = any(o.kind == "points" for o in policy.config.obs)
     preprocessing = points_preprocessing(args, meta) if has_points else None

@@ -178,7 +178,7 @@ class FastGraphPolicy(nn.Module):
         self.opts = opts
         self.specs = list(cfg.obs)
         self.n_obs = cfg.n_obs
-        self.stochastic = kind == "ddim" and cfg.eta > 0
+        self.stochastic = kind == "ddim" and cfg.stochastic
         self.clip = cfg.clip_sample
         sched = policy.schedule
         if kind == "cm":
@@ -227,5 +227,5 @@ class FastGraphPolicy(nn.Module):
             for i, t in enumerate(self.timesteps):
                 t = int(t)
                 mean, sigma = sched.ddim_step(x, self.unet(x, film, i), t, t - ratio, self.eta)
-                x = mean + sigma * step_noise[:, i] if sigma > 0 else mean
+                x = mean + sigma * step_noise[:, i] if self.stochastic and sigma > 0 else mean
         return self.policy.normalizer.action.inverse(x.transpose(1, 2))

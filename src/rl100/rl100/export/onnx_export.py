@@ -33,7 +33,7 @@ class _GraphPolicy(nn.Module):
         self.policy = policy
         self.kind = kind
         self.keys = policy.config.obs_keys
-        self.stochastic = kind == "ddim" and policy.config.eta > 0
+        self.stochastic = kind == "ddim" and policy.config.stochastic
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
         obs = dict(zip(self.keys, args[: len(self.keys)], strict=True))
@@ -92,7 +92,8 @@ def export_onnx(policy: nn.Module, onnx_path: str | os.PathLike, *, control_rate
     pre_card = {"kind": kind, "observation_spec": [{"key": o["key"], "shape": [config["n_obs"], *o["shape"]],
                                                    "dtype": o["dtype"]} for o in config["obs"]],
                 "action_spec": {"shape": [config["horizon"], config["action_dim"]]},
-                "eta": config["eta"], "num_inference_steps": config["num_inference_steps"]}
+                "eta": config["eta"], "step_noise": config["step_noise"],
+                "num_inference_steps": config["num_inference_steps"]}
     inputs = example_inputs(pre_card, batch=1)
     names = list(inputs)
     # FastGraphPolicy: the same function as _GraphPolicy (the parity reference) with far fewer ONNX nodes

@@ -90,6 +90,10 @@ class PolicyConfig:
     clip_sample: bool = True
     num_inference_steps: int = 10
     eta: float = 0.0
+    """DDIM eta of the deployed sampler: sets each step's mean and sigma (0: the probability-flow DDIM)"""
+    step_noise: bool = False
+    """add sigma * z at each step when eta > 0 (a stochastic sampler: the exported graph takes a step_noise
+    input); False samples each step's mean, deterministic for any eta (eta = 1: the DDPM posterior mean)"""
 
     def __post_init__(self) -> None:
         self.obs = [o if isinstance(o, ObsSpec) else ObsSpec(**o) for o in self.obs]
@@ -124,6 +128,11 @@ class PolicyConfig:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
         if self.step_embed_dim % 2:
             raise ValueError(f"step_embed_dim must be even, got {self.step_embed_dim}")
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the deployed sampler draws noise at its steps (beyond the initial x_T)."""
+        return self.eta > 0 and self.step_noise
 
     @property
     def obs_keys(self) -> list[str]:

@@ -5,7 +5,9 @@ Student ``C(x, tau, obs) = c_skip(tau) x + c_out(tau) F(x, tau, obs)`` (LCM para
 the teacher's architecture (initialised from the teacher's weights by default).
 
 :func:`distillation_loss` (RL-100's public code): from the *same* initial noise ``x_T``, the student's one
-step must match the teacher's deterministic (eta = 0) K-step DDIM chain: ``||C(x_T, t_0) - sg[chain(x_T)]||^2``.
+step must match the teacher's deterministic K-step DDIM chain: ``||C(x_T, t_0) - sg[chain(x_T)]||^2``. That
+chain is the teacher's own deployed sampler when it is deterministic (any eta without step noise; see
+:func:`teacher_eta`), else the probability-flow one (eta = 0).
 Optional LCM-style trajectory term (``traj_weight > 0``): a random intermediate state ``x^{t_k}`` of the same
 teacher chain must map to the same endpoint, ``||C(x^{t_k}, t_k) - sg[chain(x_T)]||^2`` (self-consistency along
 the probability-flow trajectory, anchored by the boundary condition). Both are in normalised action space.
@@ -69,6 +71,12 @@ class ConsistencyPolicy(PolicyBase):
         return self.predict_action(obs, noise)
 
 
+def teacher_eta(config: PolicyConfig) -> float:
+    """The eta of the deterministic teacher chain the student learns: the teacher's deployed one unless it adds
+    step noise (then its chain is no function of ``x_T`` and the probability-flow chain, eta = 0, is used)."""
+    return 0.0 if config.stochastic else config.eta
+
+
 def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batch: Mapping[str, torch.Tensor],
                       traj_weight: float = 0.0, generator: torch.Generator | None = None,
                       noise: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -82,7 +90,8 @@ def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batc
         b = t_cond.shape[0]
         if noise is None:
             noise = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=t_cond.device)
-        target, chain = teacher.sample_normalized(t_cond, noise, eta=0.0, return_chain=True)
+        target, chain = teacher.sample_normalized(t_cond, noise, eta=teacher_eta(cfg), return_chain=True,
+                                                  stochastic=False)
     cond = student.encode(batch)
     pred = student.sample_normalized(cond, noise)
     loss_cd = (pred - target).square().mean()

@@ -55,20 +55,24 @@ class DiffusionPolicy(PolicyBase):
 
     def sample_normalized(self, cond: torch.Tensor, noise: torch.Tensor, k: int | None = None,
                           eta: float | None = None, step_noise: torch.Tensor | None = None,
-                          return_chain: bool = False, sigma_range: tuple[float, float] | None = None):
+                          return_chain: bool = False, sigma_range: tuple[float, float] | None = None,
+                          stochastic: bool | None = None):
         """DDIM chain from ``noise`` = x_T (B, Ta, Da) to normalised actions (B, Ta, Da).
 
-        ``step_noise`` (B, K, Ta, Da): the per-step Gaussian draws when ``sigma > 0`` (drawn here if None).
-        ``return_chain``: also return the list of the K+1 states ``[x_T, ..., x_0]``.
+        ``stochastic``: add ``sigma * z`` at each step (None: the config's ``step_noise``; given ``step_noise``
+        implies True); otherwise each step goes to its mean. ``step_noise`` (B, K, Ta, Da): the per-step draws
+        ``z`` (drawn here if None). ``return_chain``: also return the list of the K+1 states ``[x_T, ..., x_0]``.
         ``sigma_range``: clip each step's sigma (see :meth:`step_distribution`).
         """
         k = self.config.num_inference_steps if k is None else k
         eta = self.config.eta if eta is None else eta
+        if stochastic is None:
+            stochastic = self.config.step_noise or step_noise is not None
         x = noise
         chain = [x]
         for i in range(k):
             mean, sigma = self.step_distribution(x, i, cond, k, eta, sigma_range)
-            if sigma > 0:
+            if stochastic and sigma > 0:
                 z = step_noise[:, i] if step_noise is not None else torch.randn_like(mean)
                 x = mean + sigma * z
             else:

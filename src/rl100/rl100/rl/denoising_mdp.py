@@ -76,6 +76,7 @@ def sample_chain(policy: DiffusionPolicy, cond: torch.Tensor, cfg: DenoisingConf
     step_noise = torch.randn((b, k, *shape), generator=generator, device=cond.device)
     with torch.no_grad():
         x0, chain = policy.sample_normalized(cond, noise, k=k, eta=cfg.eta, step_noise=step_noise,
+                                             stochastic=True,
                                              return_chain=True, sigma_range=cfg.sigma_range)
     return x0, torch.stack(chain, dim=1)
 

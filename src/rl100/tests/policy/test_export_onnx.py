@@ -52,9 +52,9 @@ def test_cm_parity_and_card(h, tmp_path):
     assert card["training_command"] == "rl100 train-il --test"
 
 
-@pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_parity(h, tmp_path, eta):
-    cfg = h.tiny_config(num_inference_steps=3, eta=eta)
+@pytest.mark.parametrize("eta,step_noise", [(0.0, False), (1.0, True), (1.0, False)])
+def test_ddim_parity(h, tmp_path, eta, step_noise):
+    cfg = h.tiny_config(num_inference_steps=3, eta=eta, step_noise=step_noise)
     policy = DiffusionPolicy(cfg).eval()
     with torch.no_grad():  # non-trivial normaliser in the graph
         policy.normalizer.action.scale.fill_(0.5)
@@ -62,9 +62,10 @@ def test_ddim_parity(h, tmp_path, eta):
     card, sess, inputs = _parity(policy, tmp_path / "ddim.onnx")
     names = [i.name for i in sess.get_inputs()]
     assert card["kind"] == "ddim" and card["num_inference_steps"] == 3
-    assert ("step_noise" in names) == (eta > 0)
-    # same noise -> same actions as the torch policy's own sampler (deterministic case)
-    if eta == 0:
+    assert ("step_noise" in names) == (eta > 0 and step_noise) == cfg.stochastic
+    assert card["eta"] == eta and card["step_noise"] == step_noise
+    # same noise -> same actions as the torch policy's own sampler (deterministic cases)
+    if not cfg.stochastic:
         obs = {k: v for k, v in inputs.items() if k.startswith("observation.")}
         ref = policy.predict_action(obs, inputs["noise"]).numpy()
         (out,) = sess.run(None, {k: v.numpy() for k, v in inputs.items()})

@@ -100,6 +100,36 @@ def test_distillation_target_is_the_teacher_chain_from_the_same_noise(h):
     assert loss.item() == pytest.approx((pred - target).square().mean().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("eta,step_noise,chain_eta", [(1.0, False, 1.0), (1.0, True, 0.0), (0.0, True, 0.0)])
+def test_distillation_target_is_the_teachers_deterministic_sampler(h, eta, step_noise, chain_eta):
+    """A teacher deployed with a deterministic eta > 0 sampler (step means) is distilled as deployed; a teacher
+    that adds step noise has no deterministic chain of its own, and the probability-flow one (eta 0) is used."""
+    teacher = DiffusionPolicy(h.tiny_config(eta=eta, step_noise=step_noise)).eval()
+    student = ConsistencyPolicy.from_teacher(teacher)
+    batch = _batch(teacher.config)
+    noise = torch.randn(3, teacher.config.horizon, teacher.config.action_dim)
+    loss, _ = distillation_loss(student, teacher, batch, noise=noise)
+    with torch.no_grad():
+        target = teacher.sample_normalized(teacher.encode(batch), noise, eta=chain_eta, stochastic=False)
+        pred = student.sample_normalized(student.encode(batch), noise)
+    assert loss.item() == pytest.approx((pred - target).square().mean().item(), rel=1e-5)
+
+
+def test_step_noise_decides_whether_the_sampler_is_stochastic(h):
+    """eta = 1 without step noise: every step's mean, so the same x_T gives the same actions (and not eta 0's);
+    with step noise two calls differ."""
+    batch = _batch(h.tiny_config())
+    noise = torch.randn(3, 8, h.tiny_config().action_dim)
+    out = {}
+    for eta, step_noise in ((0.0, False), (1.0, False), (1.0, True)):
+        torch.manual_seed(0)
+        policy = DiffusionPolicy(h.tiny_config(eta=eta, step_noise=step_noise)).eval()
+        first, second = policy.predict_action(batch, noise), policy.predict_action(batch, noise)
+        assert torch.equal(first, second) == (not policy.config.stochastic)
+        out[eta, step_noise] = first
+    assert not torch.allclose(out[0.0, False], out[1.0, False], atol=1e-4)
+
+
 @pytest.mark.parametrize("cls", [DiffusionPolicy, ConsistencyPolicy])
 def test_save_load_identical_actions(h, tmp_path, cls):
     cfg = h.tiny_config("all")
