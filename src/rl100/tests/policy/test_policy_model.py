@@ -87,20 +87,7 @@ def test_consistency_boundary_and_distillation_grads(h):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.unet.parameters())
 
 
-def test_distillation_target_is_the_teacher_chain_from_the_same_noise(h):
-    cfg = h.tiny_config()
-    teacher = DiffusionPolicy(cfg).eval()
-    student = ConsistencyPolicy.from_teacher(teacher)
-    batch = _batch(cfg)
-    noise = torch.randn(3, cfg.horizon, cfg.action_dim)
-    loss, _ = distillation_loss(student, teacher, batch, noise=noise)
-    with torch.no_grad():
-        target = teacher.sample_normalized(teacher.encode(batch), noise, eta=0.0)
-        pred = student.sample_normalized(student.encode(batch), noise)
-    assert loss.item() == pytest.approx((pred - target).square().mean().item(), rel=1e-5)
-
-
-@pytest.mark.parametrize("eta,step_noise,chain_eta", [(1.0, False, 1.0), (1.0, True, 0.0), (0.0, True, 0.0)])
+@pytest.mark.parametrize("eta,step_noise,chain_eta", [(1.0, False, 1.0), (1.0, True, 0.0), (0.0, False, 0.0)])
 def test_distillation_target_is_the_teachers_deterministic_sampler(h, eta, step_noise, chain_eta):
     """A teacher deployed with a deterministic eta > 0 sampler (step means) is distilled as deployed; a teacher
     that adds step noise has no deterministic chain of its own, and the probability-flow one (eta 0) is used."""
