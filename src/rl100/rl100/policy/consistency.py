@@ -7,7 +7,7 @@ the teacher's architecture (initialised from the teacher's weights by default).
 :func:`distillation_loss` (RL-100's public code): from the *same* initial noise ``x_T``, the student's one
 step must match the teacher's deterministic K-step DDIM chain: ``||C(x_T, t_0) - sg[chain(x_T)]||^2``. That
 chain is the teacher's own deployed sampler when it is deterministic (any eta without step noise; see
-:func:`teacher_eta`), else the probability-flow one (eta = 0).
+:func:`teacher_chain_eta`), else the probability-flow one (eta = 0).
 Optional LCM-style trajectory term (``traj_weight > 0``): a random intermediate state ``x^{t_k}`` of the same
 teacher chain must map to the same endpoint, ``||C(x^{t_k}, t_k) - sg[chain(x_T)]||^2`` (self-consistency along
 the probability-flow trajectory, anchored by the boundary condition). Both are in normalised action space.
@@ -71,7 +71,7 @@ class ConsistencyPolicy(PolicyBase):
         return self.predict_action(obs, noise)
 
 
-def teacher_eta(config: PolicyConfig) -> float:
+def teacher_chain_eta(config: PolicyConfig) -> float:
     """The eta of the deterministic teacher chain the student learns: the teacher's deployed one unless it adds
     step noise (then its chain is no function of ``x_T`` and the probability-flow chain, eta = 0, is used)."""
     return 0.0 if config.stochastic else config.eta
@@ -90,7 +90,7 @@ def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batc
         b = t_cond.shape[0]
         if noise is None:
             noise = torch.randn((b, cfg.horizon, cfg.action_dim), generator=generator, device=t_cond.device)
-        target, chain = teacher.sample_normalized(t_cond, noise, eta=teacher_eta(cfg), return_chain=True,
+        target, chain = teacher.sample_normalized(t_cond, noise, eta=teacher_chain_eta(cfg), return_chain=True,
                                                   stochastic=False)
     cond = student.encode(batch)
     pred = student.sample_normalized(cond, noise)

@@ -18,7 +18,7 @@ import yaml
 
 from rl100.data import Dataset
 from rl100.policy.checkpoint import CheckpointError, load_policy, save_policy
-from rl100.policy.consistency import ConsistencyPolicy, distillation_loss
+from rl100.policy.consistency import ConsistencyPolicy, distillation_loss, teacher_chain_eta
 from rl100.policy.diffusion import DiffusionPolicy
 from rl100.policy.ema import EMA
 from rl100.train import distributed
@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a train field, e.g. train.traj_weight=0.5")
     parser.add_argument("--init", help="start the student from this consistency checkpoint (same config as the "
                         "teacher; default: the teacher's weights)")
+    parser.add_argument("--teacher-eta", type=float, help="distil the teacher's sampler at this DDIM eta, each step "
+                        "its mean (default: the teacher's own deterministic sampler)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/state.* if it exists")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -49,19 +51,25 @@ def run(args: argparse.Namespace) -> int:
     if args.init:
         cfg.init = args.init
     command = shlex.join(["rl100", "distill", *sys.argv[2:]]) if len(sys.argv) > 1 else ""
-    distill(cfg, args.teacher, resume=args.resume, progress=not args.no_progress, command=command)
+    distill(cfg, args.teacher, resume=args.resume, progress=not args.no_progress, command=command,
+            teacher_eta=args.teacher_eta)
     return 0
 
 
 def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, progress: bool = True,
-            command: str = "") -> Path:
+            command: str = "", teacher_eta: float | None = None) -> Path:
     """Train the student; returns the saved student policy JSON path. ``cfg.policy`` is ignored (teacher's).
+
+    ``teacher_eta``: the student learns the teacher's chain at this eta without step noise (None: the teacher's
+    own deterministic sampler, :func:`rl100.policy.consistency.teacher_chain_eta`).
 
     Under torchrun (several processes) every rank calls this with the same arguments and trains its shard of
     each batch (:mod:`rl100.train.distributed`); only rank 0 writes files.
     """
     if not cfg.dataset:
         raise ValueError("no dataset given (train.dataset / --dataset)")
+    if teacher_eta is not None and teacher_eta < 0:
+        raise ValueError(f"teacher_eta must be >= 0, got {teacher_eta}")
     ctx, device = distributed.setup(resolve_device(cfg.device), cfg.backend)
     out = Path(cfg.out)
     if ctx.is_main:
@@ -72,6 +80,8 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     teacher = load_policy(teacher_path).to(device).eval().requires_grad_(False)
     if not isinstance(teacher, DiffusionPolicy):
         raise ValueError(f"{teacher_path}: the teacher must be a diffusion policy, got {teacher.kind}")
+    if teacher_eta is not None:
+        teacher.config.eta, teacher.config.step_noise = float(teacher_eta), False
     student = ConsistencyPolicy.from_teacher(teacher)
     if cfg.init:  # warm start (the RL loop: last round's student distils this round's teacher)
         warm_start(student, cfg.init)
@@ -89,7 +99,8 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     distributed.agree(ctx, step=step, windows=len(source))
     meta = {"command": command, "teacher": str(teacher_path), "dataset": str(cfg.dataset), "init": cfg.init,
             "augment": cfg.augment,
-            "teacher_steps": teacher.config.num_inference_steps, "traj_weight": cfg.traj_weight}
+            "teacher_steps": teacher.config.num_inference_steps, "teacher_eta": teacher_chain_eta(teacher.config),
+            "traj_weight": cfg.traj_weight}
     if ctx.enabled:
         meta["world_size"] = ctx.world_size  # global batch = world_size * batch_size
 

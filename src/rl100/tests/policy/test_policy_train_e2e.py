@@ -107,3 +107,25 @@ def test_distill_warm_start_checks_and_copies(h, tmp_path):
     bigger = ConsistencyPolicy.from_teacher(DiffusionPolicy(h.tiny_config(down_dims=(32, 64))))
     with pytest.raises(CheckpointError, match="differs from the teacher's in .*down_dims"):
         warm_start(student, str(save_policy(tmp_path / "bigger", bigger)))
+
+
+def test_distill_at_a_chosen_teacher_eta(h, tmp_path):
+    """--teacher-eta: the student learns the teacher's step-mean chain at that eta (recorded in its meta); the
+    teacher's own checkpoint is not changed, and a negative eta is refused by name."""
+    import json
+
+    data = h.write_linear_dataset(tmp_path / "data", episodes=4)
+    cfg = _cfg(data, tmp_path / "il", 4, batch_size=8, warmup_steps=1)
+    cfg.policy["eta"] = 0.0
+    teacher_json = train_il(cfg, progress=False)
+    before = teacher_json.read_text()
+    for eta in (None, 1.0):
+        out = tmp_path / f"cd_{eta}"
+        student_json = distill(_cfg(data, out, 2, batch_size=8, warmup_steps=1), teacher_json, progress=False,
+                               teacher_eta=eta)
+        assert json.loads(student_json.read_text())["meta"]["teacher_eta"] == (eta or 0.0)
+    assert teacher_json.read_text() == before
+    with pytest.raises(ValueError, match="teacher_eta"):
+        distill(_cfg(data, tmp_path / "bad", 2, batch_size=8, warmup_steps=1), teacher_json, progress=False,
+                teacher_eta=-1.0)
+    assert not (tmp_path / "bad").exists()
