@@ -10,7 +10,7 @@ chain is the teacher's own deployed sampler when it is deterministic (any eta wi
 :func:`teacher_chain_eta`), else the probability-flow one (eta = 0).
 Optional LCM-style trajectory term (``traj_weight > 0``): a random intermediate state ``x^{t_k}`` of the same
 teacher chain must map to the same endpoint, ``||C(x^{t_k}, t_k) - sg[chain(x_T)]||^2`` (self-consistency along
-the probability-flow trajectory, anchored by the boundary condition). Both are in normalised action space.
+the teacher chain's trajectory, anchored by the boundary condition). Both are in normalised action space.
 """
 
 from __future__ import annotations
