@@ -96,7 +96,7 @@ def make_card(*, kind: str, onnx_file: str | os.PathLike, config: dict[str, Any]
         "n_action_steps": config["n_action_steps"],
         "num_inference_steps": 1 if kind == "cm" else config["num_inference_steps"],
         "eta": 0.0 if kind == "cm" else float(config["eta"]),
-        "step_noise": kind == "ddim" and bool(config.get("step_noise", True)),
+        "step_noise": kind == "ddim" and bool(config["step_noise"]),
         "control_rate_hz": float(control_rate_hz),
         "training_command": training_command,
         "normalizer": normalizer,
