@@ -9,7 +9,8 @@
    updates (actor grad-norm clip), plus consistency distillation of a student when ``lambda_cd > 0``; with
    ``bc_weight > 0`` each update adds ``bc_weight * L_BC``, the diffusion (epsilon-MSE) loss on dataset windows
    whose current step is an operator intervention (HIL-SERL: interventions are demonstrations);
-4. gate: ``J`` of the old and the new policy on the same start states and noise; the new one is kept only if
+4. gate: ``J`` of the old and the new policy on the same start states and noise, each run with the sampler the
+   exported policy deploys (``ope_sampler``; or the stochastic MDP sampler PPO trains); the new one is kept only if
    ``J(new) - J(old) >= delta |J(old)|``.
 
 Writes ``<out>/policy.*`` (the accepted policy, or the unchanged old one), ``candidate.*`` (with
@@ -43,6 +44,8 @@ from rl100.rl.transitions import TransitionSource
 from rl100.train.common import optimizer_step, resolve_device
 from rl100.train.logger import MetricLogger
 
+OPE_SAMPLERS = ("deployed", "mdp")
+
 
 @dataclass
 class OfflineConfig:
@@ -63,6 +66,10 @@ class OfflineConfig:
     """AM-Q rollout length in chunks (1: no transition model)"""
     eval_states: int = 512
     gate_delta: float = 0.05
+    ope_sampler: str = "deployed"
+    """which policy the gate scores: deployed (the sampler the exported DDIM policy runs: the policy's own K,
+    eta and step noise; with the default eta 1 and no step noise, the MDP's mean chain) | mdp (the stochastic
+    denoising MDP that PPO trains, sigma clipped)"""
     advantage_scale: float = 1.0
     """multiplies the normalised advantages (-1 gives a deliberately harmful update, for testing the gate)"""
     bc_weight: float = 0.0
@@ -85,6 +92,8 @@ class OfflineConfig:
             raise ValueError("need model_steps >= 0, model_members >= 1, amq_horizon >= 1, gate_delta >= 0")
         if self.bc_weight < 0:
             raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
+        if self.ope_sampler not in OPE_SAMPLERS:
+            raise ValueError(f"ope_sampler must be one of {OPE_SAMPLERS}, got {self.ope_sampler!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
 
@@ -143,13 +152,24 @@ class FlaggedWindows:
         return {k: torch.as_tensor(arrays[k]).to(self.device) for k in self.keys}
 
 
-def chunk_policy(policy: DiffusionPolicy, denoising: DenoisingConfig, seed: int):
-    """obs -> normalised executed chunk; noise from a generator seeded by ``seed`` (common random numbers)."""
+def chunk_policy(policy: DiffusionPolicy, denoising: DenoisingConfig, seed: int, sampler: str = "mdp"):
+    """obs -> normalised executed chunk; noise from a generator seeded by ``seed`` (common random numbers).
+
+    ``sampler``: mdp (:func:`sample_chain` under ``denoising``) | deployed (``sample_normalized`` with the policy's
+    own K, eta and step noise: what the exported DDIM graph computes from the same x_T).
+    """
+    if sampler not in OPE_SAMPLERS:
+        raise ValueError(f"sampler must be one of {OPE_SAMPLERS}, got {sampler!r}")
     gen = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)  # where the noise is drawn
 
     def act(obs):
         with torch.no_grad():
-            x0, _ = sample_chain(policy, policy.encode(obs), denoising, generator=gen)
+            cond = policy.encode(obs)
+            if sampler == "mdp":
+                x0, _ = sample_chain(policy, cond, denoising, generator=gen)
+            else:
+                shape = (cond.shape[0], policy.config.horizon, policy.config.action_dim)
+                x0 = policy.sample_normalized(cond, torch.randn(shape, generator=gen, device=cond.device))
         return executed_actions(policy, x0)
 
     return act
@@ -225,9 +245,9 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
     starts = source.batch(3 * 10**6)
     starts = {k: starts[k][: cfg.eval_states] for k in policy.config.obs_keys}
     kw = {"model": model, "horizon": cfg.amq_horizon, "gamma": cfg.critic.gamma}
-    j_old = amq_estimate(chunk_policy(reference, dcfg, cfg.seed), critics, starts, **kw,
+    j_old = amq_estimate(chunk_policy(reference, dcfg, cfg.seed, cfg.ope_sampler), critics, starts, **kw,
                          generator=torch.Generator().manual_seed(cfg.seed))
-    j_new = amq_estimate(chunk_policy(policy, dcfg, cfg.seed), critics, starts, **kw,
+    j_new = amq_estimate(chunk_policy(policy, dcfg, cfg.seed, cfg.ope_sampler), critics, starts, **kw,
                          generator=torch.Generator().manual_seed(cfg.seed))
     accepted, reason = gate(j_new, j_old, cfg.gate_delta)
     logger.log(step + cfg.ppo_iters + 1, {"ope/j_old": j_old, "ope/j_new": j_new, "ope/accepted": float(accepted)})

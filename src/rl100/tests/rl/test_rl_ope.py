@@ -14,7 +14,8 @@ import torch
 from rl100.cli import main
 from rl100.keys import OBS_STATE
 from rl100.policy.checkpoint import load_policy, save_policy
-from rl100.rl.offline import OfflineConfig, offline_round
+from rl100.rl.denoising_mdp import DenoisingConfig, executed_actions
+from rl100.rl.offline import OfflineConfig, chunk_policy, offline_round
 from rl100.rl.ope import gate
 
 SMALL = {"critic_steps": 150, "ppo_iters": 10, "batch_size": 32, "eval_states": 64, "amq_horizon": 2,
@@ -57,6 +58,26 @@ def test_harmful_update_rejected_helpful_improves(h, bandit_root, tmp_path):
     assert good.j_old == pytest.approx(bad["j_old"], rel=1e-5)  # same seed: same critics, same start states
 
 
+def test_gate_scores_the_deployed_sampler(h, bandit_root):
+    """The gate's default policy is what the exported DDIM graph computes from the same x_T (the step means at
+    the policy's eta); the stochastic MDP sampler gives other chunks."""
+    policy = h.make_policy(bandit_root).eval()
+    obs = {OBS_STATE: torch.randn(5, 2, h.STATE_DIM)}
+    dcfg = DenoisingConfig(sigma_min=0.05)
+    deployed = chunk_policy(policy, dcfg, seed=3, sampler="deployed")(obs)  # (B, n, Da)
+    with torch.no_grad():
+        cond = policy.encode(obs)
+        x_t = torch.randn((5, policy.config.horizon, h.ACTION_DIM), generator=torch.Generator().manual_seed(3))
+        want = executed_actions(policy, policy.sample_normalized(cond, x_t, stochastic=False))
+    assert not policy.config.step_noise and policy.config.eta == 1.0
+    assert torch.allclose(deployed, want, atol=1e-6)
+    assert torch.equal(deployed, chunk_policy(policy, dcfg, seed=3, sampler="deployed")(obs))  # common numbers
+    mdp = chunk_policy(policy, dcfg, seed=3, sampler="mdp")(obs)
+    assert mdp.shape == deployed.shape and (mdp - deployed).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="sampler"):
+        chunk_policy(policy, dcfg, seed=3, sampler="ddpm")
+
+
 def test_config_validation(bandit_root):
     with pytest.raises(ValueError):
         OfflineConfig(dataset=str(bandit_root), ppo_iters=0)
@@ -64,4 +85,6 @@ def test_config_validation(bandit_root):
         OfflineConfig(dataset=str(bandit_root), ppo={"clip": 1.5})
     with pytest.raises(TypeError):
         OfflineConfig(dataset=str(bandit_root), critic={"no_such_field": 1})
+    with pytest.raises(ValueError, match="ope_sampler"):
+        OfflineConfig(dataset=str(bandit_root), ope_sampler="eta0")
     assert OBS_STATE  # the tiny dataset's only observation key
