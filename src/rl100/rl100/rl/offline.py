@@ -226,7 +226,8 @@ def offline_round(cfg: OfflineConfig, policy: DiffusionPolicy | None = None) -> 
         logs: dict[str, float] = {}
         bc_batch = bc.batch(it) if bc is not None else None
         for _ in range(cfg.ppo.epochs):
-            loss, logs = ppo_loss(policy, policy.encode(batch), chain, old_logp, adv, cfg.ppo.clip, dcfg)
+            loss, logs = ppo_loss(policy, policy.encode(batch), chain, old_logp, adv, cfg.ppo.clip, dcfg,
+                                  cfg.ppo.logp)
             if bc_batch is not None:
                 loss_bc = policy.compute_loss(bc_batch)
                 loss = loss + cfg.bc_weight * loss_bc

@@ -125,7 +125,7 @@ class Learner:
                 logs: dict[str, float] = {}
                 if train_actor:
                     loss, logs = ppo_loss(policy, policy.encode(obs), chain, old_logp[idx], batch.adv[idx],
-                                          cfg.ppo.clip, dcfg)
+                                          cfg.ppo.clip, dcfg, cfg.ppo.logp)
                     logs["ppo/grad_norm"] = optimizer_step(loss, policy.parameters(), self.opts["policy"],
                                                            cfg.ppo.grad_clip)
                 v_loss = clipped_value_loss(self.value(obs), batch.old_values[idx], batch.returns[idx], cfg.value.clip)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The RL-100 offline loop on a Meta-World v3 task from few demos, CPU-sized: N scripted-policy demos with
+# Meta-World's own 39-d state -> small diffusion policy (U-Net 32-64-128, IL 2,000 steps at batch 128) ->
+# rl100 loop-sim: round 0 distils a one-step student, exports and evaluates both; each later round collects
+# episodes with the DDIM policy (the one offline PPO trains), IQL critics + PPO over the denoising chain + OPE
+# gate, re-imitation on demos + successful rollouts, warm-started distillation, export, 100 evaluation
+# episodes of each export on fixed seeds. No operator (the scripted takeover reads juicing-place's state).
+#
+#   scripts/loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
+#   e.g. scripts/loop_metaworld.sh push-v3 runs/loop_push10 10 3 cpu
+#
+# Stages whose output exists are skipped, and the loop resumes from its ledger, so an interrupted run
+# continues. On a 2-core CPU one round takes about 40 minutes.
+set -euo pipefail
+USAGE="usage: loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [KEY=VALUE ...]"
+TASK="${1:?$USAGE}"
+RUN="${2:?$USAGE}"
+DEMOS="${3:-10}"
+ROUNDS="${4:-3}"
+DEVICE="${5:-auto}"
+shift $(( $# < 5 ? $# : 5 ))
+RL100="${RL100:-rl100}"
+WORKERS="${RL100_WORKERS:-$(nproc)}"
+mkdir -p "$RUN"
+[ -f "$RUN/demos/dataset.json" ] || $RL100 collect --task "metaworld/$TASK" --episodes "$DEMOS" --seed 1000 \
+  --skill 1.0 --obs state,env_state --out "$RUN/demos"
+[ -f "$RUN/il/policy.json" ] || $RL100 train-il --config il_state_small --dataset "$RUN/demos" --out "$RUN/il" \
+  --steps 2000 --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
+  --set train.batch_size=128 --set train.warmup_steps=200 --set train.device="$DEVICE" --no-progress
+extra=()
+for kv in "$@"; do extra+=(--set "$kv"); done
+exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --task "metaworld/$TASK" \
+  --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" --no-operator \
+  --set workers="$WORKERS" --set collect_with=ddim \
+  --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
+  --set il.steps=1000 --set il.lr=3e-5 --set il.batch_size=128 \
+  --set distill.steps=1000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
+  "${extra[@]}"
