@@ -14,8 +14,8 @@ Failure signs (each can be switched off by a zero threshold in :class:`OperatorC
   ``phi = |tcp - object| + |object - target|`` (remaining reach + remaining carry).
 
 Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
-state (:func:`juicing_view`); the ROS stack can build the same view from its own object tracking. Units: metres,
-robot base frame, ``z`` up, table top at ``table_z``.
+state (:func:`juicing_view`, :func:`metaworld_view`); the ROS stack can build the same view from its own object
+tracking. Units: metres, robot base frame, ``z`` up, table top at ``table_z``.
 """
 
 from __future__ import annotations
@@ -162,7 +162,32 @@ def juicing_view(obs: Mapping[str, Any]) -> TaskView:
                     target=env[JUICING_CROWN])
 
 
-TASK_VIEWS: dict[str, Callable[[Mapping[str, Any]], TaskView]] = {"juicing-place": juicing_view}
+# Meta-World v3 (rl100.sim.metaworld_env): OBS_ENV_STATE is Meta-World's own observation: hand (0:3), gripper (3),
+# first object position (4:7) and quaternion (7:11), second object (11:18), the previous frame's copy of 0:18 (18:36),
+# goal (36:39). Metres, Meta-World's world frame, table top at z = 0.
+MW_OBJ, MW_PREV_OBJ, MW_GOAL = slice(4, 7), slice(22, 25), slice(36, 39)
+MW_DT = 0.0125
+"""s per Meta-World step (5 MuJoCo steps of 2.5 ms): the object speed is its move since the previous frame / MW_DT"""
+MW_PADS_CLOSED = 0.0216
+"""m between the Sawyer's finger pads closed on nothing (OBS_STATE's width; on the push-v3 puck it is ~0.04)"""
+MW_OBJ_HALF_HEIGHT = 0.019
+"""m: the puck / block centre above the table when it rests (push-v3, pick-place-v3)"""
+
+
+def metaworld_view(obs: Mapping[str, Any]) -> TaskView:
+    """Meta-World tasks that carry one object to a goal (push-v3, pick-place-v3): the first object, the goal.
+
+    The gripper width is the pads' distance less their closed-on-nothing distance, so 0 means closed on nothing as
+    for the Panda."""
+    state = np.asarray(obs[OBS_STATE], dtype=np.float64)
+    env = np.asarray(obs[OBS_ENV_STATE], dtype=np.float64)
+    speed = float(np.linalg.norm(env[MW_OBJ] - env[MW_PREV_OBJ])) / MW_DT
+    return TaskView(tcp=state[STATE_TCP], gripper_width=float(state[STATE_WIDTH]) - MW_PADS_CLOSED, obj=env[MW_OBJ],
+                    obj_speed=speed, obj_half_height=MW_OBJ_HALF_HEIGHT, target=env[MW_GOAL])
+
+
+TASK_VIEWS: dict[str, Callable[[Mapping[str, Any]], TaskView]] = {
+    "juicing-place": juicing_view, "metaworld/push-v3": metaworld_view, "metaworld/pick-place-v3": metaworld_view}
 """simulated task -> observation dict -> :class:`TaskView`"""
 
 

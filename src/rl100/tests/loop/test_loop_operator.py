@@ -17,6 +17,8 @@ from rl100.loop.operator import (
     ScriptedOperator,
     TaskView,
     juicing_view,
+    metaworld_view,
+    view_for,
 )
 
 TARGET = np.array([0.5, 0.2, 0.09])
@@ -152,3 +154,50 @@ def test_operator_takes_over_a_stalled_rollout_and_flags_it(sim_ok, tmp_path):
     ds = Dataset(plain.record(HoldStill(), env, tmp_path / "plain", n_episodes=1, seed=0))
     env.close()
     assert np.all(np.asarray(ds.episode(0)[FLAGS]) == FLAG_ROLLOUT) and TAKEOVER_STEP not in ds.episode_info(0).meta
+
+
+@pytest.mark.parametrize("task", ["metaworld/push-v3", "metaworld/pick-place-v3"])
+def test_metaworld_view_reads_the_object_and_goal(task):
+    """The view against the simulator: object and goal from Meta-World's own state, 0 width when the pads close on
+    nothing, the object at rest on the table, its speed from the previous frame's copy."""
+    pytest.importorskip("metaworld")
+    from rl100.sim import make_env
+
+    env = make_env(task, obs=("state", "env_state"))
+    obs, _ = env.reset(seed=3)
+    u = env.unwrapped
+    v = view_for(task)(obs)
+    np.testing.assert_allclose(v.obj, u.mw._get_pos_objects()[:3], atol=1e-5)
+    np.testing.assert_allclose(v.target, u.mw._target_pos, atol=1e-5)
+    np.testing.assert_allclose(v.tcp, u.mw.tcp_center, atol=1e-5)
+    assert abs(v.height) < 0.002 and v.obj_speed < 1e-6 and v.gripper_width > 0.05
+    for _ in range(15):  # close the gripper in the air
+        obs, *_ = env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
+    assert abs(metaworld_view(obs).gripper_width) < OperatorConfig().closed_width
+    env.close()
+
+
+def test_operator_takes_over_a_stalled_metaworld_rollout():
+    """push-v3: a policy that holds still stalls, the operator takes over after ``stall_steps`` and Meta-World's
+    scripted policy (the expert it drives) pushes the puck to the goal."""
+    pytest.importorskip("metaworld")
+    from rl100.sim import make_env, make_expert
+
+    env = make_env("metaworld/push-v3", obs=("state", "env_state"), max_steps=150)
+    expert, op = make_expert("metaworld/push-v3", env), ScriptedOperator(OperatorConfig(stall_steps=10))
+    obs, _ = env.reset(seed=5)
+    took, success = None, False
+    for t in range(150):
+        if op.update(metaworld_view(obs)):
+            if took is None:
+                took = t
+                expert.reset()
+            action = expert.act(obs)
+        else:
+            action = np.zeros(4, np.float32)
+        obs, _, terminated, truncated, info = env.step(action)
+        success = bool(info["success"])
+        if terminated or truncated:
+            break
+    env.close()
+    assert took == 10 and op.reason == STALLED and success
