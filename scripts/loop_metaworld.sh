@@ -4,7 +4,11 @@
 # rl100 loop-sim: round 0 distils a one-step student, exports and evaluates both; each later round collects
 # episodes with the DDIM policy (the one offline PPO trains), IQL critics + PPO over the denoising chain + OPE
 # gate, re-imitation on demos + successful rollouts, warm-started distillation, export, 100 evaluation
-# episodes of each export on fixed seeds. No operator (the scripted takeover reads juicing-place's state).
+# episodes of each export on fixed seeds. RL100_OPERATOR=1: a scripted operator watches collection and hands
+# control to Meta-World's scripted policy when the episode stalls (no progress of hand-to-object + object-to-goal
+# distance for 40 steps); those steps are flagged interventions and imitated (HIL-SERL), with a BC term of weight
+# 0.1 in offline PPO. Default: no operator. RL100_STUDENT=PATH: a consistency student of the IL policy (round 0
+# then skips distillation).
 #
 #   scripts/loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
 #   e.g. scripts/loop_metaworld.sh push-v3 runs/loop_push10 10 3 cpu
@@ -28,9 +32,11 @@ mkdir -p "$RUN"
   --steps 2000 --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
   --set train.batch_size=128 --set train.warmup_steps=200 --set train.device="$DEVICE" --no-progress
 extra=()
+if [ "${RL100_OPERATOR:-0}" = 1 ]; then extra+=(--set offline.bc_weight=0.1); else extra+=(--no-operator); fi
+if [ -n "${RL100_STUDENT:-}" ]; then extra+=(--student "$RL100_STUDENT"); fi  # a distilled student of the IL policy
 for kv in "$@"; do extra+=(--set "$kv"); done
 exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --task "metaworld/$TASK" \
-  --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" --no-operator \
+  --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" \
   --set workers="$WORKERS" --set collect_with=ddim \
   --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
   --set il.steps=1000 --set il.lr=3e-5 --set il.batch_size=128 \
