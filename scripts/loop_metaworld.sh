@@ -6,8 +6,9 @@
 # gate, re-imitation on demos + successful rollouts, warm-started distillation, export, 100 evaluation
 # episodes of each export on fixed seeds. RL100_OPERATOR=1: a scripted operator watches collection and hands
 # control to Meta-World's scripted policy when the episode stalls (no progress of hand-to-object + object-to-goal
-# distance for 40 steps); those steps are flagged interventions and imitated (HIL-SERL), with a BC term of weight
-# 0.1 in offline PPO. Default: no operator. RL100_STUDENT=PATH: a consistency student of the IL policy (round 0
+# distance for 25 steps; the empty-grasp sign is off: these grippers push with closed fingers); the expert first
+# opens the gripper and lifts the hand, then runs its script; those steps are flagged interventions and imitated
+# (HIL-SERL), with a BC term of weight 0.1 in offline PPO. Default: no operator. RL100_STUDENT=PATH: a consistency student of the IL policy (round 0
 # then skips distillation).
 #
 #   scripts/loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
@@ -32,7 +33,9 @@ mkdir -p "$RUN"
   --steps 2000 --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
   --set train.batch_size=128 --set train.warmup_steps=200 --set train.device="$DEVICE" --no-progress
 extra=()
-if [ "${RL100_OPERATOR:-0}" = 1 ]; then extra+=(--set offline.bc_weight=0.1); else extra+=(--no-operator); fi
+if [ "${RL100_OPERATOR:-0}" = 1 ]; then
+  extra+=(--set offline.bc_weight=0.1 --set operator.stall_steps=25 --set operator.closed_steps=0)
+else extra+=(--no-operator); fi
 if [ -n "${RL100_STUDENT:-}" ]; then extra+=(--student "$RL100_STUDENT"); fi  # a distilled student of the IL policy
 for kv in "$@"; do extra+=(--set "$kv"); done
 exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --task "metaworld/$TASK" \

@@ -211,7 +211,18 @@ class MetaWorldExpert:
 
     Below skill 1 the 4-d action gets Gaussian noise (std ``0.6 * (1 - skill)``) and, with
     probability ``0.3 * (1 - skill)`` per step, a pause (zero motion, gripper held).
+
+    Meta-World's scripted policies assume the start pose: gripper open, hand well above the table (they never open
+    a gripper they did not close, and a half-closed gripper lands on the object instead of around it). An expert
+    ``reset()`` mid-episode (a scripted operator taking over) therefore first opens the gripper and lifts the hand
+    to ``RECOVER_Z`` (or the task's start height, if lower) before handing over to the scripted policy; at an
+    episode start that takes no step.
     """
+
+    RECOVER_OPEN = 0.9
+    """Meta-World's gripper opening (OBS_ENV_STATE[3], 1 = open) the recovery waits for"""
+    RECOVER_Z = 0.12
+    """m: the hand height the recovery lifts to (the tasks start at 0.15-0.2)"""
 
     def __init__(self, env: MetaWorldEnv, skill: float = 1.0, seed: int | None = None) -> None:
         from metaworld.policies import ENV_POLICY_MAP
@@ -222,12 +233,22 @@ class MetaWorldExpert:
         self.policy = ENV_POLICY_MAP[self.env.task]()
         self.skill = float(skill)
         self.rng = np.random.default_rng(seed)
-        self._last = np.zeros(4, dtype=np.float32)
+        self.reset()
 
     def reset(self) -> None:
         self._last = np.zeros(4, dtype=np.float32)
+        self._recovering = True
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self._recovering:
+            raw = self.env.raw_observation()
+            start_z = float(np.asarray(getattr(self.env.mw, "hand_init_pos", (0.0, 0.0, self.RECOVER_Z)))[2])
+            opened, low = raw[3] >= self.RECOVER_OPEN, raw[2] < min(self.RECOVER_Z, start_z) - 1e-3
+            if opened and not low:
+                self._recovering = False
+            else:  # open first, then lift straight up (lifting a closed gripper would carry the object along)
+                self._last = np.array([0.0, 0.0, 1.0 if opened and low else 0.0, -1.0], dtype=np.float32)
+                return self._last.copy()
         u = 1.0 - self.skill
         if u > 0 and self.rng.random() < 0.3 * u:
             return np.array([0.0, 0.0, 0.0, self._last[3]], dtype=np.float32)

@@ -177,14 +177,20 @@ def test_metaworld_view_reads_the_object_and_goal(task):
     env.close()
 
 
-def test_operator_takes_over_a_stalled_metaworld_rollout():
-    """push-v3: a policy that holds still stalls, the operator takes over after ``stall_steps`` and Meta-World's
-    scripted policy (the expert it drives) pushes the puck to the goal."""
+@pytest.mark.parametrize("recover", [True, False])
+def test_operator_takes_over_a_stalled_metaworld_rollout(recover, monkeypatch):
+    """push-v3: a policy that lowers the hand and closes the gripper beside the puck stalls; the operator takes over
+    after ``stall_steps`` and Meta-World's scripted policy (the expert it drives) pushes the puck to the goal - after
+    the expert's recovery (open, lift): without it the half-closed gripper lands on the puck and never succeeds."""
     pytest.importorskip("metaworld")
     from rl100.sim import make_env, make_expert
+    from rl100.sim.metaworld_env import MetaWorldExpert
 
+    if not recover:
+        monkeypatch.setattr(MetaWorldExpert, "RECOVER_OPEN", -1.0)
+        monkeypatch.setattr(MetaWorldExpert, "RECOVER_Z", -1.0)
     env = make_env("metaworld/push-v3", obs=("state", "env_state"), max_steps=150)
-    expert, op = make_expert("metaworld/push-v3", env), ScriptedOperator(OperatorConfig(stall_steps=10))
+    expert, op = make_expert("metaworld/push-v3", env), ScriptedOperator(OperatorConfig(stall_steps=10, closed_steps=0))
     obs, _ = env.reset(seed=5)
     took, success = None, False
     for t in range(150):
@@ -194,10 +200,28 @@ def test_operator_takes_over_a_stalled_metaworld_rollout():
                 expert.reset()
             action = expert.act(obs)
         else:
-            action = np.zeros(4, np.float32)
+            action = np.array([0.0, 0.0, -1.0, 1.0], np.float32)  # down, close
         obs, _, terminated, truncated, info = env.step(action)
         success = bool(info["success"])
         if terminated or truncated:
             break
     env.close()
-    assert took == 10 and op.reason == STALLED and success
+    assert took is not None and op.reason == STALLED and success == recover
+
+
+def test_metaworld_expert_recovery_takes_no_step_at_an_episode_start():
+    """At the start pose (gripper open, hand at its start height) the expert's first action is the scripted
+    policy's own: demonstrations are the same as without the recovery."""
+    pytest.importorskip("metaworld")
+    from metaworld.policies import ENV_POLICY_MAP
+
+    from rl100.sim import make_env, make_expert
+
+    for task in ("metaworld/push-v3", "metaworld/pick-place-v3"):
+        env = make_env(task, obs=("state", "env_state"))
+        obs, _ = env.reset(seed=7)
+        expert = make_expert(task, env)
+        expert.reset()
+        want = ENV_POLICY_MAP[env.unwrapped.task]().get_action(env.unwrapped.raw_observation())
+        np.testing.assert_allclose(expert.act(obs), np.clip(want, -1, 1), atol=1e-6)
+        env.close()
