@@ -97,9 +97,10 @@ class LoopConfig:
     """rounds >= 1 start distillation from the student of the policy the round started from (fewer steps
     needed: the teacher moved a little); off: from the teacher's weights, as in round 0"""
     eval_gate: bool = True
-    """keep the previous round's policy for the next round when this round's evaluated success (of the
-    ``collect_with`` export) falls by more than eval_gate_margin; the decision is recorded either way. The OPE gate
-    only guards the PPO update; this one also covers re-imitation and distillation (cheap in simulation)"""
+    """keep the last adopted round's policy for the next round when this round's evaluated success (of the
+    ``collect_with`` export) is more than eval_gate_margin below the best adopted round's (not only the previous
+    round's: small drops must not add up); the decision is recorded either way. The OPE gate only guards the PPO
+    update; this one also covers re-imitation and distillation (cheap in simulation)"""
     eval_gate_margin: float = 0.1
     control_rate: float = 0.0
     """Hz written into the model cards (0: the task's control_hz)"""

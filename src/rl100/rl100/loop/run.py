@@ -10,7 +10,8 @@ Round 0 distils, exports and evaluates the initial (imitation) policy. Round ``r
 5. ``distill``  -- the one-step consistency student of the round's policy;
 6. ``export``   -- ``cm.onnx`` and ``ddim.onnx`` with their cards;
 7. ``evaluate`` -- ``Evaluator.evaluate`` of the exports on fixed seeds; with ``eval_gate`` a round whose success
-   fell by more than ``eval_gate_margin`` is not adopted (the next round starts from the previous policy).
+   is more than ``eval_gate_margin`` below the best adopted round's is not adopted (the next round starts from the
+   last adopted policy).
 
 Each step writes only into ``round_<r>/<step>/`` and is recorded in the ledger (:mod:`rl100.loop.ledger`): a
 completed step is never rerun; an interrupted one (``started`` in the ledger) has its directory deleted and runs
@@ -157,6 +158,16 @@ class Loop:
             rnd -= 1
         return rnd
 
+    def best_adopted(self, rnd: int, key: str) -> tuple[float, int]:
+        """(highest ``key`` among the adopted rounds 0..rnd, that round). The eval gate measures a round against it,
+        not against the previous round, so that drops each within the margin cannot add up to a larger one."""
+        best = (float("-inf"), 0)
+        for r in range(rnd + 1):
+            m = self.ledger.metrics(r, EVALUATE)
+            if m.get(ADOPTED, False) and m.get(key, 0.0) > best[0]:
+                best = (m.get(key, 0.0), r)
+        return best
+
     def seed(self, rnd: int) -> int:
         return self.cfg.seed + rnd
 
@@ -201,14 +212,14 @@ class Loop:
         if rnd == 0:
             adopted, reason = True, "initial policy"
         else:
-            prev = self.ledger.metrics(self.carried(rnd - 1), EVALUATE).get(key, 0.0)
+            best, best_rnd = self.best_adopted(rnd - 1, key)
             now = metrics.get(key, 0.0)
-            fell = now < prev - self.cfg.eval_gate_margin
+            fell = now < best - self.cfg.eval_gate_margin
             adopted = not (self.cfg.eval_gate and fell)
             verdict = "kept the previous policy" if not adopted else ("adopted despite the drop" if fell else
                                                                        "adopted")
             gate = f"margin {self.cfg.eval_gate_margin}, gate {'on' if self.cfg.eval_gate else 'off'}"
-            reason = f"{verdict}: {key} {now:.3f} vs previous {prev:.3f} ({gate})"
+            reason = f"{verdict}: {key} {now:.3f} vs best adopted {best:.3f} (round {best_rnd}; {gate})"
         return outputs, metrics | {ADOPTED: adopted, EVAL_GATE: reason}
 
 

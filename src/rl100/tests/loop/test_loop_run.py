@@ -177,6 +177,19 @@ def test_gates_never_let_a_worse_policy_through_silently(init_policy, h, tmp_pat
     assert loop.carried(1) == 0
 
 
+def test_eval_gate_measures_against_the_best_adopted_round(init_policy, h, tmp_path):
+    """Drops that are each within the margin do not add up: 0.80 -> 0.72 is adopted, 0.65 is then compared with
+    0.80 (not 0.72) and refused, and the next round starts from round 1."""
+    offline = h.TINY_OFFLINE | {"critic_steps": 10, "ppo_iters": 2}
+    cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=2, reil=False, eval_ddim=False, offline=offline,
+                        eval_gate=True, eval_gate_margin=0.1)
+    loop = Loop(cfg, evaluator=FakeEvaluator([0.8, 0.72, 0.65]))
+    rows = loop.run()
+    assert rows[1]["adopted"] is True and "vs best adopted 0.800 (round 0" in rows[1]["eval_gate"]
+    assert rows[2]["adopted"] is False and "vs best adopted 0.800 (round 0" in rows[2]["eval_gate"]
+    assert loop.carried(2) == 1 and loop.best_adopted(2, "cm_success_rate") == (0.8, 0)
+
+
 def test_reil_only_ablation_skips_offline_rl(init_policy, h, tmp_path):
     cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, offline_rl=False, eval_ddim=False)
     assert steps.OFFLINE not in round_steps(cfg, 1)
