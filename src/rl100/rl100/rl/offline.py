@@ -168,8 +168,12 @@ def chunk_policy(policy: DiffusionPolicy, denoising: DenoisingConfig, seed: int,
             if sampler == "mdp":
                 x0, _ = sample_chain(policy, cond, denoising, generator=gen)
             else:
-                shape = (cond.shape[0], policy.config.horizon, policy.config.action_dim)
-                x0 = policy.sample_normalized(cond, torch.randn(shape, generator=gen, device=cond.device))
+                c = policy.config
+                shape = (cond.shape[0], c.horizon, c.action_dim)
+                x_t = torch.randn(shape, generator=gen, device=cond.device)
+                z = (torch.randn((shape[0], c.num_inference_steps, *shape[1:]), generator=gen, device=cond.device)
+                     if c.stochastic else None)  # a policy deployed with step noise: drawn here too (common numbers)
+                x0 = policy.sample_normalized(cond, x_t, step_noise=z)
         return executed_actions(policy, x0)
 
     return act

@@ -12,6 +12,7 @@ At the reference parameters every ``r_k`` is exactly 1 and ``grad L = -mean_b A_
 ratio is formed: ``r_k`` becomes the geometric mean of the per-dimension ratios. With the sum (RL-100's formula,
 the default) a ratio within ``1 +- eps`` lets the step's mean move by only about ``eps * sigma`` in norm over the
 whole chunk; with the mean, about ``Ta * Da`` times more, so it goes with a smaller ``clip``.
+
 Optional consistency distillation (``lambda_cd > 0``) is :func:`rl100.policy.consistency.distillation_loss`
 of a student against the current policy; it only moves the student, so it is stepped by its own optimiser.
 

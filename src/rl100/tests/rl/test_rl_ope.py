@@ -77,6 +77,11 @@ def test_gate_scores_the_deployed_sampler(h, bandit_root):
     with pytest.raises(ValueError, match="sampler"):
         chunk_policy(policy, dcfg, seed=3, sampler="ddpm")
 
+    noisy = h.make_policy(bandit_root, step_noise=True).eval()  # deployed with step noise: still common numbers
+    a, b = (chunk_policy(noisy, dcfg, seed=3, sampler="deployed")(obs) for _ in range(2))
+    assert noisy.config.stochastic and torch.equal(a, b)
+    assert not torch.equal(a, chunk_policy(noisy, dcfg, seed=4, sampler="deployed")(obs))
+
 
 def test_config_validation(bandit_root):
     with pytest.raises(ValueError):
