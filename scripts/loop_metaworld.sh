@@ -8,14 +8,14 @@
 # control to Meta-World's scripted policy when the episode stalls (no progress of hand-to-object + object-to-goal
 # distance for 25 steps; the empty-grasp sign is off: these grippers push with closed fingers); the expert first
 # opens the gripper and lifts the hand, then runs its script; those steps are flagged interventions and imitated
-# (HIL-SERL), with a BC term of weight 0.1 in offline PPO. Default: no operator. RL100_STUDENT=PATH: a consistency student of the IL policy (round 0
-# then skips distillation).
+# (HIL-SERL), with a BC term of weight 0.1 in offline PPO. Default: no operator.
+# RL100_STUDENT=PATH: a consistency student of the IL policy (round 0 then skips distillation).
 #
 #   scripts/loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
 #   e.g. scripts/loop_metaworld.sh push-v3 runs/loop_push10 10 3 cpu
 #
 # Stages whose output exists are skipped, and the loop resumes from its ledger, so an interrupted run
-# continues. On a 2-core CPU one round takes about 40 minutes.
+# continues. On a 2-core CPU one round takes about 25 minutes (the machine to itself).
 set -euo pipefail
 USAGE="usage: loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [KEY=VALUE ...]"
 TASK="${1:?$USAGE}"

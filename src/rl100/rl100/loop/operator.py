@@ -169,7 +169,8 @@ MW_OBJ, MW_PREV_OBJ, MW_GOAL = slice(4, 7), slice(22, 25), slice(36, 39)
 MW_DT = 0.0125
 """s per Meta-World step (5 MuJoCo steps of 2.5 ms): the object speed is its move since the previous frame / MW_DT"""
 MW_PADS_CLOSED = 0.0216
-"""m between the Sawyer's finger pads closed on nothing (OBS_STATE's width; on the push-v3 puck it is ~0.04)"""
+"""m between the Sawyer's finger pads closed on nothing (OBS_STATE's width; on the push-v3 puck 0.04 with the
+script's grip effort, 0.025-0.028 with a stronger one: too close for a width threshold to tell them apart)"""
 MW_OBJ_HALF_HEIGHT = 0.019
 """m: the puck / block centre above the table when it rests (push-v3, pick-place-v3)"""
 

@@ -12,6 +12,7 @@ from rl100.keys import ACTION, FLAG_INTERVENTION, FLAG_ROLLOUT, FLAGS, OBS_ENV_S
 from rl100.loop.operator import (
     DROPPED,
     EMPTY_GRASP,
+    MW_DT,
     STALLED,
     OperatorConfig,
     ScriptedOperator,
@@ -171,6 +172,7 @@ def test_metaworld_view_reads_the_object_and_goal(task):
     np.testing.assert_allclose(v.target, u.mw._target_pos, atol=1e-5)
     np.testing.assert_allclose(v.tcp, u.mw.tcp_center, atol=1e-5)
     assert abs(v.height) < 0.002 and v.obj_speed < 1e-6 and v.gripper_width > 0.05
+    assert u.mw.dt == pytest.approx(MW_DT)
     for _ in range(15):  # close the gripper in the air
         obs, *_ = env.step(np.array([0.0, 0.0, 0.0, 1.0], np.float32))
     assert abs(metaworld_view(obs).gripper_width) < OperatorConfig().closed_width
