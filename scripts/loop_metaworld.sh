@@ -5,10 +5,12 @@
 # episodes with the DDIM policy (the one offline PPO trains), IQL critics + PPO over the denoising chain + OPE
 # gate, re-imitation on demos + successful rollouts, warm-started distillation, export, 100 evaluation
 # episodes of each export on fixed seeds. RL100_OPERATOR=1: a scripted operator watches collection and hands
-# control to Meta-World's scripted policy when the episode stalls (no progress of hand-to-object + object-to-goal
-# distance for 25 steps; the empty-grasp sign is off: these grippers push with closed fingers); the expert first
-# opens the gripper and lifts the hand, then runs its script; those steps are flagged interventions and imitated
-# (HIL-SERL), with a BC term of weight 0.1 in offline PPO. Default: no operator.
+# control to Meta-World's scripted policy at the first failure sign: the hand comes down to within 6 cm of the
+# object's centre height more than 4 cm beside it (missed approach), or the episode stalls (no progress of
+# hand-to-object + object-to-goal distance for 25 steps; the empty-grasp sign is off: these grippers push with
+# closed fingers); the expert first opens the gripper and lifts the hand, then runs its script; those steps are
+# flagged interventions and imitated (HIL-SERL), with a BC term of weight 0.1 in offline PPO. RL100_OPERATOR=stall:
+# the stall sign alone (the first operator runs). Default: no operator.
 # RL100_STUDENT=PATH: a consistency student of the IL policy (round 0 then skips distillation).
 #
 #   scripts/loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
@@ -33,9 +35,13 @@ mkdir -p "$RUN"
   --steps 2000 --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
   --set train.batch_size=128 --set train.warmup_steps=200 --set train.device="$DEVICE" --no-progress
 extra=()
-if [ "${RL100_OPERATOR:-0}" = 1 ]; then
-  extra+=(--set offline.bc_weight=0.1 --set operator.stall_steps=25 --set operator.closed_steps=0)
-else extra+=(--no-operator); fi
+case "${RL100_OPERATOR:-0}" in
+  1) extra+=(--set offline.bc_weight=0.1 --set operator.stall_steps=25 --set operator.closed_steps=0
+             --set operator.approach_height=0.06 --set operator.approach_xy=0.04) ;;
+  stall) extra+=(--set offline.bc_weight=0.1 --set operator.stall_steps=25 --set operator.closed_steps=0) ;;
+  0) extra+=(--no-operator) ;;
+  *) echo "RL100_OPERATOR must be 0, 1 or stall, got ${RL100_OPERATOR}" >&2; exit 2 ;;
+esac
 if [ -n "${RL100_STUDENT:-}" ]; then extra+=(--student "$RL100_STUDENT"); fi  # a distilled student of the IL policy
 for kv in "$@"; do extra+=(--set "$kv"); done
 exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --task "metaworld/$TASK" \

@@ -11,7 +11,12 @@ Failure signs (each can be switched off by a zero threshold in :class:`OperatorC
 - ``empty_grasp``: the gripper has been closed on nothing (finger width below ``closed_width``) for
   ``closed_steps`` consecutive steps;
 - ``stalled``: no progress for ``stall_steps`` steps; progress is a new minimum, by ``progress_eps``, of
-  ``phi = |tcp - object| + |object - target|`` (remaining reach + remaining carry).
+  ``phi = |tcp - object| + |object - target|`` (remaining reach + remaining carry);
+- ``missed_approach``: the tool has come down to less than ``approach_height`` above the object's centre while
+  more than ``approach_xy`` from it horizontally: it is about to grasp or push where the object is not. The
+  earliest of the signs (a policy that ignores where the object is shows it as it descends, before it stalls),
+  so the operator's correction starts near the states the policy will see again (HG-DAgger's point). Off by
+  default (``approach_xy = 0``): on juicing-place the tool passes low beside the orange on good approaches.
 
 Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
 state (:func:`juicing_view`, :func:`metaworld_view`); the ROS stack can build the same view from its own object
@@ -31,7 +36,8 @@ from rl100.keys import OBS_ENV_STATE, OBS_STATE
 DROPPED = "dropped"
 EMPTY_GRASP = "empty_grasp"
 STALLED = "stalled"
-REASONS = (DROPPED, EMPTY_GRASP, STALLED)
+MISSED_APPROACH = "missed_approach"
+REASONS = (DROPPED, EMPTY_GRASP, STALLED, MISSED_APPROACH)
 
 # OBS_STATE layout (rl100.robot_state): TCP position (3), TCP quaternion (4), gripper width (1), joints (7)
 STATE_TCP = slice(0, 3)
@@ -91,11 +97,16 @@ class OperatorConfig:
     """m: finger width below which the gripper holds nothing"""
     closed_steps: int = 5
     """consecutive closed-on-nothing steps before taking over (0: off)"""
+    approach_height: float = 0.06
+    """m: the tool is low once it is less than this above the object's centre"""
+    approach_xy: float = 0.0
+    """m: a low tool farther than this from the object horizontally has missed it (0: off)"""
 
     def __post_init__(self) -> None:
         if self.stall_steps < 0 or self.closed_steps < 0:
             raise ValueError(f"stall_steps and closed_steps must be >= 0, got {self.stall_steps}, {self.closed_steps}")
-        for name in ("progress_eps", "lift_height", "rest_height", "rest_speed", "target_tol", "closed_width"):
+        for name in ("progress_eps", "lift_height", "rest_height", "rest_speed", "target_tol", "closed_width",
+                     "approach_height", "approach_xy"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.rest_height >= self.lift_height > 0:
@@ -144,6 +155,9 @@ class ScriptedOperator:
             self._closed_count = self._closed_count + 1 if view.gripper_width < cfg.closed_width else 0
             if self._closed_count >= cfg.closed_steps:
                 return EMPTY_GRASP
+        if cfg.approach_xy > 0 and view.tcp[2] - view.obj[2] < cfg.approach_height:
+            if float(np.linalg.norm(view.tcp[:2] - view.obj[:2])) > cfg.approach_xy:
+                return MISSED_APPROACH
         if cfg.stall_steps > 0:
             phi = float(np.linalg.norm(view.tcp - view.obj) + np.linalg.norm(view.obj - view.target))
             if phi < self._best_phi - cfg.progress_eps:

@@ -12,6 +12,7 @@ from rl100.keys import ACTION, FLAG_INTERVENTION, FLAG_ROLLOUT, FLAGS, OBS_ENV_S
 from rl100.loop.operator import (
     DROPPED,
     EMPTY_GRASP,
+    MISSED_APPROACH,
     MW_DT,
     STALLED,
     OperatorConfig,
@@ -75,6 +76,24 @@ def test_stall_and_progress():
     creep = [view((0.4, -0.2, R), tcp=(0.4, -0.2, 0.5 - 0.001 * i)) for i in range(30)]
     assert first_takeover(ScriptedOperator(cfg), creep) == 10
     assert first_takeover(ScriptedOperator(OperatorConfig(stall_steps=0, closed_steps=0)), still) is None
+
+
+def test_missed_approach_triggers_on_a_low_tool_beside_the_object_only():
+    cfg = OperatorConfig(stall_steps=0, closed_steps=0, approach_height=0.06, approach_xy=0.04)
+    obj = (0.4, -0.2, R)
+
+    def descend(dx: float) -> list[TaskView]:  # the tool comes down from 15 cm above the object, dx to its side
+        return [view(obj, tcp=(0.4 + dx, -0.2, R + 0.15 - 0.01 * i)) for i in range(16)]
+
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, descend(0.07)) == 10 and op.reason == MISSED_APPROACH  # first step below 6 cm
+    assert first_takeover(ScriptedOperator(cfg), descend(0.02)) is None  # onto the object: a good approach
+    high = [view(obj, tcp=(0.6, 0.1, R + 0.07))] * 20  # far away but above the approach height
+    assert first_takeover(ScriptedOperator(cfg), high) is None
+    off = OperatorConfig(stall_steps=0, closed_steps=0, approach_height=0.06)  # approach_xy 0: the default, off
+    assert first_takeover(ScriptedOperator(off), descend(0.07)) is None
+    with pytest.raises(ValueError, match="approach_xy"):
+        OperatorConfig(approach_xy=-0.01)
 
 
 def test_keeps_control_and_resets():
