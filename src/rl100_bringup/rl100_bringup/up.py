@@ -31,6 +31,9 @@ import yaml
 from . import graph as graph_mod
 
 STOP_TIMEOUT_S = 10.0
+# a node ended by its own SIGALRM after its cleanup: rclpy's destroy_node hung on the node handle
+# (rl100_ros.node_main.DESTROY_HUNG_CODE); the stop asked for, so clean, with a warning
+DESTROY_HUNG_CODE = -signal.SIGALRM
 # respawn backoff: 0.5 s after the first death, doubling up to 30 s; a node that ran this long
 # before dying starts again at the shortest delay (a crash loop slows down, a rare crash does not)
 RESPAWN_DELAY_S = (0.5, 30.0)
@@ -389,9 +392,12 @@ def main(argv: list | None = None) -> int:
 
     codes = supervisor.stop()
     workdir.cleanup()
-    clean = {0, -signal.SIGINT, 128 + signal.SIGINT}
+    clean = {0, -signal.SIGINT, 128 + signal.SIGINT, DESTROY_HUNG_CODE}
     unclean = {name: code for name, code in codes.items() if code not in clean}
     print(f'[up] stopped: {", ".join(f"{n}={c}" for n, c in codes.items())}', flush=True)
+    for name in (n for n, c in codes.items() if c == DESTROY_HUNG_CODE):
+        print(f"[up] warning: {name} ended by its own SIGALRM: its cleanup ran, then rclpy's "
+              'destroy_node hung on the node handle', file=sys.stderr, flush=True)
     if episodes is not None:
         print(f'\n{report.text}\n', flush=True)
     if error:

@@ -22,7 +22,10 @@ from std_msgs.msg import String
 from . import qos, topics
 
 SHUTDOWN_GRACE_S = 0.5  # s an error from spin may precede the context's shutdown by a signal
-DESTROY_TIMEOUT_S = 5.0  # s destroy_node may take before the process exits without it
+DESTROY_TIMEOUT_S = 5.0  # s destroy_node may take before SIGALRM ends the process
+# the exit status of a node process ended that way: its stop was asked for and its own cleanup
+# ran, only rclpy's teardown of the node handle hung (see _destroy_within)
+DESTROY_HUNG_CODE = -signal.SIGALRM
 # set by a supervisor (``rl100_bringup.up``) in its nodes' environment: its pid. A node whose
 # parent is no longer that process (the supervisor was SIGKILLed or crashed) stops itself
 SUPERVISOR_PID_ENV = 'RL100_SUPERVISOR_PID'
@@ -78,33 +81,26 @@ class SideExecutors:
 
 
 def _destroy_within(node: Node, seconds: float) -> None:
-    """``node.destroy_node()``, but not forever.
+    """``node.destroy_node()``, but not forever: past ``seconds`` the kernel ends the process.
 
-    Now and then (1 of 13 graph runs here) rclpy's own part of it waits for good on the node
-    handle after a stop signal (``destroy_when_not_in_use``, with no other thread left). The
-    node's cleanup before that point has run by then; after ``seconds`` the process exits
-    (status 0: the stop that was asked for) and says so, instead of hanging until its
-    supervisor's SIGKILL.
+    Now and then (1 of 13 graph runs here; once in a CI run, the recorder) rclpy's own part of
+    it -- the node handle, and with the last node the DDS participant -- never returns after a
+    stop signal. It blocks in C++ *holding the GIL*, so no Python thread, timer or signal
+    handler can run any more: a watchdog thread never wakes (that was measured: the main
+    thread could not even return from starting it). What still works is the kernel: SIGALRM
+    with its default action, armed with ``setitimer`` just before, terminates the process.
+    The node's own cleanup (an override's part before ``super().destroy_node()``: the recorder
+    closing its bag) must take well under ``seconds``; by then it has run. The exit status is
+    then ``-SIGALRM``, which a supervisor reads as a clean stop with a warning
+    (:data:`DESTROY_HUNG_CODE`).
     """
-    done, errors = threading.Event(), []
-
-    def destroy():
-        try:
-            node.destroy_node()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-            errors.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=destroy, daemon=True, name='destroy node').start()
-    if not done.wait(seconds):
-        print(f'[WARN] {node.get_name()}: destroy_node did not return within {seconds:g} s '
-              '(rclpy waits for the node handle): exiting without it', file=sys.stderr,
-              flush=True)
-        sys.stdout.flush()
-        os._exit(0)
-    if errors:
-        raise errors[0]
+    previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        node.destroy_node()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _stop_without_supervisor(pid: int) -> None:
