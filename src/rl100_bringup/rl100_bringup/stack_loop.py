@@ -9,6 +9,9 @@ with the recorder on (bags of the whole run in ``<out>/stack/bags``), and the si
 is set per batch so every evaluation sees the same scenes. ``--fresh-graph`` starts a graph per
 batch instead (``up --episodes``). Collected bags are turned into the round's dataset by
 ``rl100 ingest`` with the model's card, so the data has exactly the model's observations.
+The online phase (``--set online_iterations=N``) trains on its own rollouts in the in-process
+simulator, not through the graph (PPO needs many short batches of fresh episodes); its exports
+are evaluated through the graph like every round's.
 
 Collection runs with the scripted operator unless ``--no-operator``: the sim robot plays the
 human (``rl100_sim.sim_operator``: it takes over near failure with the task's expert, through

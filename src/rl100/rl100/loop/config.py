@@ -3,7 +3,8 @@
 The per-stage settings are nested mappings of the stage's own config fields, validated here by building that
 config once: ``offline`` (:class:`rl100.rl.offline.OfflineConfig`), ``il`` (re-imitation) and ``distill``
 (:class:`rl100.train.config.TrainConfig`, ``train`` section), ``operator``
-(:class:`rl100.loop.operator.OperatorConfig`). Fields the loop sets itself per round (datasets, policies, output
+(:class:`rl100.loop.operator.OperatorConfig`), ``online`` (:class:`rl100.rl.online_config.OnlineConfig`, the online
+phase after the offline rounds). Fields the loop sets itself per round (datasets, policies, output
 directories, seeds, device) may not be given there. Overrides: dotted ``key=value`` strings (``offline.ppo_iters=20``,
 ``il.steps=500``, ``operator.stall_steps=30``), values parsed as YAML.
 """
@@ -16,11 +17,17 @@ from typing import Any
 
 from rl100.loop.operator import OperatorConfig
 from rl100.rl.offline import OfflineConfig
+from rl100.rl.online_config import OnlineConfig, load_online_config
 from rl100.train.config import TrainConfig, parse_value, set_dotted
 
 SAMPLERS = ("cm", "ddim")
 OFFLINE_RESERVED = ("dataset", "policy", "out", "seed", "device")
 TRAIN_RESERVED = ("dataset", "out", "init", "seed", "device", "obs_keys", "policy")  # init: re-IL / warm start
+ONLINE_RESERVED = ("policy", "task", "task_options", "critics", "student", "out", "iterations", "seed", "device")
+ONLINE_PRESET = "online_small"
+ONLINE_DEFAULTS: dict[str, Any] = {"eval_episodes": 0}
+"""the online phase over the ``online_small`` preset: no evaluation inside it (the loop's evaluate step scores the
+phase's exports on the loop's own seeds, as every round's)"""
 IL_DEFAULTS: dict[str, Any] = {"steps": 1000, "batch_size": 256, "lr": 1e-5, "warmup_steps": 50, "ema_decay": 0.999,
                                "log_every": 50, "ckpt_every": 10**9}
 """re-imitation: a short fine-tune from the current policy (its normaliser is kept). The optimiser starts fresh, so
@@ -102,6 +109,14 @@ class LoopConfig:
     round's: small drops must not add up); the decision is recorded either way. The OPE gate only guards the PPO
     update; this one also covers re-imitation and distillation (cheap in simulation)"""
     eval_gate_margin: float = 0.1
+    online_iterations: int = 0
+    """online RL after the offline rounds (0: none): one more round (number ``rounds + 1``) of on-policy PPO + GAE
+    over the denoising MDP in simulation (:func:`rl100.rl.online.online`) from the last adopted policy, its value
+    function warm-started from the last offline round's critics, then distillation, export and evaluation (and the
+    eval gate) as in every round"""
+    online: dict[str, Any] = field(default_factory=dict)
+    """OnlineConfig fields of the online phase (over the online_small preset and ONLINE_DEFAULTS; nested sections
+    merge: ``online.ppo.lr=1e-6``)"""
     control_rate: float = 0.0
     """Hz written into the model cards (0: the task's control_hz)"""
     device: str = "auto"
@@ -142,9 +157,13 @@ class LoopConfig:
         _check_section("offline", self.offline, OFFLINE_RESERVED)
         _check_section("il", self.il, TRAIN_RESERVED)
         _check_section("distill", self.distill, TRAIN_RESERVED)
+        _check_section("online", self.online, ONLINE_RESERVED)
+        if self.online_iterations < 0:
+            raise ValueError(f"online_iterations must be >= 0, got {self.online_iterations}")
         self.offline_config(dataset="-", policy="-", out="-", seed=0)
         self.il_config(dataset="-", out="-", init="", seed=0, obs_keys=["-"], policy={})
         self.distill_config(dataset="-", out="-", seed=0, init="")
+        self.online_config(policy="-", critics="", out="-", seed=0)
 
     # ------------------------------------------------------------------------------------------ stage configs
     def offline_config(self, **per_round: Any) -> OfflineConfig:
@@ -158,6 +177,34 @@ class LoopConfig:
 
     def distill_config(self, **per_round: Any) -> TrainConfig:
         return _train_config("distill", DISTILL_DEFAULTS, self.distill, device=self.device, **per_round)
+
+    def online_config(self, **per_round: Any) -> OnlineConfig:
+        """The online phase's config: the preset, V's width and depth of the offline critics (it warm-starts from
+        them), then ONLINE_DEFAULTS and ``online`` (nested sections merged), then the task, iterations and device of
+        the loop and ``per_round`` (policy, critics, out, seed)."""
+        values = dataclasses.asdict(load_online_config(ONLINE_PRESET))
+        critic = self.offline_config(dataset="-", policy="-", out="-", seed=0).critic
+        values["value"] |= {"hidden": critic.hidden, "layers": critic.layers}  # V warm-starts from these critics
+        for key, value in (ONLINE_DEFAULTS | self.online).items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = values[key] | value
+            else:
+                values[key] = value
+        values |= {"task": self.task, "task_options": dict(self.task_options), "device": self.device,
+                   "iterations": max(self.online_iterations, 1)} | per_round
+        try:
+            return OnlineConfig(**values)
+        except TypeError as exc:
+            raise ValueError(f"online: {exc}") from None
+
+    @property
+    def last_round(self) -> int:
+        """The last round's number: ``rounds``, or ``rounds + 1`` with the online phase."""
+        return self.rounds + (1 if self.online_iterations > 0 else 0)
+
+    def online_round(self, rnd: int) -> bool:
+        """Whether round ``rnd`` is the online phase."""
+        return self.online_iterations > 0 and rnd == self.rounds + 1
 
     def operator_config(self) -> OperatorConfig | None:
         return OperatorConfig(**self.operator) if self.operator is not None else None
@@ -176,7 +223,7 @@ def load_loop_config(overrides: list[str] | None = None, **fields: Any) -> LoopC
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, value = item.split("=", 1)
-        if key.split(".")[0] in ("offline", "il", "distill", "operator", "task_options"):
+        if key.split(".")[0] in ("offline", "il", "distill", "operator", "task_options", "online"):
             raw[key.split(".")[0]] = dict(raw.get(key.split(".")[0]) or {})
         set_dotted(raw, key, parse_value(value))
     names = {f.name for f in dataclasses.fields(LoopConfig)}

@@ -13,6 +13,10 @@ Round 0 distils, exports and evaluates the initial (imitation) policy. Round ``r
    is more than ``eval_gate_margin`` below the best adopted round's is not adopted (the next round starts from the
    last adopted policy).
 
+With ``online_iterations`` one more round follows (``rounds + 1``, the online phase): ``online`` (on-policy PPO + GAE
+in simulation from the last adopted policy, V warm-started from the latest offline round's critics) -> ``distill``
+-> ``export`` -> ``evaluate``, on the last round's merged data.
+
 Each step writes only into ``round_<r>/<step>/`` and is recorded in the ledger (:mod:`rl100.loop.ledger`): a
 completed step is never rerun; an interrupted one (``started`` in the ledger) has its directory deleted and runs
 again. Every step seeds itself from the config and the round, so a resumed run equals an uninterrupted one.
@@ -32,7 +36,7 @@ from rl100.loop import steps as st
 from rl100.loop.collectors import SUCCESS_RATE, Collector, Evaluator, SimCollector, collection_metrics, record_specs
 from rl100.loop.config import LoopConfig
 from rl100.loop.ledger import Ledger, LedgerError
-from rl100.loop.steps import ADOPTED, COLLECT, DISTILL, EVAL_GATE, EVALUATE, EXPORT, MERGE, OFFLINE, REIL
+from rl100.loop.steps import ADOPTED, COLLECT, DISTILL, EVAL_GATE, EVALUATE, EXPORT, MERGE, OFFLINE, ONLINE, REIL
 from rl100.loop.summary import round_rows, write_summary
 
 
@@ -43,6 +47,8 @@ def round_dir_name(rnd: int) -> str:
 def round_steps(cfg: LoopConfig, rnd: int) -> list[str]:
     if rnd == 0:
         return [DISTILL, EXPORT, EVALUATE]
+    if cfg.online_round(rnd):
+        return [ONLINE, DISTILL, EXPORT, EVALUATE]
     return [COLLECT, MERGE, *([OFFLINE] if cfg.offline_rl else []), *([REIL] if cfg.reil else []), DISTILL, EXPORT,
             EVALUATE]
 
@@ -107,7 +113,7 @@ class Loop:
             collector, evaluator = collector or sim, evaluator or sim
         self.collector, self.evaluator = collector, evaluator
         self.steps: dict[str, Callable[[int, Path], st.StepResult]] = {
-            COLLECT: self._collect, MERGE: self._merge, OFFLINE: self._offline, REIL: self._reil,
+            COLLECT: self._collect, MERGE: self._merge, OFFLINE: self._offline, REIL: self._reil, ONLINE: self._online,
             DISTILL: self._distill, EXPORT: self._export, EVALUATE: self._evaluate}
 
     # ------------------------------------------------------------------------------------------ running
@@ -116,7 +122,7 @@ class Loop:
         in this call before the end (a resume point: rerun to continue)."""
         ran = 0
         try:
-            for rnd in range(self.cfg.rounds + 1):
+            for rnd in range(self.cfg.last_round + 1):
                 for step in round_steps(self.cfg, rnd):
                     if self.ledger.done(rnd, step):
                         continue
@@ -127,7 +133,7 @@ class Loop:
                 self.summarise()
         finally:
             self.summarise()
-        return round_rows(self.ledger, self.cfg.rounds)
+        return round_rows(self.ledger, self.cfg.last_round)
 
     def run_step(self, rnd: int, step: str) -> None:
         out_dir = self.run_dir / round_dir_name(rnd) / step
@@ -140,16 +146,21 @@ class Loop:
         self.ledger.finish(rnd, step, outputs, metrics, time.perf_counter() - t0)
 
     def summarise(self) -> None:
-        write_summary(self.run_dir, round_rows(self.ledger, self.cfg.rounds), self.cfg)
+        write_summary(self.run_dir, round_rows(self.ledger, self.cfg.last_round), self.cfg)
 
     # ------------------------------------------------------------------------------------------ state
     def data(self, rnd: int) -> Path:
+        """The data round ``rnd`` learns from (the online phase: the last offline round's)."""
+        if self.cfg.online_round(rnd):
+            rnd -= 1
         return self.data0 if rnd == 0 else self.ledger.outputs(rnd, MERGE)[st.DATA]
 
     def round_policy(self, rnd: int) -> Path:
         """The diffusion policy round ``rnd`` produced (round 0: the initial policy)."""
         if rnd == 0:
             return Path(self.cfg.policy)
+        if self.cfg.online_round(rnd):
+            return self.ledger.outputs(rnd, ONLINE)[st.POLICY]
         return self.ledger.outputs(rnd, REIL if self.cfg.reil else OFFLINE)[st.POLICY]
 
     def carried(self, rnd: int) -> int:
@@ -190,6 +201,20 @@ class Loop:
         policy = (self.ledger.outputs(rnd, OFFLINE)[st.POLICY] if self.cfg.offline_rl  # ablation: re-IL only
                   else self.round_policy(self.carried(rnd - 1)))
         return st.reil_step(self.cfg, policy, self.data(rnd), out_dir, self.seed(rnd))
+
+    def _online(self, rnd: int, out_dir: Path) -> st.StepResult:
+        start = self.round_policy(self.carried(rnd - 1))
+        critics = None  # the latest offline round's IQL critics (any round's: the data only grew)
+        if self.cfg.offline_rl:
+            for r in range(rnd - 1, 0, -1):
+                path = self.ledger.outputs(r, OFFLINE)[st.POLICY].parent / "critics.safetensors"
+                if path.exists():
+                    critics = path
+                    break
+        outputs, metrics = st.online_step(self.cfg, start, critics, out_dir, self.seed(rnd))
+        if critics is not None:
+            metrics["critics"] = self.ledger.relative(critics)
+        return outputs, metrics | {"policy": self.ledger.relative(start)}
 
     def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:
         if rnd == 0 and self.cfg.student:

@@ -27,8 +27,8 @@ Outputs = dict[str, Path]
 StepResult = tuple[Outputs, dict[str, Any]]
 
 # step names (round_<r>/<step>/ directories, ledger keys) and output names
-COLLECT, MERGE, OFFLINE, REIL, DISTILL, EXPORT, EVALUATE = (
-    "collect", "merge", "offline", "reil", "distill", "export", "evaluate")
+COLLECT, MERGE, OFFLINE, REIL, ONLINE, DISTILL, EXPORT, EVALUATE = (
+    "collect", "merge", "offline", "reil", "online", "distill", "export", "evaluate")
 ADOPTED, EVAL_GATE = "adopted", "eval_gate"
 DATA, POLICY, CM_ONNX, DDIM_ONNX, EVAL_JSON = "data", "policy", "cm_onnx", "ddim_onnx", "eval_json"
 
@@ -104,6 +104,17 @@ def reil_step(cfg: LoopConfig, policy: Path, data: Path, out_dir: Path, seed: in
                           policy={k: v for k, v in pcfg.items() if k not in ("obs", "action_dim")})
     path = train_il(train, progress=False, command=f"rl100 loop-sim (re-imitation, init {policy})")
     return {POLICY: Path(path), DATA: out_dir / "data"}, counts | {"steps": train.steps}
+
+
+def online_step(cfg: LoopConfig, policy: Path, critics: Path | None, out_dir: Path, seed: int) -> StepResult:
+    """Online RL from ``policy`` in simulation, V warm-started from the offline ``critics`` (None: a fresh V)."""
+    from rl100.rl.online import online
+
+    ocfg = cfg.online_config(policy=str(policy), critics=str(critics or ""), out=str(out_dir), seed=seed)
+    res = online(ocfg, command=f"rl100 loop-sim (online phase, from {policy})")
+    return {POLICY: Path(res.policy_path)}, {"iterations": res.iterations, ENV_STEPS: res.env_steps,
+                                             "rollout_success": res.rollout_success, "eval_success": res.success,
+                                             "critics": str(critics or "")}
 
 
 def distill_step(cfg: LoopConfig, teacher: Path, data: Path, out_dir: Path, seed: int, init: Path | None = None

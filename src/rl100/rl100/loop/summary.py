@@ -13,7 +13,7 @@ from typing import Any
 
 from rl100.loop.collectors import ENV_STEPS, EPISODES, SUCCESS_RATE
 from rl100.loop.ledger import Ledger
-from rl100.loop.steps import ADOPTED, COLLECT, EVAL_GATE, EVALUATE, MERGE, OFFLINE, REIL
+from rl100.loop.steps import ADOPTED, COLLECT, EVAL_GATE, EVALUATE, MERGE, OFFLINE, ONLINE, REIL
 
 SUMMARY_FILE = "summary.md"
 PLOT_FILE = "success.png"
@@ -25,7 +25,8 @@ def round_rows(ledger: Ledger, rounds: int) -> list[dict[str, Any]]:
     for rnd in range(rounds + 1):
         col, off = ledger.metrics(rnd, COLLECT), ledger.metrics(rnd, OFFLINE)
         ev, reil, data = ledger.metrics(rnd, EVALUATE), ledger.metrics(rnd, REIL), ledger.metrics(rnd, MERGE)
-        cumulative += int(col.get(ENV_STEPS, 0))
+        onl = ledger.metrics(rnd, ONLINE)  # the online phase: its training rollouts count as collected steps
+        cumulative += int(col.get(ENV_STEPS, 0)) + int(onl.get(ENV_STEPS, 0))
         wall = sum(float(e.get("wall_s", 0.0)) for e in (ledger.rounds[rnd]["steps"].values()
                                                           if rnd < len(ledger.rounds) else []))
         rows.append({
@@ -33,7 +34,8 @@ def round_rows(ledger: Ledger, rounds: int) -> list[dict[str, Any]]:
             "collected": col.get(EPISODES), "rollout_success": col.get(SUCCESS_RATE),
             "interventions": col.get("intervention_episodes"), "intervention_steps": col.get("intervention_steps"),
             "takeover_reasons": col.get("takeover_reasons"),
-            "env_steps": col.get(ENV_STEPS), "env_steps_total": cumulative, "eval_env_steps": ev.get(ENV_STEPS),
+            "env_steps": col.get(ENV_STEPS, onl.get(ENV_STEPS)), "env_steps_total": cumulative,
+            "online_iterations": onl.get("iterations"), "eval_env_steps": ev.get(ENV_STEPS),
             "data_episodes": data.get(EPISODES),
             "gate_accepted": off.get("accepted"), "j_old": off.get("j_old"), "j_new": off.get("j_new"),
             "gate_reason": off.get("reason"),
@@ -63,10 +65,12 @@ def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
     offline = "on" if getattr(cfg, "offline_rl", True) else "off"
     mode = ", temporal ensembling" if getattr(cfg, "temporal_ensemble", False) else ""
     last_seed = cfg.eval_seed + cfg.eval_episodes - 1
+    n_online = getattr(cfg, "online_iterations", 0)
+    online = f", then an online phase of {n_online} PPO iterations" if n_online else ""
     lines = [f"# Loop summary: {cfg.task}", "",
              f"Initial policy `{cfg.policy}`; {cfg.rounds} rounds of {cfg.episodes} collected episodes "
              f"(collected with the {cfg.collect_with.upper()} export{mode}, operator {operator}, offline RL {offline}, "
-             f"re-imitation {reil}); "
+             f"re-imitation {reil}){online}; "
              f"evaluation over {cfg.eval_episodes} episodes (seeds {cfg.eval_seed}..{last_seed}, same every round).",
              "",
              "| round | collected (success) | interventions (steps) | env steps (total) | eval env steps "
@@ -77,7 +81,8 @@ def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
         inter = "–" if r["interventions"] is None else f"{r['interventions']} ({r['intervention_steps']})"
         steps = "–" if r["env_steps"] is None else f"{r['env_steps']} ({r['env_steps_total']})"
         reil = "–" if r["reil_segments"] is None else f"{r['reil_segments']} / {r['reil_rollouts']}"
-        lines.append(f"| {r['round']}{'' if r['complete'] else ' (running)'} | {collected} | {inter} | {steps} "
+        phase = "" if r["online_iterations"] is None else f" (online, {r['online_iterations']} it)"
+        lines.append(f"| {r['round']}{phase}{'' if r['complete'] else ' (running)'} | {collected} | {inter} | {steps} "
                      f"| {_fmt(r['eval_env_steps'])} | {_fmt(r['data_episodes'])} | {_gate(r)} | {reil} "
                      f"| {_fmt(r['cm_success'], '.2f')} | {_fmt(r['ddim_success'], '.2f')} | {_fmt(r['adopted'])} "
                      f"| {r['wall_s']} |")
@@ -85,7 +90,8 @@ def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
     notes += [f"- round {r['round']} takeovers: {r['takeover_reasons']}" for r in rows if r["takeover_reasons"]]
     lines += ["", "Round 0 is the initial policy (distilled, exported, evaluated; nothing collected). The OPE gate "
               "keeps the old policy when AM-Q's J does not rise by the margin; a rejected round still adds its "
-              "episodes to the data.", "", *notes]
+              "episodes to the data. An online round trains on its own on-policy rollouts in simulation (their env "
+              "steps in the env-steps column) and collects nothing into the data.", "", *notes]
     return "\n".join(lines) + "\n"
 
 

@@ -246,6 +246,8 @@ class OnlineResult:
     """evaluation success rate per evaluated iteration (the deployed policy)"""
     rollout_success: list[float]
     """success rate of the stochastic training rollouts per iteration"""
+    env_steps: int = 0
+    """environment steps of the training rollouts (evaluation not counted)"""
 
 
 def online(cfg: OnlineConfig, resume: bool = False, command: str = "", stop_after: int | None = None,
@@ -315,7 +317,7 @@ def online(cfg: OnlineConfig, resume: bool = False, command: str = "", stop_afte
     rows = logger.rows
     result = OnlineResult(str(out / "policy.json"), cfg.iterations,
                           [r["eval/success_rate"] for r in rows if "eval/success_rate" in r],
-                          [r["rollout/success_rate"] for r in rows if "rollout/success_rate" in r])
+                          [r["rollout/success_rate"] for r in rows if "rollout/success_rate" in r], env_steps)
     (out / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     return result
 

@@ -204,6 +204,47 @@ def test_reil_only_ablation_skips_offline_rl(init_policy, h, tmp_path):
         h.tiny_config(init_policy, tmp_path / "x", offline_rl=False, reil=False)
 
 
+def test_online_phase_after_the_offline_rounds(init_policy, h, tmp_path):
+    """``online_iterations``: round ``rounds + 1`` fine-tunes the last adopted policy online (V warm-started from the
+    last offline round's critics), then distils, exports and evaluates like a round; the summary counts its env
+    steps; a finished run reruns nothing."""
+    from safetensors.torch import load_file as load
+
+    online = {"n_envs": 2, "episodes_per_iter": 2, "minibatch_size": 8, "ppo": {"epochs": 1}}
+    cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, reil=False, eval_ddim=False,
+                        online_iterations=2, online=online)
+    assert round_steps(cfg, 2) == [steps.ONLINE, steps.DISTILL, steps.EXPORT, steps.EVALUATE]
+    ocfg = cfg.online_config(policy="p", critics="", out="o", seed=0)
+    assert (ocfg.value.hidden, ocfg.value.layers) == (16, 1)  # the offline critics' layout: V warm-starts from them
+    assert ocfg.ppo.epochs == 1 and ocfg.ppo.clip == 0.2 and ocfg.eval_episodes == 0  # merged over the preset
+    loop = Loop(cfg, evaluator=FakeEvaluator([0.5, 0.5, 0.5]))
+    rows = loop.run()
+    run = Path(cfg.out)
+    assert [r["round"] for r in rows] == [0, 1, 2] and all(r["complete"] for r in rows)
+    m = loop.ledger.metrics(2, steps.ONLINE)
+    assert m["iterations"] == 2 and m["env_steps"] == 2 * 2 * h.MAX_STEPS
+    assert m["critics"] == "round_001/offline/critics.safetensors"
+    carried = 1 if loop.ledger.metrics(1, steps.EVALUATE)["adopted"] else 0
+    assert (run / m["policy"]).resolve() == loop.round_policy(carried).resolve()
+    online_policy = run / "round_002" / "online" / "policy.json"
+    assert loop.round_policy(2) == online_policy
+    assert tensors_sha(online_policy.with_suffix(".safetensors")) != tensors_sha(
+        loop.round_policy(carried).with_suffix(".safetensors"))  # PPO moved the weights
+    value = load(str(run / "round_002" / "online" / "value.safetensors"))
+    assert value and all(torch.isfinite(t).all() for t in value.values())
+    assert (run / "round_002" / "export" / "cm.onnx").exists()
+    assert rows[2]["env_steps"] == 2 * 2 * h.MAX_STEPS
+    assert rows[2]["env_steps_total"] == rows[1]["env_steps_total"] + 2 * 2 * h.MAX_STEPS
+    summary = (run / "summary.md").read_text()
+    assert "| 2 (online, 2 it) |" in summary and "online phase of 2 PPO iterations" in summary
+    before = attempts(run)
+    assert Loop(cfg, evaluator=FakeEvaluator([])).run() is not None and attempts(run) == before
+    with pytest.raises(ValueError, match="set by the loop"):
+        h.tiny_config(init_policy, tmp_path / "x", online={"critics": "c"})
+    with pytest.raises(ValueError, match="online"):
+        h.tiny_config(init_policy, tmp_path / "x", online={"no_such_field": 1})
+
+
 def test_cli_builds_the_config_and_stops(init_policy, tmp_path):
     from rl100.cli import main
 
