@@ -253,11 +253,13 @@ def test_cli_builds_the_config_and_stops(init_policy, tmp_path):
     argv = ["loop-sim", "--policy", str(policy), "--student", str(student), "--task", "juicing-place", "--rounds",
             "2", "--episodes", "3", "--out", str(out), "--device", "cpu", "--stop-after", "1", "--no-reil",
             "--set", "offline.ppo_iters=7", "--set", "offline.ppo.lr=3e-6", "--set", "operator.stall_steps=30",
-            "--set", "task_options.max_steps=50", "--set", "fsync=false"]
+            "--set", "task_options.max_steps=50", "--set", "online.ppo.lr=1e-6", "--set", "online_iterations=3",
+            "--set", "fsync=false"]
     assert main(argv) == 0
     config = json.loads((out / LEDGER_FILE).read_text())["config"]
     assert config["offline"] == {"ppo_iters": 7, "ppo": {"lr": 3e-6}} and config["operator"]["stall_steps"] == 30
     assert config["task_options"] == {"max_steps": 50} and config["reil"] is False and config["episodes"] == 3
+    assert config["online"] == {"ppo": {"lr": 1e-6}} and config["online_iterations"] == 3
     assert attempts(out) == {"0/distill": 1}
     with pytest.raises(ValueError, match="set by the loop"):
         main(argv[:-2] + ["--set", "offline.dataset=x"])
