@@ -92,8 +92,12 @@ def _destroy_within(node: Node, seconds: float) -> None:
     The node's own cleanup (an override's part before ``super().destroy_node()``: the recorder
     closing its bag) must take well under ``seconds``; by then it has run. The exit status is
     then ``-SIGALRM``, which a supervisor reads as a clean stop with a warning
-    (:data:`DESTROY_HUNG_CODE`).
+    (:data:`DESTROY_HUNG_CODE`). Outside the main thread (a node run embedded) there is no
+    timer: Python lets only the main thread set signal handlers.
     """
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        node.destroy_node()
+        return
     previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
