@@ -148,6 +148,10 @@ from rl100_ros import node_main
 class Stuck(rclpy.node.Node):
     def __init__(self):
         super().__init__('stuck_in_destroy')
+        self.timer = self.create_timer(0.05, self.spinning)
+
+    def spinning(self):  # 'up' once in spin: a SIGINT now is the stop under test, not a start-up one
+        self.timer.cancel()
         print('up', flush=True)
 
     def destroy_node(self):
