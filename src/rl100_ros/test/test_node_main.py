@@ -150,7 +150,7 @@ class Stuck(rclpy.node.Node):
         super().__init__('stuck_in_destroy')
         self.timer = self.create_timer(0.05, self.spinning)
 
-    def spinning(self):  # 'up' once in spin: a SIGINT now is the stop under test, not a start-up one
+    def spinning(self):  # 'up' once spinning: a SIGINT now is a stop, not a start-up one
         self.timer.cancel()
         print('up', flush=True)
 
