@@ -90,8 +90,9 @@ def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
     notes += [f"- round {r['round']} takeovers: {r['takeover_reasons']}" for r in rows if r["takeover_reasons"]]
     lines += ["", "Round 0 is the initial policy (distilled, exported, evaluated; nothing collected). The OPE gate "
               "keeps the old policy when AM-Q's J does not rise by the margin; a rejected round still adds its "
-              "episodes to the data. An online round trains on its own on-policy rollouts in simulation (their env "
-              "steps in the env-steps column) and collects nothing into the data.", "", *notes]
+              "episodes to the data." + (" The online round trains on its own on-policy rollouts in simulation (their "
+                                         "env steps in the env-steps column) and adds nothing to the data."
+                                         if n_online else ""), "", *notes]
     return "\n".join(lines) + "\n"
 
 
