@@ -36,9 +36,10 @@ STATUS, ATTEMPTS, OUTPUTS, METRICS, WALL_S, STARTED, FINISHED = (
     "status", "attempts", "outputs", "metrics", "wall_s", "started", "finished")
 STATUS_STARTED, STATUS_DONE = "started", "done"
 
-RESUMABLE_FIELDS = ("rounds", "out", "threads", "fsync")
-"""config fields a rerun may change: more rounds continue a finished run; a moved run directory, thread counts and
-fsync do not change what a step computes"""
+RESUMABLE_FIELDS = ("rounds", "out", "threads", "fsync", "online_iterations", "online")
+"""config fields a rerun may change: more rounds (or an online phase) continue a finished run; a moved run directory,
+thread counts and fsync do not change what a step computes. What the run already did must still fit the new rounds
+and online phase: :class:`rl100.loop.run.Loop` checks that against ``changed``."""
 
 
 class LedgerError(ValueError):
@@ -79,10 +80,13 @@ class Ledger:
                 raise LedgerError(f"{self.path} was written for another configuration; differing fields: "
                                   + "; ".join(f"{k}: ledger {old.get(k)!r} vs now {config.get(k)!r}" for k in diff)
                                   + " (use a new --out, or the same settings)")
+            self.changed = {k: (old.get(k), config.get(k)) for k in RESUMABLE_FIELDS if old.get(k) != config.get(k)}
             data[CONFIG] = config
             self.data = data
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.changed: dict[str, tuple[Any, Any]] = {}
+            """resumable fields this reopening changed: name -> (ledger's value, now)"""
             self.data = {FORMAT: LEDGER_FORMAT, VERSION: LEDGER_VERSION, CONFIG: config, ROUNDS: []}
             self.save()
 

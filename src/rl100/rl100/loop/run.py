@@ -104,6 +104,7 @@ class Loop:
         self.run_dir = Path(cfg.out)
         self.data0 = initial_dataset(cfg)
         self.ledger = Ledger(self.run_dir, cfg.to_dict(), fsync=cfg.fsync)
+        self._check_extension()
         if collector is None or evaluator is None:
             ds = Dataset(self.data0)
             sim = SimCollector(cfg.task, record_specs(ds), meta=ds.meta, task_options=cfg.task_options,
@@ -115,6 +116,23 @@ class Loop:
         self.steps: dict[str, Callable[[int, Path], st.StepResult]] = {
             COLLECT: self._collect, MERGE: self._merge, OFFLINE: self._offline, REIL: self._reil, ONLINE: self._online,
             DISTILL: self._distill, EXPORT: self._export, EVALUATE: self._evaluate}
+
+    def _check_extension(self) -> None:
+        """A rerun with other rounds / online settings (the ledger allows it) must fit what the run already did:
+        every recorded round's steps are this configuration's steps of that round, and an online phase that has
+        started keeps its settings."""
+        for rnd, entry in enumerate(self.ledger.rounds[: self.cfg.last_round + 1]):
+            extra = sorted(set(entry["steps"]) - set(round_steps(self.cfg, rnd)))
+            if extra:
+                raise LedgerError(f"{self.ledger.path}: round {rnd} ran {sorted(entry['steps'])}, which does not fit "
+                                  f"rounds={self.cfg.rounds}, online_iterations={self.cfg.online_iterations} "
+                                  "(use a new --out, or the run's settings)")
+        online = self.cfg.rounds + 1
+        started = online < len(self.ledger.rounds) and ONLINE in self.ledger.rounds[online]["steps"]
+        changed = sorted({"online", "online_iterations"} & set(self.ledger.changed))
+        if started and changed:
+            raise LedgerError(f"{self.ledger.path}: the online phase (round {online}) has started; {changed} can no "
+                              "longer change (use a new --out)")
 
     # ------------------------------------------------------------------------------------------ running
     def run(self, stop_after: int | None = None) -> list[dict[str, Any]] | None:

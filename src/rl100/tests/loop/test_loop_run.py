@@ -210,6 +210,10 @@ def test_online_phase_after_the_offline_rounds(init_policy, h, tmp_path):
     steps; a finished run reruns nothing."""
     from safetensors.torch import load_file as load
 
+    from rl100.loop.ledger import LedgerError
+
+    first = h.tiny_config(init_policy, tmp_path / "run", rounds=1, reil=False, eval_ddim=False)
+    Loop(first, evaluator=FakeEvaluator([0.5, 0.5])).run()  # a finished offline run, extended below
     online = {"n_envs": 2, "episodes_per_iter": 2, "minibatch_size": 8, "ppo": {"epochs": 1}}
     cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, reil=False, eval_ddim=False,
                         online_iterations=2, online=online)
@@ -217,9 +221,11 @@ def test_online_phase_after_the_offline_rounds(init_policy, h, tmp_path):
     ocfg = cfg.online_config(policy="p", critics="", out="o", seed=0)
     assert (ocfg.value.hidden, ocfg.value.layers) == (16, 1)  # the offline critics' layout: V warm-starts from them
     assert ocfg.ppo.epochs == 1 and ocfg.ppo.clip == 0.2 and ocfg.eval_episodes == 0  # merged over the preset
-    loop = Loop(cfg, evaluator=FakeEvaluator([0.5, 0.5, 0.5]))
-    rows = loop.run()
     run = Path(cfg.out)
+    before = attempts(run)
+    loop = Loop(cfg, evaluator=FakeEvaluator([0.5]))
+    rows = loop.run()
+    assert {k: v for k, v in attempts(run).items() if k in before} == before  # only the online round ran
     assert [r["round"] for r in rows] == [0, 1, 2] and all(r["complete"] for r in rows)
     m = loop.ledger.metrics(2, steps.ONLINE)
     assert m["iterations"] == 2 and m["env_steps"] == 2 * 2 * h.MAX_STEPS
@@ -239,6 +245,11 @@ def test_online_phase_after_the_offline_rounds(init_policy, h, tmp_path):
     assert "| 2 (online, 2 it) |" in summary and "online phase of 2 PPO iterations" in summary
     before = attempts(run)
     assert Loop(cfg, evaluator=FakeEvaluator([])).run() is not None and attempts(run) == before
+    with pytest.raises(LedgerError, match="online phase .round 2. has started"):
+        Loop(h.tiny_config(init_policy, run, rounds=1, reil=False, eval_ddim=False, online_iterations=3,
+                           online=online))
+    with pytest.raises(LedgerError, match="round 2 ran"):  # round 2 was the online round: not an offline one now
+        Loop(h.tiny_config(init_policy, run, rounds=2, reil=False, eval_ddim=False))
     with pytest.raises(ValueError, match="set by the loop"):
         h.tiny_config(init_policy, tmp_path / "x", online={"critics": "c"})
     with pytest.raises(ValueError, match="online"):
