@@ -191,7 +191,7 @@ class LoopConfig:
             else:
                 values[key] = value
         values |= {"task": self.task, "task_options": dict(self.task_options), "device": self.device,
-                   "iterations": max(self.online_iterations, 1)} | per_round
+                   "iterations": max(self.online_iterations, 1)} | per_round  # 1: validated even when off
         try:
             return OnlineConfig(**values)
         except TypeError as exc:

@@ -69,6 +69,8 @@ class Ledger:
         self.path = self.run_dir / LEDGER_FILE
         self.fsync = fsync
         config = json_roundtrip(config)
+        self.changed: dict[str, tuple[Any, Any]] = {}
+        """resumable fields this reopening changed: name -> (ledger's value, now)"""
         if self.path.exists():
             data = read_json(self.path)
             if data.get(FORMAT) != LEDGER_FORMAT or data.get(VERSION) != LEDGER_VERSION:
@@ -85,8 +87,6 @@ class Ledger:
             self.data = data
         else:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.changed: dict[str, tuple[Any, Any]] = {}
-            """resumable fields this reopening changed: name -> (ledger's value, now)"""
             self.data = {FORMAT: LEDGER_FORMAT, VERSION: LEDGER_VERSION, CONFIG: config, ROUNDS: []}
             self.save()
 

@@ -222,17 +222,12 @@ class Loop:
 
     def _online(self, rnd: int, out_dir: Path) -> st.StepResult:
         start = self.round_policy(self.carried(rnd - 1))
-        critics = None  # the latest offline round's IQL critics (any round's: the data only grew)
+        critics = None  # the last offline round's IQL critics (offline_round writes them beside its policy)
         if self.cfg.offline_rl:
-            for r in range(rnd - 1, 0, -1):
-                path = self.ledger.outputs(r, OFFLINE)[st.POLICY].parent / "critics.safetensors"
-                if path.exists():
-                    critics = path
-                    break
+            critics = self.ledger.outputs(rnd - 1, OFFLINE)[st.POLICY].parent / "critics.safetensors"
         outputs, metrics = st.online_step(self.cfg, start, critics, out_dir, self.seed(rnd))
-        if critics is not None:
-            metrics["critics"] = self.ledger.relative(critics)
-        return outputs, metrics | {"policy": self.ledger.relative(start)}
+        return outputs, metrics | {"policy": self.ledger.relative(start),
+                                   "critics": self.ledger.relative(critics) if critics else ""}
 
     def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:
         if rnd == 0 and self.cfg.student:

@@ -113,8 +113,7 @@ def online_step(cfg: LoopConfig, policy: Path, critics: Path | None, out_dir: Pa
     ocfg = cfg.online_config(policy=str(policy), critics=str(critics or ""), out=str(out_dir), seed=seed)
     res = online(ocfg, command=f"rl100 loop-sim (online phase, from {policy})")
     return {POLICY: Path(res.policy_path)}, {"iterations": res.iterations, ENV_STEPS: res.env_steps,
-                                             "rollout_success": res.rollout_success, "eval_success": res.success,
-                                             "critics": str(critics or "")}
+                                             "rollout_success": res.rollout_success, "eval_success": res.success}
 
 
 def distill_step(cfg: LoopConfig, teacher: Path, data: Path, out_dir: Path, seed: int, init: Path | None = None
