@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rl100.data import Dataset, SequenceSampler
 from rl100.data.sampler import EPISODE_INDEX, STEP_INDEX
-from rl100.keys import ACTION
+from rl100.keys import ACTION, FLAG_INTERVENTION, FLAGS
 from rl100.policy.config import PolicyConfig
 from rl100.policy.ema import EMA
 from rl100.train.distributed import DistContext, mean_over_ranks
@@ -38,12 +38,17 @@ class BatchSource:
     :meth:`SequenceSampler.batch` call (identical to stacking ``sampler[i]``).
     Returns ``{obs key: (B, To, ...), action: (B, Ta, Da)}``.
 
+    ``intervention_share`` > 0: that fraction of every batch (rounded) is drawn from the windows whose current
+    step carries ``FLAG_INTERVENTION``, the rest from the other windows, rows shuffled; when either group is empty
+    the batch is uniform (``self.flagged`` tells which). 0 keeps the uniform draw bit for bit.
+
     Data-parallel (``world_size > 1``): ``batch_size`` is per rank; rank ``r`` gets rows ``r*B .. (r+1)*B - 1``
     of the ``world_size * B`` indices a single process with that batch size would draw.
     """
 
     def __init__(self, dataset: Dataset, config: PolicyConfig, batch_size: int, seed: int,
-                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> None:
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
+                 intervention_share: float = 0.0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} not in [0, {world_size})")
         self.sampler = SequenceSampler(dataset, keys=config.obs_keys, n_obs=config.n_obs, horizon=config.horizon)
@@ -54,15 +59,30 @@ class BatchSource:
         self.device = torch.device(device)
         self.keys = [*config.obs_keys, ACTION]
         self.rank, self.world_size = rank, world_size
+        self.intervention_share = float(intervention_share)
+        self.flagged: np.ndarray | None = None  # (W_i,) intervention windows, set when both groups are non-empty
+        self._others: np.ndarray | None = None  # (W - W_i,)
+        if self.intervention_share > 0:
+            t = config.n_obs - 1
+            current = self.sampler.batch(np.arange(len(self.sampler)), keys=[FLAGS])[FLAGS][:, t]  # (W,)
+            mask = (current & FLAG_INTERVENTION) != 0
+            if 0 < mask.sum() < len(mask):
+                self.flagged, self._others = np.flatnonzero(mask), np.flatnonzero(~mask)
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def indices(self, step: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, step])
+        n = self.batch_size * self.world_size
+        if self.flagged is not None and self._others is not None:
+            k = int(round(self.intervention_share * n))
+            drawn = rng.permutation(np.concatenate([self.flagged[rng.integers(0, len(self.flagged), k)],
+                                                    self._others[rng.integers(0, len(self._others), n - k)]]))
+        else:
+            drawn = rng.integers(0, len(self.sampler), n)
         if self.world_size == 1:
-            return rng.integers(0, len(self.sampler), self.batch_size)
-        drawn = rng.integers(0, len(self.sampler), self.batch_size * self.world_size)
+            return drawn
         return drawn[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:

@@ -58,6 +58,10 @@ class TrainConfig:
     merged data; its normaliser is kept (not recomputed from this dataset) and its config must match. Distillation:
     a consistency checkpoint to start the student from instead of the teacher's weights (normaliser: the
     teacher's)"""
+    intervention_share: float = 0.0
+    """fraction of each batch drawn from windows whose current step is an operator intervention (HIL-SERL's
+    oversampling of human corrections), the rest from the other windows; 0: uniform over all windows. A dataset
+    without intervention steps (or with nothing else) is sampled uniformly"""
     traj_weight: float = 0.0
     """distillation only: weight of the LCM-style trajectory-consistency term"""
     policy: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be in [0, steps], got {self.warmup_steps}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.intervention_share < 1:
+            raise ValueError(f"intervention_share must be in [0, 1), got {self.intervention_share}")
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("log_every and ckpt_every must be >= 1")
         if self.device not in ("auto", "cpu", "cuda"):

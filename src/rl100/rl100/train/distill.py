@@ -90,7 +90,7 @@ def distill(cfg: TrainConfig, teacher_path: str | Path, resume: bool = False, pr
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     source = BatchSource(Dataset(cfg.dataset), teacher.config, cfg.batch_size, cfg.seed, device, ctx.rank,
-                         ctx.world_size)
+                         ctx.world_size, intervention_share=cfg.intervention_share)
     logger = MetricLogger(out) if ctx.is_main else NullLogger()
     step = 0
     if resume and (out / "state.json").exists():

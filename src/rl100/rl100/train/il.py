@@ -90,7 +90,11 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = CosineWarmup(optimizer, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-    source = BatchSource(dataset, pcfg, cfg.batch_size, cfg.seed, device, ctx.rank, ctx.world_size)
+    source = BatchSource(dataset, pcfg, cfg.batch_size, cfg.seed, device, ctx.rank, ctx.world_size,
+                         intervention_share=cfg.intervention_share)
+    if cfg.intervention_share and source.flagged is None and ctx.is_main:
+        print(f"train-il: intervention_share {cfg.intervention_share} ignored: {cfg.dataset} has no intervention "
+              "windows (or only those); batches are uniform", file=sys.stderr)
     logger = MetricLogger(out) if ctx.is_main else NullLogger()
 
     step = 0

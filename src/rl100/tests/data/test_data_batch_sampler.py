@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from rl100.data import EPISODE_INDEX, STEP_INDEX, VALID, SequenceSampler
-from rl100.keys import ACTION, OBS_RGB, OBS_STATE
+from rl100.keys import ACTION, FLAG_INTERVENTION, FLAGS, OBS_RGB, OBS_STATE
 from rl100.policy.config import ObsSpec, PolicyConfig
 from rl100.train.common import BatchSource
+from rl100.train.config import TrainConfig
 
 LENGTHS = [5, 1, 9, 2, 14, 3]  # several episodes of different lengths, some shorter than the window
 
@@ -101,3 +102,35 @@ def test_batch_source_bit_identical_and_pure(small_dataset, h):
     assert not torch.equal(source.batch(0)[ACTION], source.batch(1)[ACTION])
     other = BatchSource(ds, cfg, 32, seed=8)
     assert not torch.equal(other.batch(0)[ACTION], source.batch(0)[ACTION])
+
+
+def test_batch_source_intervention_share(small_dataset, h):
+    """``intervention_share``: that fraction of every batch has an intervention at its current step; 0 keeps the
+    uniform draw; ranks split the single-process draw; a dataset without interventions is sampled uniformly."""
+    ds = small_dataset(LENGTHS)  # odd episodes: an intervention at every third step
+    cfg = PolicyConfig(obs=[ObsSpec(OBS_STATE, (h.STATE_DIM,))], action_dim=h.ACTION_DIM, n_obs=2, horizon=4,
+                       n_action_steps=2, down_dims=(16, 32))
+
+    def flagged(source: BatchSource, step: int) -> np.ndarray:  # (B,) current step is an intervention
+        return np.array([bool(source.sampler[int(i)][FLAGS][1] & FLAG_INTERVENTION) for i in source.indices(step)])
+
+    uniform = BatchSource(ds, cfg, 64, seed=3)
+    np.testing.assert_array_equal(uniform.indices(5), np.random.default_rng([3, 5]).integers(0, len(uniform), 64))
+    natural = np.mean([flagged(uniform, s).mean() for s in range(20)])
+    assert 0.05 < natural < 0.3
+    source = BatchSource(ds, cfg, 64, seed=3, intervention_share=0.5)
+    for step in range(5):
+        rows = flagged(source, step)
+        assert rows.sum() == 32, step
+        np.testing.assert_array_equal(source.indices(step), BatchSource(ds, cfg, 64, seed=3,
+                                                                        intervention_share=0.5).indices(step))
+    assert len(set(source.indices(0).tolist())) > 20  # both groups drawn with replacement, rows shuffled
+    assert flagged(source, 0)[:32].sum() not in (0, 32)
+    ranks = [BatchSource(ds, cfg, 32, seed=3, rank=r, world_size=2, intervention_share=0.5) for r in range(2)]
+    np.testing.assert_array_equal(np.concatenate([r.indices(4) for r in ranks]), source.indices(4))
+    plain = small_dataset([9], name="plain")  # episode 0: demo steps only
+    none = BatchSource(plain, cfg, 16, seed=3, intervention_share=0.5)
+    assert none.flagged is None
+    np.testing.assert_array_equal(none.indices(2), np.random.default_rng([3, 2]).integers(0, len(none), 16))
+    with pytest.raises(ValueError, match="intervention_share"):
+        TrainConfig(intervention_share=1.0)
