@@ -51,9 +51,14 @@ def test_other_configuration_is_refused(tmp_path):
 def test_loop_config_validation():
     from rl100.loop.config import LoopConfig, load_loop_config
 
-    cfg = load_loop_config(["offline.ppo.lr=3e-6", "il.steps=5", "operator.stall_steps=7"], policy="p", task="t")
+    cfg = load_loop_config(["offline.ppo.lr=3e-6", "il.steps=5", "operator.stall_steps=7",
+                            "il.intervention_share=0.5"], policy="p", task="t")
     assert cfg.offline_config(dataset="d", policy="p", out="o", seed=1).ppo.lr == 3e-6
-    assert cfg.il_config(dataset="d", out="o", init="", seed=0, obs_keys=["k"], policy={}).warmup_steps == 5
+    il = cfg.il_config(dataset="d", out="o", init="", seed=0, obs_keys=["k"], policy={})
+    assert il.warmup_steps == 5 and il.intervention_share == 0.5
+    with pytest.raises(ValueError, match="intervention_share"):
+        load_loop_config(["il.intervention_share=1"]).il_config(dataset="d", out="o", init="", seed=0, obs_keys=["k"],
+                                                                 policy={})
     assert cfg.operator_config().stall_steps == 7 and cfg.operator_config().closed_steps == 5
     with pytest.raises(ValueError, match="unknown loop config fields"):
         load_loop_config(["bogus=1"])
