@@ -2,11 +2,12 @@
 # Re-imitation ablation on one round of a Meta-World loop run (scripts/loop_metaworld.sh): the round's
 # re-imitation dataset (demos + successful rollouts + intervention segments) is learned again from the run's IL
 # policy with each given intervention_share (the fraction of every batch drawn from operator-controlled windows;
-# 0: uniform), exported as DDIM and evaluated on the loop's evaluation seeds. Prints success and the seeds fixed /
-# broken against round 0's DDIM evaluation.
+# 0: uniform), or without the segments (SHARE `none`: the round's merged data with the loop's
+# reil_interventions=false), exported as DDIM and evaluated on the loop's evaluation seeds. Prints success and the
+# seeds fixed / broken against round 0's DDIM evaluation.
 #
 #   scripts/reil_ablation.sh RUN_DIR ROUND SHARE [SHARE ...]
-#   e.g. scripts/reil_ablation.sh runs/op4 1 0 0.5
+#   e.g. scripts/reil_ablation.sh runs/op4 1 none 0 0.5
 #
 # Environment: STEPS (2000), LR (1e-4), SEED (1), EPISODES (100), EVAL_SEED (1000000, the loop's), TASK (push-v3).
 # A share whose eval.json exists is not rerun.
@@ -22,16 +23,23 @@ DATA="$RUN/loop/round_$ROUND/reil/data"
 for share in "$@"; do
   out="$RUN/reil_ablation/round_$ROUND/share_$share"
   if [ ! -f "$out/eval.json" ]; then
-    $RL100 train-il --config il_state_small --dataset "$DATA" --out "$out/il" --init "$RUN/il/policy.json" \
+    data="$DATA" s="$share"
+    if [ "$share" = none ]; then
+      data="$out/data" s=0
+      build='import sys; from pathlib import Path; from rl100.loop.steps import reil_dataset as r
+print(r(Path(sys.argv[1]), Path(sys.argv[2]), False, False, interventions=False))'
+      [ -f "$data/dataset.json" ] || python -c "$build" "$RUN/loop/round_$ROUND/merge/data" "$data"
+    fi
+    $RL100 train-il --config il_state_small --dataset "$data" --out "$out/il" --init "$RUN/il/policy.json" \
       --steps "${STEPS:-2000}" --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
       --set train.batch_size=128 --set train.lr="${LR:-1e-4}" --set train.warmup_steps=100 \
-      --set train.seed="${SEED:-1}" --set train.intervention_share="$share" --set train.device=cpu --no-progress
+      --set train.seed="${SEED:-1}" --set train.intervention_share="$s" --set train.device=cpu --no-progress
     $RL100 export "$out/il/policy.json" --out "$out/ddim.onnx"
     $RL100 eval "$out/ddim.onnx" --task "metaworld/${TASK:-push-v3}" --episodes "${EPISODES:-100}" \
       --seed "${EVAL_SEED:-1000000}" --threads 1 --workers 1 --json "$out/eval.json"
   fi
 done
-python - "$RUN/loop/round_000/eval.json" "$RUN/reil_ablation/round_$ROUND" "$@" <<'PY'
+python - "$RUN/loop/round_000/evaluate/eval.json" "$RUN/reil_ablation/round_$ROUND" "$@" <<'PY'
 import json, sys
 from pathlib import Path
 base = json.loads(Path(sys.argv[1]).read_text())["ddim"]["successes"]

@@ -94,6 +94,9 @@ class LoopConfig:
     reil: bool = True
     """re-imitation after the offline round: train-il --init <round policy> on demos + successful rollouts +
     intervention segments"""
+    reil_interventions: bool = True
+    """imitate the operator's intervention segments (HIL-SERL); off: the ablation without them (demos and successful
+    policy-only rollouts only)"""
     reil_failed_interventions: bool = False
     """also imitate the intervention segments of episodes the operator did not save"""
     il: dict[str, Any] = field(default_factory=dict)

@@ -67,9 +67,10 @@ def _write_segment(writer: DatasetWriter, ds: Dataset, pos: int, start: int) -> 
     out.end(success=info.success, terminal=info.terminal)
 
 
-def reil_dataset(data: Path, dest: Path, failed_interventions: bool, fsync: bool) -> dict[str, Any]:
-    """What re-imitation learns from: demonstrations, successful policy-only rollouts, and the intervention
-    segments (from the operator's takeover to the end) of rollouts -- of the saved ones only unless
+def reil_dataset(data: Path, dest: Path, failed_interventions: bool, fsync: bool, interventions: bool = True
+                 ) -> dict[str, Any]:
+    """What re-imitation learns from: demonstrations, successful policy-only rollouts, and (``interventions``) the
+    intervention segments (from the operator's takeover to the end) of rollouts -- of the saved ones only unless
     ``failed_interventions``."""
     ds = Dataset(data)
     counts = {"demo_episodes": 0, "rollout_episodes": 0, "intervention_segments": 0, "intervention_steps": 0}
@@ -80,7 +81,7 @@ def reil_dataset(data: Path, dest: Path, failed_interventions: bool, fsync: bool
                 copy_episode(writer, ds.episode(pos), hardlink=True, origin={"dataset": str(ds.root)})
                 counts["demo_episodes"] += 1
             elif info.flags_any & FLAG_INTERVENTION:
-                if info.success or failed_interventions:
+                if interventions and (info.success or failed_interventions):
                     flags = np.asarray(ds.episode(pos)[FLAGS])
                     start = int(np.flatnonzero(flags & FLAG_INTERVENTION)[0])
                     _write_segment(writer, ds, pos, start)
@@ -97,7 +98,7 @@ def reil_step(cfg: LoopConfig, policy: Path, data: Path, out_dir: Path, seed: in
     from rl100.policy.checkpoint import read_policy_json
     from rl100.train.il import train_il
 
-    counts = reil_dataset(data, out_dir / "data", cfg.reil_failed_interventions, cfg.fsync)
+    counts = reil_dataset(data, out_dir / "data", cfg.reil_failed_interventions, cfg.fsync, cfg.reil_interventions)
     pcfg = read_policy_json(policy)["config"]
     train = cfg.il_config(dataset=str(out_dir / "data"), out=str(out_dir / "il"), init=str(policy), seed=seed,
                           obs_keys=[o["key"] for o in pcfg["obs"]],

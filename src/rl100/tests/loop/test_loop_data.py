@@ -48,6 +48,9 @@ def test_reil_dataset_selection(tmp_path):
     assert ds.episode_info(2).meta["segment_of"]["start"] == 4
     counts = reil_dataset(src, tmp_path / "reil_all", failed_interventions=True, fsync=False)
     assert counts["intervention_segments"] == 2 and counts["intervention_steps"] == 6 + 4
+    counts = reil_dataset(src, tmp_path / "reil_none", failed_interventions=True, fsync=False, interventions=False)
+    assert counts == {"demo_episodes": 1, "rollout_episodes": 1, "intervention_segments": 0, "intervention_steps": 0}
+    assert [int(Dataset(tmp_path / "reil_none").episode(i)[ACTION][0, 0]) for i in range(2)] == [0, 1]
 
 
 def tiny_policy(root) -> DiffusionPolicy:
