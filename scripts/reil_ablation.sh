@@ -10,7 +10,7 @@
 #   e.g. scripts/reil_ablation.sh runs/op4 1 none 0 0.5
 #
 # Environment: STEPS (2000), LR (1e-4), SEED (1), EPISODES (100), EVAL_SEED (1000000, the loop's), TASK (push-v3).
-# A share whose eval.json exists is not rerun.
+# A share whose eval.json exists is not rerun; a SEED other than 1 writes to share_S_seedN.
 set -euo pipefail
 USAGE="usage: reil_ablation.sh RUN_DIR ROUND SHARE [SHARE ...]"
 RUN="${1:?$USAGE}"
@@ -20,8 +20,9 @@ shift 2
 RL100="${RL100:-rl100}"
 DATA="$RUN/loop/round_$ROUND/reil/data"
 [ -f "$DATA/dataset.json" ] || { echo "no re-imitation dataset at $DATA" >&2; exit 1; }
+TAG=""; [ "${SEED:-1}" = 1 ] || TAG="_seed$SEED"
 for share in "$@"; do
-  out="$RUN/reil_ablation/round_$ROUND/share_$share"
+  out="$RUN/reil_ablation/round_$ROUND/share_$share$TAG"
   if [ ! -f "$out/eval.json" ]; then
     data="$DATA" s="$share"
     if [ "$share" = none ]; then
@@ -39,16 +40,16 @@ print(r(Path(sys.argv[1]), Path(sys.argv[2]), False, False, interventions=False)
       --seed "${EVAL_SEED:-1000000}" --threads 1 --workers 1 --json "$out/eval.json"
   fi
 done
-python - "$RUN/loop/round_000/evaluate/eval.json" "$RUN/reil_ablation/round_$ROUND" "$@" <<'PY'
+python - "$RUN/loop/round_000/evaluate/eval.json" "$RUN/reil_ablation/round_$ROUND" "$TAG" "$@" <<'PY'
 import json, sys
 from pathlib import Path
 base = json.loads(Path(sys.argv[1]).read_text())["ddim"]["successes"]
 print(f"round 0 DDIM: {sum(base) / len(base):.2f}")
-for share in sys.argv[3:]:
-    r = json.loads((Path(sys.argv[2]) / f"share_{share}" / "eval.json").read_text())
+for share in sys.argv[4:]:
+    r = json.loads((Path(sys.argv[2]) / f"share_{share}{sys.argv[3]}" / "eval.json").read_text())
     s = r["successes"]
     fixed = sum(1 for a, b in zip(base, s) if b and not a)
     broken = sum(1 for a, b in zip(base, s) if a and not b)
-    print(f"intervention_share {share}: DDIM {r['success_rate']:.2f}, mean length {sum(r['lengths']) / len(s):.1f}, "
+    print(f"intervention_share {share}{sys.argv[3]}: DDIM {r['success_rate']:.2f}, mean length {sum(r['lengths']) / len(s):.1f}, "
           f"seeds fixed {fixed} / broken {broken} vs round 0")
 PY
