@@ -55,9 +55,13 @@ class TrainConfig:
     """steps between exact-resume checkpoints (state.*) and policy snapshots"""
     init: str = ""
     """policy checkpoint (policy.json) to start from instead of random weights -- fine-tuning, or re-imitation on
-    merged data; its normaliser is kept (not recomputed from this dataset) and its config must match. Distillation:
+    merged data; its normaliser is kept (unless refit_normalizer) and its config must match. Distillation:
     a consistency checkpoint to start the student from instead of the teacher's weights (normaliser: the
     teacher's)"""
+    refit_normalizer: bool = False
+    """with ``init``: fit the normaliser to this dataset instead of keeping the init policy's (re-imitation on data
+    that outgrew the demonstrations' range: min-max ranges from a few demos put new object poses far outside
+    [-1, 1])"""
     intervention_share: float = 0.0
     """fraction of each batch drawn from windows whose current step is an operator intervention (HIL-SERL's
     oversampling of human corrections), the rest from the other windows; 0: uniform over all windows. A dataset

@@ -79,12 +79,13 @@ def train_il(cfg: TrainConfig, resume: bool = False, progress: bool = True, comm
     model = DiffusionPolicy(pcfg)
     if cfg.init:
         init_from(model, cfg.init)
-    else:
+    if not cfg.init or cfg.refit_normalizer:
         stats = compute_stats(dataset, [*pcfg.obs_keys, ACTION], reduce_axes=reduce_axes_for(pcfg))
         model.normalizer.set_stats(stats)
     augment = Augmenter(AugmentConfig(**cfg.augment), cfg.seed)
     # the normaliser is widened once per augmentation: not again when the init policy already was (re-imitation)
-    if not (cfg.init and read_policy_json(cfg.init).get("meta", {}).get("augment") == cfg.augment):
+    kept = cfg.init and not cfg.refit_normalizer
+    if not (kept and read_policy_json(cfg.init).get("meta", {}).get("augment") == cfg.augment):
         widen_normalizer(model.normalizer, augment.config)
     model.to(device).train()
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None

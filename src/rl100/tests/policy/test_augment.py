@@ -85,13 +85,13 @@ def test_dropout_copies_points_of_the_same_cloud():
     assert member.all()
 
 
-def _state_dataset(root, episodes=6, length=20):
+def _state_dataset(root, episodes=6, length=20, spread=1.0):
     rng = np.random.default_rng(0)
     with DatasetWriter(root, meta={"task": "synthetic-15d"}) as w:
         for _ in range(episodes):
             ep = w.begin_episode(meta={"source": "synthetic"})
             for _t in range(length):
-                s = rng.uniform(-1, 1, 15).astype(np.float32)
+                s = rng.uniform(-spread, spread, 15).astype(np.float32)
                 s[3:7] = [1.0, 0.0, 0.0, 0.0]  # a constant orientation, as in top-down demos
                 ep.add_step({OBS_STATE: s}, rng.uniform(-1, 1, 7).astype(np.float32), 0.0, FLAG_DEMO)
             ep.end(success=True)
@@ -123,4 +123,13 @@ def test_training_widens_the_state_range_once(tmp_path):
     assert torch.equal(again.normalizer.obs["observation__state"].scale, sw)  # not widened twice
     with pytest.raises(ValueError, match="augment"):
         load_config("il_state_small", ["train.augment={bogus: 1}"], dataset=str(data))
+    # refit_normalizer: re-imitation on data twice as wide fits the normaliser to it (the init's is kept otherwise)
+    data = _state_dataset(tmp_path / "wide", spread=2.0)
+    kept = load_policy(run("kept", aug[1:], init=str(tmp_path / "plain" / "policy.json")))
+    refit = load_policy(run("refit", [*aug[1:], "train.refit_normalizer=true"],
+                            init=str(tmp_path / "plain" / "policy.json")))
+    fresh = load_policy(run("fresh", aug[1:]))
+    sk, sr, sf = (m.normalizer.obs["observation__state"].scale for m in (kept, refit, fresh))
+    assert torch.equal(sk, sp) and torch.equal(sr, sf)
+    assert torch.allclose(sr[8:15], sp[8:15] / 2, rtol=0.05)  # joints: range doubled
     _ = widen_normalizer  # the function the runs above go through
