@@ -9,8 +9,9 @@
 #   scripts/reil_ablation.sh RUN_DIR ROUND SHARE [SHARE ...]
 #   e.g. scripts/reil_ablation.sh runs/op4 1 none 0 0.5
 #
-# Environment: STEPS (2000), LR (1e-4), SEED (1), EPISODES (100), EVAL_SEED (1000000, the loop's), TASK (push-v3).
-# A share whose eval.json exists is not rerun; a SEED other than 1 writes to share_S_seedN.
+# Environment: STEPS (2000), LR (1e-4), SEED (1), EPISODES (100), EVAL_SEED (1000000, the loop's), TASK (push-v3),
+# REFIT=1 (fit the normaliser to the round's data instead of keeping the IL policy's: train.refit_normalizer).
+# A share whose eval.json exists is not rerun; a SEED other than 1 writes to share_S_seedN, REFIT=1 to share_S_refit.
 set -euo pipefail
 USAGE="usage: reil_ablation.sh RUN_DIR ROUND SHARE [SHARE ...]"
 RUN="${1:?$USAGE}"
@@ -21,6 +22,7 @@ RL100="${RL100:-rl100}"
 DATA="$RUN/loop/round_$ROUND/reil/data"
 [ -f "$DATA/dataset.json" ] || { echo "no re-imitation dataset at $DATA" >&2; exit 1; }
 TAG=""; [ "${SEED:-1}" = 1 ] || TAG="_seed$SEED"
+[ "${REFIT:-0}" = 1 ] && TAG="${TAG}_refit"
 for share in "$@"; do
   out="$RUN/reil_ablation/round_$ROUND/share_$share$TAG"
   if [ ! -f "$out/eval.json" ]; then
@@ -34,7 +36,8 @@ print(r(Path(sys.argv[1]), Path(sys.argv[2]), False, False, interventions=False)
     $RL100 train-il --config il_state_small --dataset "$data" --out "$out/il" --init "$RUN/il/policy.json" \
       --steps "${STEPS:-2000}" --set train.obs_keys=[observation.env_state] --set policy.down_dims=[32,64,128] \
       --set train.batch_size=128 --set train.lr="${LR:-1e-4}" --set train.warmup_steps=100 \
-      --set train.seed="${SEED:-1}" --set train.intervention_share="$s" --set train.device=cpu --no-progress
+      --set train.seed="${SEED:-1}" --set train.intervention_share="$s" \
+      --set train.refit_normalizer="$([ "${REFIT:-0}" = 1 ] && echo true || echo false)" --set train.device=cpu --no-progress
     $RL100 export "$out/il/policy.json" --out "$out/ddim.onnx"
     $RL100 eval "$out/ddim.onnx" --task "metaworld/${TASK:-push-v3}" --episodes "${EPISODES:-100}" \
       --seed "${EVAL_SEED:-1000000}" --threads 1 --workers 1 --json "$out/eval.json"
