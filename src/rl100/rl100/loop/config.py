@@ -105,7 +105,8 @@ class LoopConfig:
     """TrainConfig fields of distillation (over DISTILL_DEFAULTS)"""
     distill_warm_start: bool = True
     """rounds >= 1 start distillation from the student of the policy the round started from (fewer steps
-    needed: the teacher moved a little); off: from the teacher's weights, as in round 0"""
+    needed: the teacher moved a little), unless re-imitation refitted the normaliser (``il.refit_normalizer``:
+    the old student's weights expect the old scaling); off: from the teacher's weights, as in round 0"""
     eval_gate: bool = True
     """keep the last adopted round's policy for the next round when this round's evaluated success (of the
     ``collect_with`` export) is more than eval_gate_margin below the best adopted round's (not only the previous

@@ -232,12 +232,14 @@ class Loop:
     def _distill(self, rnd: int, out_dir: Path) -> st.StepResult:
         if rnd == 0 and self.cfg.student:
             return {st.POLICY: Path(self.cfg.student)}, {"given": True}
-        init = None
+        init, note = None, {}
         if rnd > 0 and self.cfg.distill_warm_start:  # the student of the policy this round started from
             init = self.ledger.outputs(self.carried(rnd - 1), DISTILL)[st.POLICY]
+            if not st.same_normalizer(init, self.round_policy(rnd)):  # re-imitation refitted it (il.refit_normalizer)
+                init, note = None, {"warm_start": "skipped: the teacher's normaliser differs from the student's"}
         outputs, metrics = st.distill_step(self.cfg, self.round_policy(rnd), self.data(rnd), out_dir, self.seed(rnd),
                                            init)
-        return outputs, metrics | {"init": self.ledger.relative(init) if init else ""}
+        return outputs, metrics | note | {"init": self.ledger.relative(init) if init else ""}
 
     def _export(self, rnd: int, out_dir: Path) -> st.StepResult:
         cm = self.ledger.outputs(rnd, DISTILL)[st.POLICY]

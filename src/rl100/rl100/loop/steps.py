@@ -117,6 +117,14 @@ def online_step(cfg: LoopConfig, policy: Path, critics: Path | None, out_dir: Pa
                                              "rollout_success": res.rollout_success, "eval_success": res.success}
 
 
+def same_normalizer(a: Path, b: Path) -> bool:
+    """Whether the policy checkpoints ``a`` and ``b`` carry the same normaliser (a student warm-started from ``a``
+    then sees inputs scaled as it learnt them)."""
+    from rl100.policy.checkpoint import read_policy_json
+
+    return read_policy_json(a).get("normalizer") == read_policy_json(b).get("normalizer")
+
+
 def distill_step(cfg: LoopConfig, teacher: Path, data: Path, out_dir: Path, seed: int, init: Path | None = None
                  ) -> StepResult:
     """Distil ``teacher`` into a one-step student, starting from the student ``init`` (warm start) if given."""

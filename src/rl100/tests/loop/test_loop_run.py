@@ -204,6 +204,27 @@ def test_reil_only_ablation_skips_offline_rl(init_policy, h, tmp_path):
         h.tiny_config(init_policy, tmp_path / "x", offline_rl=False, reil=False)
 
 
+def test_refitted_normaliser_starts_distillation_from_the_teacher(init_policy, h, tmp_path, monkeypatch):
+    """A teacher whose normaliser differs from the old student's (re-imitation with il.refit_normalizer) is not
+    distilled from that student (its weights expect the old scaling) but from the teacher's weights, and the ledger
+    says so."""
+    from rl100.policy.checkpoint import load_policy, save_policy
+
+    policy = Path(init_policy[0])
+    model = load_policy(policy)
+    with torch.no_grad():
+        next(iter(model.normalizer.obs.values())).scale.mul_(2.0)
+    rescaled = save_policy(tmp_path / "rescaled" / "policy", model)
+    assert steps.same_normalizer(policy, policy) and not steps.same_normalizer(policy, rescaled)
+
+    monkeypatch.setattr(steps, "same_normalizer", lambda a, b: False)
+    cfg = h.tiny_config(init_policy, tmp_path / "run", rounds=1, eval_ddim=False,
+                        il=h.TINY_TRAIN | {"refit_normalizer": True})
+    Loop(cfg, evaluator=FakeEvaluator([0.5, 0.5])).run()
+    metrics = json.loads((tmp_path / "run" / LEDGER_FILE).read_text())["rounds"][1]["steps"]["distill"]["metrics"]
+    assert metrics["init"] == "" and metrics["warm_start"].startswith("skipped")
+
+
 def test_online_phase_after_the_offline_rounds(init_policy, h, tmp_path):
     """``online_iterations``: round ``rounds + 1`` fine-tunes the last adopted policy online (V warm-started from the
     last offline round's critics), then distils, exports and evaluates like a round; the summary counts its env
