@@ -81,4 +81,5 @@ def tiny_config(init_policy: tuple[Path, Path], out: Path, **kw) -> LoopConfig:
 
 @pytest.fixture(scope="module")
 def h() -> SimpleNamespace:
-    return SimpleNamespace(tiny_config=tiny_config, MAX_STEPS=MAX_STEPS, TINY_OFFLINE=TINY_OFFLINE, TINY_TRAIN=TINY_TRAIN)
+    return SimpleNamespace(tiny_config=tiny_config, MAX_STEPS=MAX_STEPS, TINY_OFFLINE=TINY_OFFLINE,
+                           TINY_TRAIN=TINY_TRAIN)
