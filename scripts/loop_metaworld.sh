@@ -3,10 +3,13 @@
 # Meta-World's own 39-d state -> small diffusion policy (U-Net 32-64-128, IL 2,000 steps at batch 128) ->
 # rl100 loop-sim: round 0 distils a one-step student, exports and evaluates both; each later round collects
 # episodes with the DDIM policy (the one offline PPO trains), IQL critics + PPO over the denoising chain + OPE
-# gate, re-imitation on demos + successful rollouts, warm-started distillation, export, 100 evaluation
-# episodes of each export on fixed seeds. RL100_OPERATOR=1: a scripted operator watches collection and hands
-# control to Meta-World's scripted policy at the first failure sign: the hand comes down to within 6 cm of the
-# object's centre height more than 4 cm beside it (missed approach), or the episode stalls (no progress of
+# gate, re-imitation on demos + successful rollouts (2,000 steps at lr 1e-4 from the round's policy, the
+# normaliser fitted to the round's data: a few demos' min-max ranges put new object poses far outside [-1, 1]),
+# distillation (warm-started unless the normaliser changed), export, 100 evaluation episodes of each export on
+# fixed seeds. The runs in BENCHMARKS.md before 2026-11-29 re-imitated 1,000 steps at lr 3e-5 with the IL
+# policy's normaliser: append il.steps=1000 il.lr=3e-5 il.refit_normalizer=false to reproduce them.
+# RL100_OPERATOR=1: a scripted operator watches collection and hands control to Meta-World's scripted policy
+# at the first failure sign: the hand comes down to within 6 cm of the object's centre height more than 4 cm beside it (missed approach), or the episode stalls (no progress of
 # hand-to-object + object-to-goal distance for 25 steps; the empty-grasp sign is off: these grippers push with
 # closed fingers); the expert first opens the gripper and lifts the hand, then runs its script; those steps are
 # flagged interventions and imitated (HIL-SERL), with a BC term of weight 0.1 in offline PPO. RL100_OPERATOR=stall:
@@ -17,7 +20,7 @@
 #   e.g. scripts/loop_metaworld.sh push-v3 runs/loop_push10 10 3 cpu
 #
 # Stages whose output exists are skipped, and the loop resumes from its ledger, so an interrupted run
-# continues. On a 2-core CPU one round takes about 25 minutes (the machine to itself).
+# continues. On a 2-core CPU one round takes 10-25 minutes.
 set -euo pipefail
 USAGE="usage: loop_metaworld.sh TASK RUN_DIR [DEMOS] [ROUNDS] [DEVICE] [KEY=VALUE ...]"
 TASK="${1:?$USAGE}"
@@ -48,6 +51,6 @@ exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --tas
   --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" \
   --set workers="$WORKERS" --set collect_with=ddim \
   --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
-  --set il.steps=1000 --set il.lr=3e-5 --set il.batch_size=128 \
+  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true \
   --set distill.steps=1000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
   "${extra[@]}"
