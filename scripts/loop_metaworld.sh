@@ -10,7 +10,8 @@
 # policy's normaliser: append il.steps=1000 il.lr=3e-5 il.refit_normalizer=false to reproduce them.
 # RL100_OPERATOR=1: a scripted operator watches collection and hands control to Meta-World's scripted policy
 # at the first failure sign: the hand comes down to within 6 cm of the object's centre height more than 4 cm
-# beside it (missed approach), or the episode stalls (no progress of hand-to-object + object-to-goal distance for 25 steps; the empty-grasp sign is off: these grippers push with
+# beside it (missed approach), or the episode stalls (no progress of hand-to-object + object-to-goal distance
+# for 25 steps; the empty-grasp sign is off: these grippers push with
 # closed fingers); the expert first opens the gripper and lifts the hand, then runs its script; those steps are
 # flagged interventions and imitated (HIL-SERL), with a BC term of weight 0.1 in offline PPO. RL100_OPERATOR=stall:
 # the stall sign alone (the first operator runs). Default: no operator.
