@@ -5,9 +5,11 @@
 # episodes with the DDIM policy (the one offline PPO trains), IQL critics + PPO over the denoising chain + OPE
 # gate, re-imitation on demos + successful rollouts (2,000 steps at lr 1e-4 from the round's policy, the
 # normaliser fitted to the round's data: a few demos' min-max ranges put new object poses far outside [-1, 1]),
-# distillation (warm-started unless the normaliser changed), export, 100 evaluation episodes of each export on
-# fixed seeds. The runs in BENCHMARKS.md before 2026-11-29 re-imitated 1,000 steps at lr 3e-5 with the IL
-# policy's normaliser: append il.steps=1000 il.lr=3e-5 il.refit_normalizer=false to reproduce them.
+# distillation (4,000 steps from the teacher's weights: the refitted normaliser rules out a warm start from the
+# previous student, and 1,000 steps left it 4-40 points behind its teacher), export, 100 evaluation episodes of
+# each export on fixed seeds. The runs in BENCHMARKS.md before 2026-11-29 re-imitated 1,000 steps at lr 3e-5 with
+# the IL policy's normaliser: append il.steps=1000 il.lr=3e-5 il.refit_normalizer=false distill.steps=1000 to
+# reproduce them; the 2026-11-29 runs distilled 1,000 steps: append distill.steps=1000.
 # RL100_OPERATOR=1: a scripted operator watches collection and hands control to Meta-World's scripted policy
 # at the first failure sign: the hand comes down to within 6 cm of the object's centre height more than 4 cm
 # beside it (missed approach), or the episode stalls (no progress of hand-to-object + object-to-goal distance
@@ -53,5 +55,5 @@ exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --tas
   --set workers="$WORKERS" --set collect_with=ddim \
   --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
   --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true \
-  --set distill.steps=1000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
+  --set distill.steps=4000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
   "${extra[@]}"
