@@ -7,9 +7,10 @@
 #   diffusion policy (U-Net 32-64-128, IL STEPS at batch 128) -> rl100 loop-sim: per round, collect 50 episodes with
 #   the DDIM policy while the scripted operator takes over near failure (flagged interventions), IQL critics +
 #   offline PPO over the denoising chain + OPE gate, re-imitation on demos + successful rollouts + intervention
-#   segments (2,000 steps at lr 1e-4, the normaliser refitted to the round's data), distillation (4,000
-#   steps from the teacher's weights; the first runs, 2026-11-29, distilled 1,000: append distill.steps=1000), export,
-#   100 evaluation episodes of each export on fixed seeds.
+#   segments (2,000 steps at lr 1e-4, the normaliser refitted to the round's data, half of every batch from the
+#   operator's segments), distillation (4,000 steps from the teacher's weights), export, 100 evaluation episodes of
+#   each export on fixed seeds. The first run (2026-11-29) distilled 1,000 steps and drew batches uniformly: append
+#   distill.steps=1000 il.intervention_share=0 to reproduce it.
 #
 #   scripts/loop_juicing_state.sh RUN_DIR [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
 #
@@ -35,6 +36,6 @@ exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --tas
   --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" \
   --set workers="$WORKERS" --set collect_with=ddim --set offline.bc_weight=0.1 \
   --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
-  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true \
+  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true --set il.intervention_share=0.5 \
   --set distill.steps=4000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
   "${extra[@]}"

@@ -9,7 +9,9 @@
 # previous student, and 1,000 steps left it 4-40 points behind its teacher), export, 100 evaluation episodes of
 # each export on fixed seeds. The runs in BENCHMARKS.md before 2026-11-29 re-imitated 1,000 steps at lr 3e-5 with
 # the IL policy's normaliser: append il.steps=1000 il.lr=3e-5 il.refit_normalizer=false distill.steps=1000 to
-# reproduce them; the 2026-11-29 runs distilled 1,000 steps: append distill.steps=1000.
+# reproduce them; the 2026-11-29 runs distilled 1,000 steps and drew re-imitation batches uniformly: append
+# distill.steps=1000 il.intervention_share=0. Re-imitation now draws half of every batch from the operator's
+# segments (il.intervention_share=0.5: +5 points at pick-place's plateau, BENCHMARKS.md).
 # RL100_OPERATOR=1: a scripted operator watches collection and hands control to Meta-World's scripted policy
 # at the first failure sign: the hand comes down to within 6 cm of the object's centre height more than 4 cm
 # beside it (missed approach), or the episode stalls (no progress of hand-to-object + object-to-goal distance
@@ -54,6 +56,6 @@ exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --tas
   --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" \
   --set workers="$WORKERS" --set collect_with=ddim \
   --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
-  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true \
+  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true --set il.intervention_share=0.5 \
   --set distill.steps=4000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
   "${extra[@]}"
