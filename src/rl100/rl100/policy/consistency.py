@@ -45,17 +45,24 @@ class ConsistencyPolicy(PolicyBase):
             student.normalizer.load_state_dict(teacher.normalizer.state_dict())
         return student
 
-    def consistency(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``C(x, t)``: x (B, Ta, Da), t (B,) float timesteps, cond (B, C) -> normalised x_0 estimate (B, Ta, Da)."""
+    def consistency(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        """``C(x, t)``: x (B, Ta, Da), t (B,) float timesteps, cond (B, C) -> normalised x_0 estimate (B, Ta, Da).
+
+        ``clip``: clamp to [-1, 1] when the config says ``clip_sample`` (sampling). Training losses pass False: a
+        clamped output has no gradient, so a student that overshoots the range where its target lies inside it
+        would never be pulled back (it happened: gripper outputs stuck above 1 against targets near 0).
+        """
         s = (t.to(x.dtype) * TIME_SCALE).reshape(-1, 1, 1)
         c_skip = SIGMA_DATA**2 / (s**2 + SIGMA_DATA**2)
         c_out = s / (s**2 + SIGMA_DATA**2).sqrt()
         out = c_skip * x + c_out * self.unet(x, t, cond)
-        return out.clamp(-1.0, 1.0) if self.config.clip_sample else out
+        return out.clamp(-1.0, 1.0) if clip and self.config.clip_sample else out
 
-    def sample_normalized(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def sample_normalized(self, cond: torch.Tensor, noise: torch.Tensor, clip: bool = True) -> torch.Tensor:
+        """One-step sample: cond (B, C), noise x_T (B, Ta, Da) -> normalised actions (B, Ta, Da); ``clip`` as in
+        :meth:`consistency`."""
         t = torch.full((noise.shape[0],), float(self.t_start), device=noise.device)
-        return self.consistency(noise, t, cond)
+        return self.consistency(noise, t, cond, clip=clip)
 
     @torch.no_grad()
     def predict_action(self, obs: Mapping[str, torch.Tensor], noise: torch.Tensor | None = None,
@@ -93,7 +100,7 @@ def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batc
         target, chain = teacher.sample_normalized(t_cond, noise, eta=teacher_chain_eta(cfg), return_chain=True,
                                                   stochastic=False)
     cond = student.encode(batch)
-    pred = student.sample_normalized(cond, noise)
+    pred = student.sample_normalized(cond, noise, clip=False)  # unclamped: overshoot keeps its gradient
     loss_cd = (pred - target).square().mean()
     logs = {"distill/loss_cd": float(loss_cd.detach())}
     loss = loss_cd
@@ -104,7 +111,7 @@ def distillation_loss(student: ConsistencyPolicy, teacher: DiffusionPolicy, batc
             states = torch.stack(chain[:-1], dim=1)  # (B, K, Ta, Da): state i is the input of step i (timestep ts[i])
             xk = states[torch.arange(b, device=noise.device), k]
             tk = torch.as_tensor(ts, dtype=torch.float32, device=noise.device)[k]
-            loss_traj = (student.consistency(xk, tk, cond) - target).square().mean()
+            loss_traj = (student.consistency(xk, tk, cond, clip=False) - target).square().mean()
             loss = loss + traj_weight * loss_traj
             logs["distill/loss_traj"] = float(loss_traj.detach())
     logs["distill/loss"] = float(loss.detach())

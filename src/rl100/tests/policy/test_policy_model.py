@@ -98,8 +98,26 @@ def test_distillation_target_is_the_teachers_deterministic_sampler(h, eta, step_
     loss, _ = distillation_loss(student, teacher, batch, noise=noise)
     with torch.no_grad():
         target = teacher.sample_normalized(teacher.encode(batch), noise, eta=chain_eta, stochastic=False)
-        pred = student.sample_normalized(student.encode(batch), noise)
+        pred = student.sample_normalized(student.encode(batch), noise, clip=False)
     assert loss.item() == pytest.approx((pred - target).square().mean().item(), rel=1e-5)
+
+
+def test_distillation_pulls_back_a_student_that_overshoots_the_clip_range(h):
+    """With ``clip_sample`` the deployed student clamps to [-1, 1], but the loss must see the raw output: a clamped
+    overshoot has no gradient and the student would stay stuck beyond the range (a round's CM scored 0 %)."""
+    teacher = DiffusionPolicy(h.tiny_config()).eval()
+    assert teacher.config.clip_sample
+    student = ConsistencyPolicy.from_teacher(teacher)
+    student.unet.register_forward_hook(lambda module, args, out: out + 100.0)  # every output far above 1
+    batch = _batch(teacher.config)
+    loss, _ = distillation_loss(student, teacher, batch, traj_weight=0.5)
+    loss.backward()
+    assert loss.item() > 100.0  # the overshoot is in the loss, not hidden by the clamp (which would give <= 4)
+    grads = [p.grad.abs().sum() for p in student.unet.parameters() if p.grad is not None]
+    assert grads and sum(grads) > 0
+    with torch.no_grad():  # sampling still clamps
+        noise = torch.zeros(3, teacher.config.horizon, teacher.config.action_dim)
+        assert student.sample_normalized(student.encode(batch), noise).max().item() == 1.0
 
 
 def test_step_noise_decides_whether_the_sampler_is_stochastic(h):
