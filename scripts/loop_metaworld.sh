@@ -14,10 +14,10 @@
 # segments (il.intervention_share=0.5: +5 points at pick-place's plateau, BENCHMARKS.md).
 # RL100_OPERATOR=1: a scripted operator watches collection and hands control to Meta-World's scripted policy
 # at the first failure sign: the hand comes down to within 6 cm of the object's centre height more than 4 cm
-# beside it (missed approach; 2 cm on pick-place-v3, whose script only descends within 2 cm: a block grasped 2-4 cm
-# off centre slips out on the way, and the script's re-grasp of a dropped block often fails; the 2026-11-29 pp1
-# run used 4 cm: append operator.approach_xy=0.04), or the episode stalls (no progress of hand-to-object + object-to-goal distance
-# for 25 steps; the empty-grasp sign is off: these grippers push with
+# beside it (missed approach; 2 cm on pick-place-v3, whose script only descends within 2 cm: a block grasped
+# 2-4 cm off centre slips out on the way, and the script's re-grasp of a dropped block often fails; the
+# 2026-11-29 pp1 run used 4 cm: append operator.approach_xy=0.04), or the episode stalls (no progress of
+# hand-to-object + object-to-goal distance for 25 steps; the empty-grasp sign is off: these grippers push with
 # closed fingers); the expert first opens the gripper and lifts the hand, then runs its script; those steps are
 # flagged interventions and imitated (HIL-SERL), with a BC term of weight 0.1 in offline PPO. RL100_OPERATOR=stall:
 # the stall sign alone (the first operator runs). Default: no operator.
