@@ -219,6 +219,37 @@ class LoopConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def effective(self) -> dict[str, Any]:
+        """Every setting as the stages will see it, flattened to dotted keys (``il.intervention_share``): the
+        per-stage sections resolved over their defaults, so a value given explicitly equals the same value left to
+        its default (how a rerun is compared with the ledger of a run that predates a field)."""
+        sections = {"offline": self.offline_config(dataset="-", policy="-", out="-", seed=0),
+                    "il": self.il_config(dataset="-", out="-", init="", seed=0, obs_keys=["-"], policy={}),
+                    "distill": self.distill_config(dataset="-", out="-", seed=0, init=""),
+                    "online": self.online_config(policy="-", critics="", out="-", seed=0)}
+        values = self.to_dict() | {k: dataclasses.asdict(v) for k, v in sections.items()}
+        return _dotted(values)
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty mapping stays a value)"""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def effective_config(values: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`LoopConfig.effective` of a stored ``to_dict()`` (a ledger's); one this code cannot build (a field
+    since removed) is compared as written."""
+    try:
+        return LoopConfig(**values).effective()
+    except (TypeError, ValueError):
+        return _dotted(values)
+
 
 def load_loop_config(overrides: list[str] | None = None, **fields: Any) -> LoopConfig:
     """``fields``: top-level values (None skipped); ``overrides``: dotted ``key=value`` strings applied over them."""

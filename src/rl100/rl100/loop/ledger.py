@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,14 @@ def _now() -> str:
 
 
 class Ledger:
-    """``run_dir/ledger.json``: created for ``config``, or reopened when it was written for the same config."""
+    """``run_dir/ledger.json``: created for ``config``, or reopened when it was written for the same config.
 
-    def __init__(self, run_dir: str | Path, config: dict[str, Any], *, fsync: bool = True) -> None:
+    ``comparable`` maps a config to what must match on a reopen (default: the config itself); the loop passes
+    :func:`rl100.loop.config.effective_config`, so a field added since the ledger was written counts as its default
+    and the message names the differing setting (``il.lr``) rather than the whole section."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any], *, fsync: bool = True,
+                 comparable: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LEDGER_FILE
         self.fsync = fsync
@@ -76,11 +82,13 @@ class Ledger:
             if data.get(FORMAT) != LEDGER_FORMAT or data.get(VERSION) != LEDGER_VERSION:
                 raise LedgerError(f"{self.path}: not a {LEDGER_FORMAT} v{LEDGER_VERSION} file")
             old = data.get(CONFIG) or {}
-            diff = sorted(k for k in set(old) | set(config)
-                          if k not in RESUMABLE_FIELDS and old.get(k) != config.get(k))
+            view = comparable or (lambda c: c)
+            was, now = view(old), view(config)
+            diff = sorted(k for k in set(was) | set(now)
+                          if k.split(".")[0] not in RESUMABLE_FIELDS and was.get(k) != now.get(k))
             if diff:
                 raise LedgerError(f"{self.path} was written for another configuration; differing fields: "
-                                  + "; ".join(f"{k}: ledger {old.get(k)!r} vs now {config.get(k)!r}" for k in diff)
+                                  + "; ".join(f"{k}: ledger {was.get(k)!r} vs now {now.get(k)!r}" for k in diff)
                                   + " (use a new --out, or the same settings)")
             self.changed = {k: (old.get(k), config.get(k)) for k in RESUMABLE_FIELDS if old.get(k) != config.get(k)}
             data[CONFIG] = config

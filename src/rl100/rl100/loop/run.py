@@ -34,7 +34,7 @@ from typing import Any
 from rl100.data import Dataset
 from rl100.loop import steps as st
 from rl100.loop.collectors import SUCCESS_RATE, Collector, Evaluator, SimCollector, collection_metrics, record_specs
-from rl100.loop.config import LoopConfig
+from rl100.loop.config import LoopConfig, effective_config
 from rl100.loop.ledger import Ledger, LedgerError
 from rl100.loop.steps import ADOPTED, COLLECT, DISTILL, EVAL_GATE, EVALUATE, EXPORT, MERGE, OFFLINE, ONLINE, REIL
 from rl100.loop.summary import round_rows, write_summary
@@ -103,7 +103,7 @@ class Loop:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.data0 = initial_dataset(cfg)
-        self.ledger = Ledger(self.run_dir, cfg.to_dict(), fsync=cfg.fsync)
+        self.ledger = Ledger(self.run_dir, cfg.to_dict(), fsync=cfg.fsync, comparable=effective_config)
         self._check_extension()
         if collector is None or evaluator is None:
             ds = Dataset(self.data0)

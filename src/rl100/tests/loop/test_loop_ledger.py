@@ -84,3 +84,23 @@ def test_done_step_with_missing_outputs_is_an_error(tmp_path):
     out.unlink()
     with pytest.raises(LedgerError, match="outputs are gone"):
         led.outputs(0, "export")
+
+
+def test_reopen_compares_effective_settings(tmp_path):
+    """A ledger written before a field existed reopens when the field is given at its default (an explicit value is
+    not a different run), and a real difference is named by its dotted setting."""
+    from rl100.loop.config import LoopConfig, effective_config
+
+    cfg = LoopConfig(policy="p", task="t", il={"steps": 7}).to_dict()
+    old = json.loads(json.dumps(cfg))
+    del old["temporal_ensemble"]  # a top-level field added later
+    Ledger(tmp_path, old, fsync=False, comparable=effective_config)
+    default = LoopConfig(policy="p", task="t", il={"steps": 7, "intervention_share": 0.0}, temporal_ensemble=False)
+    Ledger(tmp_path, default.to_dict(), fsync=False, comparable=effective_config)
+    with pytest.raises(LedgerError, match=r"il: ledger"):  # the raw comparison refuses the same settings
+        Ledger(tmp_path, default.to_dict(), fsync=False)
+    other = LoopConfig(policy="p", task="t", il={"steps": 7, "intervention_share": 0.5})
+    with pytest.raises(LedgerError, match=r"differing fields: il\.intervention_share: ledger 0\.0 vs now 0\.5 \("):
+        Ledger(tmp_path, other.to_dict(), fsync=False, comparable=effective_config)
+    more = LoopConfig(policy="p", task="t", il={"steps": 7}, rounds=5, online_iterations=3, online={"gamma": 0.9})
+    assert Ledger(tmp_path, more.to_dict(), fsync=False, comparable=effective_config).changed["rounds"] == (3, 5)
