@@ -10,6 +10,8 @@ space, per action dimension and overall:
 - ``beyond_clip``: share of raw student outputs with ``|x| > 1`` whose clamped value is more than 0.1 from the
   teacher's: the clamp puts them at the range's end, not where the teacher is (the distillation bug fixed on
   2026-11-29 left such outputs stuck; BENCHMARKS.md calls this share "stuck");
+- ``far``: share of deployed outputs more than 0.2 from the teacher's (a tenth of the range: on a gripper command
+  the difference between holding and losing an object);
 - ``max_abs``: the largest deployed difference.
 """
 
@@ -32,13 +34,15 @@ from rl100.train.common import BatchSource
 
 OFF = 0.1
 """a raw output beyond the clip range counts when its clamped value is more than this from the teacher's"""
+FAR = 0.2
+"""a deployed output counts as far from the teacher's beyond this"""
 
 
 @torch.no_grad()
 def student_gap(teacher: DiffusionPolicy, student: ConsistencyPolicy, dataset: Dataset, batches: int = 8,
                 batch_size: int = 256, seed: int = 0, intervention_share: float = 0.0) -> dict[str, Any]:
-    """Per-dimension gap over ``batches`` batches; returns ``{"dims": [{dim, mse, beyond_clip, max_abs}], "mse",
-    "beyond_clip", "max_abs", "samples"}`` (samples: action entries per dimension)."""
+    """Per-dimension gap over ``batches`` batches; returns ``{"dims": [{dim, mse, beyond_clip, far, max_abs}], "mse",
+    "beyond_clip", "far", "max_abs", "samples"}`` (samples: action entries per dimension)."""
     if not isinstance(teacher, DiffusionPolicy) or not isinstance(student, ConsistencyPolicy):
         raise ValueError(f"need a diffusion teacher and a consistency student, got {teacher.kind} and {student.kind}")
     cfg = teacher.config
@@ -50,6 +54,7 @@ def student_gap(teacher: DiffusionPolicy, student: ConsistencyPolicy, dataset: D
     sq = torch.zeros(cfg.action_dim, dtype=torch.float64)
     beyond = torch.zeros(cfg.action_dim, dtype=torch.float64)
     worst = torch.zeros(cfg.action_dim, dtype=torch.float64)
+    far = torch.zeros(cfg.action_dim, dtype=torch.float64)
     n = 0
     for b in range(batches):
         obs = {k: v for k, v in source.batch(b).items() if k in cfg.obs_keys}
@@ -61,19 +66,22 @@ def student_gap(teacher: DiffusionPolicy, student: ConsistencyPolicy, dataset: D
         diff = (deployed - target).double().reshape(-1, cfg.action_dim)  # (B*Ta, Da)
         sq += diff.square().sum(0)
         worst = torch.maximum(worst, diff.abs().amax(0))
+        far += (diff.abs() > FAR).double().sum(0)
         out = (raw.abs() > 1.0) & ((raw.clamp(-1.0, 1.0) - target).abs() > OFF)
         beyond += out.double().reshape(-1, cfg.action_dim).sum(0)
         n += diff.shape[0]
-    dims = [{"dim": d, "mse": float(sq[d] / n), "beyond_clip": float(beyond[d] / n), "max_abs": float(worst[d])}
-            for d in range(cfg.action_dim)]
-    return {"dims": dims, "mse": float(sq.sum() / (n * cfg.action_dim)),
-            "beyond_clip": float(beyond.sum() / (n * cfg.action_dim)), "max_abs": float(worst.max()), "samples": n}
+    dims = [{"dim": d, "mse": float(sq[d] / n), "beyond_clip": float(beyond[d] / n), "far": float(far[d] / n),
+             "max_abs": float(worst[d])} for d in range(cfg.action_dim)]
+    total = n * cfg.action_dim
+    return {"dims": dims, "mse": float(sq.sum() / total), "beyond_clip": float(beyond.sum() / total),
+            "far": float(far.sum() / total), "max_abs": float(worst.max()), "samples": n}
 
 
 def format_gap(gap: dict[str, Any]) -> str:
-    lines = ["dim        mse  beyond_clip  max_abs"]
-    lines += [f"{d['dim']:>3}  {d['mse']:9.5f}  {d['beyond_clip']:10.4f}  {d['max_abs']:7.3f}" for d in gap["dims"]]
-    lines.append(f"all  {gap['mse']:9.5f}  {gap['beyond_clip']:10.4f}  {gap['max_abs']:7.3f}  "
+    lines = ["dim        mse  beyond_clip     far  max_abs"]
+    lines += [f"{d['dim']:>3}  {d['mse']:9.5f}  {d['beyond_clip']:11.4f}  {d['far']:6.4f}  {d['max_abs']:7.3f}"
+              for d in gap["dims"]]
+    lines.append(f"all  {gap['mse']:9.5f}  {gap['beyond_clip']:11.4f}  {gap['far']:6.4f}  {gap['max_abs']:7.3f}  "
                  f"({gap['samples']} action steps per dimension)")
     return "\n".join(lines)
 
