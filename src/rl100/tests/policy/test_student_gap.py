@@ -34,7 +34,7 @@ def test_gap_counts_overshoot_per_dimension(h, tmp_path):
     assert gap["dims"][1]["beyond_clip"] > 0.5 and gap["dims"][0]["beyond_clip"] == base["dims"][0]["beyond_clip"]
     assert gap["dims"][0]["mse"] == pytest.approx(base["dims"][0]["mse"])
     assert gap["dims"][1]["mse"] > base["dims"][1]["mse"]  # deployed (clamped) at +1, not where the teacher is
-    assert gap["dims"][1]["far"] >= gap["dims"][1]["beyond_clip"] and gap["dims"][0]["far"] == base["dims"][0]["far"]
+    assert gap["dims"][1]["far"] > 0.5 and gap["dims"][0]["far"] == base["dims"][0]["far"]
     assert gap["mse"] == pytest.approx((gap["dims"][0]["mse"] + gap["dims"][1]["mse"]) / 2)
 
 
