@@ -130,12 +130,20 @@ def family_args(text: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+CAMERA_OBS = ("rgb", "depth", "points", "wrist_rgb", "wrist_depth")
+"""observation names (``rl100.sim.obs``) rendered by a camera"""
+CAMERA_FAMILIES = ("appearance", "camera_pose", "frame_drop")
+"""families that change only camera images (frame_drop holds the robot state only with ``state=true``, not in
+its presets)"""
+
+
 def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: list[str], severities: list[str],
                    episodes: int, seed: int = 0, family_seed: int = 0, max_steps: int = 0,
                    log=print) -> dict[str, Any]:
     """Nominal, then every (family, severity); ``make_agent(env)`` returns the agent for that environment.
 
-    ``families``: names, or ``["all"]`` for every family that applies to ``task``; an entry may be a
+    ``families``: names, or ``["all"]`` for every family that applies to ``task`` and can change what the policy
+    observes (a state-only policy skips the camera families, logged with the reason); an entry may be a
     ``(name, overrides)`` pair (:func:`family_args`): the overrides replace the severity preset's values.
     """
     from rl100.sim import disturbances
@@ -162,9 +170,16 @@ def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: 
     if families == ["all"]:
         probe = disturbances.make_env(task, None, **env_kwargs)
         try:
-            families = [name for name, why in disturbances.applicability(probe).items() if why is None]
+            why_not = disturbances.applicability(probe)
+            blind = not set(getattr(probe.unwrapped, "obs_names", ())) & set(CAMERA_OBS)
         finally:
             probe.close()
+        if blind:  # the families that only change what a camera sees would be nominal again, row for row
+            why_not |= dict.fromkeys(CAMERA_FAMILIES, "the policy observes no camera")
+        skipped = {name: why for name, why in why_not.items() if why is not None}
+        if skipped:
+            log("not run: " + "; ".join(f"{name} ({why})" for name, why in sorted(skipped.items())))
+        families = [name for name, why in why_not.items() if why is None]
     items = [f if isinstance(f, tuple) else (f, {}) for f in families]
     configs = [(disturbances.make_family(name, sev, family_seed, **over), over)
                for name, over in items for sev in severities]

@@ -375,6 +375,18 @@ def test_robustness_command_writes_table_and_plot(tmp_path, capsys):
     assert "unknown robustness family 'shove'" in capsys.readouterr().out
 
 
+def test_all_families_skip_the_camera_ones_for_a_policy_without_a_camera(tmp_path, capsys):
+    """A state-only agent: appearance, camera_pose and frame_drop would only repeat the nominal row; 'all' leaves
+    them out and says why."""
+    out = tmp_path / "all"
+    argv = ["robustness", "expert", "--task", "juicing-place", "--families", "all", "--severity", "mild",
+            "--episodes", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    ran = {r["family"] for r in json.loads((out / "results.json").read_text())["families"]}
+    assert ran == set(ALL) - {"appearance", "camera_pose", "frame_drop"}
+    assert "camera_pose (the policy observes no camera)" in capsys.readouterr().out
+
+
 def test_robustness_command_takes_parameter_overrides_for_an_ablation(tmp_path, capsys):
     from rl100.robustness import family_args
 
