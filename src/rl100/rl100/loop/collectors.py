@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ SUCCESS_RATE, EPISODES, ENV_STEPS = "success_rate", "episodes", "env_steps"
 ROLLOUTS_DIR = "rollouts"
 # per-episode meta written by SimCollector
 SEED, SOURCE, POLICY, TAKEOVER_STEP, TAKEOVER_REASON = "seed", "source", "policy", "takeover_step", "takeover_reason"
+DISTURBANCE = "disturbance"
 SOURCE_ROLLOUT = "policy_rollout"
 
 _NAME_OF_KEY = {key: name for name, key in OBS_NAMES.items()}
@@ -73,13 +74,15 @@ class SimCollector:
     ``operator``: the scripted operator's thresholds (None: no operator); ``expert_skill``: the skill of the expert
     the operator drives; ``threads``: ONNX Runtime intra-op threads; ``workers``: processes for collection and
     evaluation (each its own simulator and runtime); ``temporal_ensemble``: the runtime replans every step and
-    averages overlapping chunks (the deployed mode of the shipped model).
+    averages overlapping chunks (the deployed mode of the shipped model); ``disturbances``: robustness family specs
+    (:mod:`rl100.sim.disturbances`) that collected episodes run under, the episode seeded s under entry s mod their
+    number (``none``: nominal), recorded in its meta (``disturbance``); evaluation is always nominal.
     """
 
     def __init__(self, task: str, specs: Mapping[str, Any], *, meta: Mapping[str, Any] | None = None,
                  task_options: Mapping[str, Any] | None = None, operator: OperatorConfig | None = None,
                  expert_skill: float = 1.0, fsync: bool = True, threads: int = 1, workers: int = 1,
-                 temporal_ensemble: bool = False) -> None:
+                 temporal_ensemble: bool = False, disturbances: Sequence[str] = ()) -> None:
         if ACTION not in specs:
             raise ValueError(f"specs must include {ACTION!r}")
         self.task = task
@@ -97,11 +100,12 @@ class SimCollector:
         self.threads = int(threads)
         self.workers = int(workers)
         self.temporal_ensemble = bool(temporal_ensemble)
+        self.disturbances = [str(d) for d in disturbances]
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._kwargs = {"task": task, "specs": self.specs, "meta": self.meta, "task_options": self.task_options,
                         "operator": operator, "expert_skill": expert_skill, "fsync": fsync, "threads": threads,
-                        "temporal_ensemble": temporal_ensemble}
+                        "temporal_ensemble": temporal_ensemble, "disturbances": self.disturbances}
 
     # ------------------------------------------------------------------------------------------ interfaces
     def collect(self, policy_onnx: Path, out_dir: Path, n_episodes: int, seed: int) -> Path:
@@ -196,11 +200,18 @@ class SimCollector:
 
     def _episode(self, policy: PolicyLike, env: Any, writer: DatasetWriter, seed: int,
                  operator: ScriptedOperator | None, expert: Any, policy_name: str) -> None:
+        meta = {SEED: seed, SOURCE: SOURCE_ROLLOUT, POLICY: policy_name}
+        if self.disturbances:
+            from rl100.sim import disturbances
+
+            spec = self.disturbances[seed % len(self.disturbances)]
+            disturbances.attach(env, spec, seed=seed)  # "none": nominal; a family that does not apply raises here
+            meta[DISTURBANCE] = spec
         obs, _ = env.reset(seed=seed)
         policy.reset()
         if operator is not None:
             operator.reset()
-        episode = writer.begin_episode(meta={SEED: seed, SOURCE: SOURCE_ROLLOUT, POLICY: policy_name})
+        episode = writer.begin_episode(meta=meta)
         while True:
             in_control = operator is not None and operator.update(self.view(obs))
             if in_control and operator.takeover_step == operator.step - 1:
@@ -214,6 +225,10 @@ class SimCollector:
                 break
         if operator is not None and operator.active:
             episode.meta.update({TAKEOVER_STEP: operator.takeover_step, TAKEOVER_REASON: operator.reason})
+        dset = getattr(env.unwrapped, "disturbances", None)
+        if dset is not None:  # what the families did (as rl100 collect records it)
+            episode.meta["disturbance_events"] = [
+                {"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
         episode.end(success=bool(info.get("success", False)), terminal=bool(terminated))
 
 
@@ -233,6 +248,10 @@ def collection_metrics(dataset: Dataset) -> dict[str, Any]:
         reason = info.meta.get(TAKEOVER_REASON)
         if reason:
             reasons[reason] = reasons.get(reason, 0) + 1
+    by_disturbance: dict[str, list[bool]] = {}
+    for info in infos:
+        if DISTURBANCE in info.meta:
+            by_disturbance.setdefault(str(info.meta[DISTURBANCE]), []).append(bool(info.success))
     inter = [i for i in infos if i.flags_any & FLAG_INTERVENTION]
     alone = [i for i in infos if not i.flags_any & FLAG_INTERVENTION]
     n = len(infos)
@@ -241,4 +260,5 @@ def collection_metrics(dataset: Dataset) -> dict[str, Any]:
             "intervention_steps": int(sum(i.flag_counts.get("intervention", 0) for i in infos)),
             "intervention_success_rate": float(np.mean([i.success for i in inter])) if inter else None,
             "policy_only_success_rate": float(np.mean([i.success for i in alone])) if alone else None,
-            "takeover_reasons": reasons}
+            "takeover_reasons": reasons,
+            "disturbance_success": {k: float(np.mean(v)) for k, v in sorted(by_disturbance.items())}}

@@ -131,6 +131,11 @@ class LoopConfig:
     temporal_ensemble: bool = False
     """collect and evaluate replanning every step with temporal ensembling (how the policy node runs the
     shipped model) instead of executing 8-step chunks"""
+    disturbances: list[str] = field(default_factory=list)
+    """robustness families the collected episodes run under (:mod:`rl100.sim.disturbances` specs: ``move_object``,
+    ``push_object:severe``, ``none`` for a nominal episode); the episode seeded s runs under entry s mod the list's
+    length, recorded in its meta. Evaluation stays nominal (``rl100 robustness`` scores the families). Empty: all
+    nominal"""
     workers: int = 1
     """collection and evaluation processes (each its own simulator and runtime; evaluation results do not depend on
     it, collected episodes do: the noise and the operator's expert continue within a worker's seed range)"""
@@ -162,6 +167,12 @@ class LoopConfig:
         _check_section("il", self.il, TRAIN_RESERVED)
         _check_section("distill", self.distill, TRAIN_RESERVED)
         _check_section("online", self.online, ONLINE_RESERVED)
+        self.disturbances = [str(d) for d in self.disturbances or []]
+        if self.disturbances:
+            from rl100.sim.disturbances import parse_families
+
+            for spec in self.disturbances:
+                parse_families(spec)  # ValueError naming the family or parameter
         if self.online_iterations < 0:
             raise ValueError(f"online_iterations must be >= 0, got {self.online_iterations}")
         self.offline_config(dataset="-", policy="-", out="-", seed=0)

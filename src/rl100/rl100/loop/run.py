@@ -110,7 +110,7 @@ class Loop:
             sim = SimCollector(cfg.task, record_specs(ds), meta=ds.meta, task_options=cfg.task_options,
                                operator=cfg.operator_config(), expert_skill=cfg.expert_skill, fsync=cfg.fsync,
                                threads=cfg.threads, workers=cfg.workers,
-                               temporal_ensemble=cfg.temporal_ensemble)
+                               temporal_ensemble=cfg.temporal_ensemble, disturbances=cfg.disturbances)
             collector, evaluator = collector or sim, evaluator or sim
         self.collector, self.evaluator = collector, evaluator
         self.steps: dict[str, Callable[[int, Path], st.StepResult]] = {

@@ -85,3 +85,23 @@ def test_temporal_ensemble_replans_every_step(cm_onnx, demos, h):
     chunked = SimCollector("juicing-place", record_specs(ds), **kw).evaluate(cm_onnx, 2, seed=7)
     assert te["latency"]["count"] == te["env_steps"] == 2 * h.MAX_STEPS  # one prediction per step
     assert chunked["latency"]["count"] < chunked["env_steps"]  # one per executed chunk
+
+
+def test_collection_under_disturbances_cycles_them_by_seed(cm_onnx, demos, h, tmp_path):
+    """Episode seeded s runs under entry s mod n, recorded in its meta with what the family did; the collector's
+    evaluation stays nominal, and a spec that is no family is refused by the loop's config."""
+    from rl100.data import Dataset
+    from rl100.loop.collectors import DISTURBANCE, SEED, SimCollector, collection_metrics, record_specs
+    from rl100.loop.config import LoopConfig
+
+    ds = Dataset(demos)
+    collector = SimCollector("juicing-place", record_specs(ds), meta=ds.meta, task_options={"max_steps": 8},
+                             fsync=False, disturbances=["none", "table_height:severe"])
+    out = Dataset(collector.collect(cm_onnx, tmp_path, 3, seed=100))
+    metas = [out.episode_info(i).meta for i in range(len(out))]
+    assert [(m[SEED], m[DISTURBANCE]) for m in metas] == [(100, "none"), (101, "table_height:severe"),
+                                                            (102, "none")]
+    assert "disturbance_events" not in metas[0] and metas[1]["disturbance_events"]  # the table moved in 101 only
+    assert set(collection_metrics(out)["disturbance_success"]) == {"none", "table_height:severe"}
+    with pytest.raises(ValueError, match="shove"):
+        LoopConfig(policy="p", task="t", disturbances=["move_object", "shove"])
