@@ -14,28 +14,6 @@
 #
 #   scripts/loop_juicing_state.sh RUN_DIR [ROUNDS] [DEVICE] [extra loop-sim --set KEY=VALUE ...]
 #
-# Env: RL100_WORKERS (collection / evaluation processes, default: the number of cores), IL_STEPS (default 2000).
-# Stages whose output exists are skipped, and the loop resumes from its ledger, so an interrupted run continues.
+# scripts/loop_panda_state.sh with TASK juicing-place (its environment variables apply).
 set -euo pipefail
-RUN="${1:?usage: loop_juicing_state.sh RUN_DIR [ROUNDS] [DEVICE] [KEY=VALUE ...]}"
-ROUNDS="${2:-3}"
-DEVICE="${3:-auto}"
-shift $(( $# < 3 ? $# : 3 ))
-RL100="${RL100:-rl100}"
-WORKERS="${RL100_WORKERS:-$(nproc)}"
-mkdir -p "$RUN"
-[ -f "$RUN/demos/dataset.json" ] || $RL100 collect --task juicing-place --episodes 30 --seed 2000 --skill 0.3 \
-  --obs state,env_state --only-success --out "$RUN/demos"
-[ -f "$RUN/il/policy.json" ] || $RL100 train-il --config il_state_small --dataset "$RUN/demos" --out "$RUN/il" \
-  --steps "${IL_STEPS:-2000}" --set "train.obs_keys=[observation.state,observation.env_state]" \
-  --set policy.down_dims=[32,64,128] --set train.batch_size=128 --set train.warmup_steps=200 \
-  --set train.device="$DEVICE" --no-progress
-extra=()
-for kv in "$@"; do extra+=(--set "$kv"); done
-exec $RL100 loop-sim --policy "$RUN/il/policy.json" --dataset "$RUN/demos" --task juicing-place \
-  --rounds "$ROUNDS" --episodes 50 --eval-episodes 100 --out "$RUN/loop" --device "$DEVICE" \
-  --set workers="$WORKERS" --set collect_with=ddim --set offline.bc_weight=0.1 \
-  --set offline.critic_steps=2000 --set offline.ppo_iters=30 --set offline.batch_size=128 \
-  --set il.steps=2000 --set il.lr=1e-4 --set il.batch_size=128 --set il.refit_normalizer=true --set il.intervention_share=0.5 \
-  --set distill.steps=4000 --set distill.batch_size=128 --set distill.warmup_steps=100 \
-  "${extra[@]}"
+exec "$(dirname "$0")/loop_panda_state.sh" juicing-place "$@"
