@@ -6,7 +6,7 @@
 #   DEMOS successful episodes of the scripted expert at skill SKILL (novice demos) -> small diffusion policy (U-Net
 #   32-64-128, IL STEPS at batch 128) -> rl100 loop-sim: per round, collect 50 episodes with the DDIM policy while
 #   the scripted operator takes over near failure (flagged interventions; on tasks with an operator view:
-#   juicing-place, else no operator), IQL critics + offline PPO over the denoising chain + OPE gate, re-imitation
+#   juicing-place, bowling; else no operator), IQL critics + offline PPO over the denoising chain + OPE gate, re-imitation
 #   on demos + successful rollouts + intervention segments (2,000 steps at lr 1e-4, the normaliser refitted to the
 #   round's data, half of every batch from the operator's segments), distillation (4,000 steps from the teacher's
 #   weights), export, 100 evaluation episodes of each export on fixed seeds. online_iterations=N adds the online
@@ -35,8 +35,9 @@ mkdir -p "$RUN"
   --set policy.down_dims=[32,64,128] --set train.batch_size=128 --set train.warmup_steps=200 \
   --set train.device="$DEVICE" --no-progress
 extra=()
-case "$TASK" in
-  juicing-place) ;;  # the scripted operator has a view of this task
+case "$TASK" in  # the scripted operator, on the tasks it has a view of (rl100.loop.operator.TASK_VIEWS)
+  juicing-place) ;;
+  bowling) extra+=(--set operator.closed_steps=0 --set operator.stall_steps=25) ;;  # fingers closed by design
   *) extra+=(--no-operator) ;;
 esac
 for kv in "$@"; do extra+=(--set "$kv"); done

@@ -19,8 +19,8 @@ Failure signs (each can be switched off by a zero threshold in :class:`OperatorC
   default (``approach_xy = 0``): on juicing-place the tool passes low beside the orange on good approaches.
 
 Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
-state (:func:`juicing_view`, :func:`metaworld_view`); the ROS stack can build the same view from its own object
-tracking. Units: metres, robot base frame, ``z`` up, table top at ``table_z``.
+state (:func:`juicing_view`, :func:`bowling_view`, :func:`metaworld_view`); the ROS stack can build the same view
+from its own object tracking. Units: metres, robot base frame, ``z`` up, table top at ``table_z``.
 """
 
 from __future__ import annotations
@@ -176,6 +176,22 @@ def juicing_view(obs: Mapping[str, Any]) -> TaskView:
                     target=env[JUICING_CROWN])
 
 
+# bowling OBS_ENV_STATE layout (rl100.sim.bowling): ball pos (3), velocity (3), radius (1), pin positions (3 x 3),
+# pin uprightness (3)
+BOWLING_POS, BOWLING_VEL, BOWLING_RADIUS, BOWLING_HEAD_PIN = slice(0, 3), slice(3, 6), 6, slice(7, 10)
+
+
+def bowling_view(obs: Mapping[str, Any]) -> TaskView:
+    """bowling: the ball is the object, the head pin the target. The fingers stay closed by design (the expert
+    strikes with them), so run the operator with the empty-grasp sign off (``closed_steps=0``); the ball never
+    lifts, so the dropped sign stays quiet; the stall sign sees a policy that never strikes."""
+    state = np.asarray(obs[OBS_STATE], dtype=np.float64)
+    env = np.asarray(obs[OBS_ENV_STATE], dtype=np.float64)
+    return TaskView(tcp=state[STATE_TCP], gripper_width=float(state[STATE_WIDTH]), obj=env[BOWLING_POS],
+                    obj_speed=float(np.linalg.norm(env[BOWLING_VEL])), obj_half_height=float(env[BOWLING_RADIUS]),
+                    target=env[BOWLING_HEAD_PIN])
+
+
 # Meta-World v3 (rl100.sim.metaworld_env): OBS_ENV_STATE is Meta-World's own observation: hand (0:3), gripper (3),
 # first object position (4:7) and quaternion (7:11), second object (11:18), the previous frame's copy of 0:18 (18:36),
 # goal (36:39). Metres, Meta-World's world frame, table top at z = 0.
@@ -202,7 +218,8 @@ def metaworld_view(obs: Mapping[str, Any]) -> TaskView:
 
 
 TASK_VIEWS: dict[str, Callable[[Mapping[str, Any]], TaskView]] = {
-    "juicing-place": juicing_view, "metaworld/push-v3": metaworld_view, "metaworld/pick-place-v3": metaworld_view}
+    "juicing-place": juicing_view, "bowling": bowling_view, "metaworld/push-v3": metaworld_view,
+    "metaworld/pick-place-v3": metaworld_view}
 """simulated task -> observation dict -> :class:`TaskView`"""
 
 

@@ -18,6 +18,7 @@ from rl100.loop.operator import (
     OperatorConfig,
     ScriptedOperator,
     TaskView,
+    bowling_view,
     juicing_view,
     metaworld_view,
     view_for,
@@ -130,6 +131,20 @@ def test_juicing_view_reads_the_privileged_state(sim_ok):
     assert v.obj_half_height == pytest.approx(u.orange_radius) and abs(v.height) < 0.002  # resting on the table
     assert v.gripper_width == pytest.approx(float(obs[OBS_STATE][7])) and v.gripper_width > 0.07
     assert OBS_ENV_STATE in obs
+    env.close()
+
+
+def test_bowling_view_reads_the_privileged_state(sim_ok):
+    from rl100 import sim
+
+    env = sim.make_env("bowling", seed=4)
+    obs, _ = env.reset(seed=4)
+    u = env.unwrapped
+    assert view_for("bowling") is bowling_view
+    v = bowling_view(obs)
+    np.testing.assert_allclose(v.obj, u.data.qpos[u._ball_q : u._ball_q + 3], atol=1e-6)
+    np.testing.assert_allclose(v.target, u.data.qpos[u._pin_q[0] : u._pin_q[0] + 3], atol=1e-6)
+    assert v.obj_half_height == pytest.approx(u.ball_radius) and abs(v.height) < 0.002  # the ball rests on the table
     env.close()
 
 
