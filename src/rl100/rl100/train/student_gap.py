@@ -100,7 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batches < 1 or args.batch_size < 1:
         parser.error("--batches and --batch-size must be >= 1")
-    torch.set_grad_enabled(False)
     gap = student_gap(load_policy(args.teacher).eval(), load_policy(args.student).eval(), Dataset(args.dataset),
                       batches=args.batches, batch_size=args.batch_size, seed=args.seed,
                       intervention_share=args.intervention_share)

@@ -51,3 +51,4 @@ def test_refuses_a_pair_that_is_not_teacher_and_student(h, tmp_path):
     out = tmp_path / "g.json"
     assert main([str(t), str(s), str(root), "--batches", "1", "--batch-size", "4", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["samples"] == 4 * teacher.config.horizon
+    assert torch.is_grad_enabled()  # the command leaves the process's autograd state alone (tests run after it)
