@@ -438,3 +438,20 @@ def test_robustness_command_checks_a_knocked_camera(tmp_path):
     assert len(checks["nominal"]) == 1 and len(checks["camera_pose"]) == 1  # one check per episode
     moved = [float(c.split()[2]) for c in (checks["nominal"][0], checks["camera_pose"][0])]
     assert moved[0] < 1.0 < moved[1]  # mm: the nominal camera is where it is believed; the knocked one is not
+
+
+def test_disturbance_cycle_picks_the_family_by_episode_seed():
+    """Episode seeded s runs under entry s mod n; a reset without a seed, or a spec that is no family, is refused."""
+    env = D.cycle(make_env("juicing-place"), ["none", "table_height:severe"])
+    try:
+        env.reset(seed=4)
+        assert env.current == "none" and env.unwrapped.disturbances is None
+        env.reset(seed=5)
+        assert env.current == "table_height:severe" and env.unwrapped.disturbances.events  # the table moved
+        with pytest.raises(ValueError, match="needs a seed"):
+            env.reset()
+    finally:
+        env.close()
+    assert D.cycle("untouched", []) == "untouched"
+    with pytest.raises(ValueError, match="shove"):
+        D.DisturbanceCycle(None, ["shove"])

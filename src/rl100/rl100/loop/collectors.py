@@ -158,9 +158,10 @@ class SimCollector:
     def make_env(self, card: Mapping[str, Any], seed: int):
         """The task with the observations of the card's inputs and of the recorded keys."""
         from rl100 import sim
+        from rl100.sim.disturbances import cycle
 
         names, kw = self.env_kwargs(card)
-        return sim.make_env(self.task, seed=seed, obs=names, **kw)
+        return cycle(sim.make_env(self.task, seed=seed, obs=names, **kw), self.disturbances)
 
     def env_kwargs(self, card: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
         """(observation names, other ``sim.make_env`` keywords) for the card's inputs and the recorded keys."""
@@ -201,13 +202,9 @@ class SimCollector:
     def _episode(self, policy: PolicyLike, env: Any, writer: DatasetWriter, seed: int,
                  operator: ScriptedOperator | None, expert: Any, policy_name: str) -> None:
         meta = {SEED: seed, SOURCE: SOURCE_ROLLOUT, POLICY: policy_name}
-        if self.disturbances:
-            from rl100.sim import disturbances
-
-            spec = self.disturbances[seed % len(self.disturbances)]
-            disturbances.attach(env, spec, seed=seed)  # "none": nominal; a family that does not apply raises here
-            meta[DISTURBANCE] = spec
         obs, _ = env.reset(seed=seed)
+        if getattr(env, "current", None) is not None:  # a DisturbanceCycle: this episode's family
+            meta[DISTURBANCE] = env.current
         policy.reset()
         if operator is not None:
             operator.reset()

@@ -196,11 +196,15 @@ def make_learner(cfg: OnlineConfig, policy: DiffusionPolicy, device: torch.devic
     return Learner(cfg, copy.deepcopy(policy).to(device), value.to(device), student, ema)
 
 
-def make_envs(cfg: OnlineConfig, policy: DiffusionPolicy, count: int, seed: int) -> list[Any]:
+def make_envs(cfg: OnlineConfig, policy: DiffusionPolicy, count: int, seed: int, disturbed: bool = True
+              ) -> list[Any]:
+    """``count`` task environments with the policy's observations; ``disturbed``: under ``cfg.disturbances``."""
     from rl100 import sim
+    from rl100.sim.disturbances import cycle
 
     kw = env_kwargs_for(policy.config) | cfg.task_options
-    return [sim.make_env(cfg.task, seed=seed + i, **kw) for i in range(count)]
+    specs = cfg.disturbances if disturbed else []
+    return [cycle(sim.make_env(cfg.task, seed=seed + i, **kw), specs) for i in range(count)]
 
 
 def rollout_batch(learner: Learner, rollout: Rollout, device: torch.device) -> tuple[Batch, dict[str, float]]:
@@ -269,7 +273,7 @@ def online(cfg: OnlineConfig, resume: bool = False, command: str = "", stop_afte
     torch.manual_seed(cfg.seed)
     learner = make_learner(cfg, policy, device)
     envs = make_envs(cfg, policy, cfg.n_envs, cfg.seed)
-    eval_env = make_envs(cfg, policy, 1, cfg.eval_seed)[0] if cfg.eval_episodes > 0 else None
+    eval_env = make_envs(cfg, policy, 1, cfg.eval_seed, disturbed=False)[0] if cfg.eval_episodes > 0 else None
     logger = MetricLogger(out)
     start, best, env_steps = 0, -1.0, 0
     if resume and (out / "state_policy.json").exists():

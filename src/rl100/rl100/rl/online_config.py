@@ -53,6 +53,9 @@ class OnlineConfig:
     """rl100.sim task name (or metaworld/<task>-v3); observations are the policy's"""
     task_options: dict[str, Any] = field(default_factory=dict)
     """task config fields passed to make_env (e.g. max_steps)"""
+    disturbances: list[str] = field(default_factory=list)
+    """robustness families (:mod:`rl100.sim.disturbances` specs, ``none`` for nominal) the training episodes run
+    under: the episode seeded s under entry s mod their number; evaluation stays nominal; empty: nominal"""
     critics: str = ""
     """offline-round critics.safetensors: warm-start V from its encoder + V head (strict); empty: fresh V"""
     student: str = ""
@@ -100,6 +103,12 @@ class OnlineConfig:
             if isinstance(value, dict):
                 setattr(self, name, cls(**value))
         self.task_options = dict(self.task_options or {})
+        self.disturbances = [str(d) for d in self.disturbances or []]
+        if self.disturbances:
+            from rl100.sim.disturbances import parse_families
+
+            for spec in self.disturbances:
+                parse_families(spec)  # ValueError naming the family or parameter
         if min(self.iterations, self.n_envs, self.episodes_per_iter, self.minibatch_size, self.eval_every,
                self.ckpt_every) < 1:
             raise ValueError("iterations, n_envs, episodes_per_iter, minibatch_size, eval_every, ckpt_every "

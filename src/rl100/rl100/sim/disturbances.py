@@ -58,7 +58,8 @@ from rl100.sim.disturbances_base import (
 )
 from rl100.sim.disturbances_obs import ObservationFilter
 
-__all__ = ["FAMILIES", "SEVERITIES", "DisturbanceSet", "Family", "applicability", "attach", "detach",
+__all__ = ["FAMILIES", "SEVERITIES", "DisturbanceCycle", "DisturbanceSet", "Family", "applicability", "attach",
+           "cycle", "detach",
            "family_from_dict", "family_names", "make_env", "make_family", "parse_families", "to_json"]
 
 
@@ -255,6 +256,36 @@ def make_env(task: str, disturbance: Any = None, *, severity: str = "moderate", 
         env.close()
         raise
     return env
+
+
+class DisturbanceCycle:
+    """A task environment whose episode seeded ``s`` runs under ``specs[s % len(specs)]`` (``"none"``: nominal).
+
+    For training under a mix of families (the loop's collection, online RL): :meth:`reset` attaches the entry first,
+    ``current`` names it. Every other attribute is the wrapped environment's. A reset without a seed is refused: the
+    family would not follow from the episode."""
+
+    def __init__(self, env, specs: list[str]) -> None:
+        if not specs:
+            raise ValueError("DisturbanceCycle needs at least one spec")
+        for spec in specs:
+            parse_families(spec)  # ValueError naming the family or parameter, before any episode
+        self.env, self.specs, self.current = env, [str(s) for s in specs], None
+
+    def reset(self, *, seed: int | None = None, options: Any = None):
+        if seed is None:
+            raise ValueError("DisturbanceCycle.reset needs a seed (it picks the episode's family)")
+        self.current = self.specs[int(seed) % len(self.specs)]
+        attach(self.env, self.current, seed=int(seed))
+        return self.env.reset(seed=seed, options=options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+
+def cycle(env, specs: list[str] | None):
+    """``env`` under :class:`DisturbanceCycle` when ``specs`` are given, else ``env`` itself."""
+    return DisturbanceCycle(env, list(specs)) if specs else env
 
 
 def applicability(env) -> dict[str, str | None]:

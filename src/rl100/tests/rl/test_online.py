@@ -215,3 +215,22 @@ def test_config_validation_and_preset():
         OnlineConfig(gamma=0.0)
     with pytest.raises(ValueError, match="value.clip"):
         OnlineConfig(value={"clip": -1.0})
+    with pytest.raises(ValueError, match="shove"):
+        OnlineConfig(disturbances=["push_arm", "shove"])
+
+
+def test_training_episodes_run_under_the_families_and_evaluation_does_not(tmp_path):
+    from rl100.rl.online import make_envs
+
+    cfg = small_cfg(tmp_path, disturbances=["none", "push_object"])
+    policy = panda_policy()
+    train = make_envs(cfg, policy, 2, seed=10)
+    nominal = make_envs(cfg, policy, 1, seed=10, disturbed=False)[0]
+    try:
+        for env in train:
+            env.reset(seed=11)
+        assert [env.current for env in train] == ["push_object", "push_object"]
+        assert not hasattr(nominal, "current") and nominal.unwrapped.disturbances is None
+    finally:
+        for env in (*train, nominal):
+            env.close()
