@@ -224,8 +224,9 @@ class SimCollector:
             episode.meta.update({TAKEOVER_STEP: operator.takeover_step, TAKEOVER_REASON: operator.reason})
         dset = getattr(env.unwrapped, "disturbances", None)
         if dset is not None:  # what the families did (as rl100 collect records it)
-            episode.meta["disturbance_events"] = [
-                {"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
+            from rl100.sim.disturbances import events_meta
+
+            episode.meta["disturbance_events"] = events_meta(dset)
         episode.end(success=bool(info.get("success", False)), terminal=bool(terminated))
 
 

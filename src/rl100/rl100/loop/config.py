@@ -167,12 +167,11 @@ class LoopConfig:
         _check_section("il", self.il, TRAIN_RESERVED)
         _check_section("distill", self.distill, TRAIN_RESERVED)
         _check_section("online", self.online, ONLINE_RESERVED)
-        self.disturbances = [str(d) for d in self.disturbances or []]
+        self.disturbances = list(self.disturbances or [])
         if self.disturbances:
-            from rl100.sim.disturbances import parse_families
+            from rl100.sim.disturbances import check_specs
 
-            for spec in self.disturbances:
-                parse_families(spec)  # ValueError naming the family or parameter
+            self.disturbances = check_specs(self.disturbances)
         if self.online_iterations < 0:
             raise ValueError(f"online_iterations must be >= 0, got {self.online_iterations}")
         self.offline_config(dataset="-", policy="-", out="-", seed=0)

@@ -103,12 +103,11 @@ class OnlineConfig:
             if isinstance(value, dict):
                 setattr(self, name, cls(**value))
         self.task_options = dict(self.task_options or {})
-        self.disturbances = [str(d) for d in self.disturbances or []]
+        self.disturbances = list(self.disturbances or [])
         if self.disturbances:
-            from rl100.sim.disturbances import parse_families
+            from rl100.sim.disturbances import check_specs
 
-            for spec in self.disturbances:
-                parse_families(spec)  # ValueError naming the family or parameter
+            self.disturbances = check_specs(self.disturbances)
         if min(self.iterations, self.n_envs, self.episodes_per_iter, self.minibatch_size, self.eval_every,
                self.ckpt_every) < 1:
             raise ValueError("iterations, n_envs, episodes_per_iter, minibatch_size, eval_every, ckpt_every "

@@ -143,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             if dset is not None:  # what the families did in this episode (pushes, jumps...)
                 episode.meta["disturbances"] = dset.configs()
-                episode.meta["disturbance_events"] = [
-                    {"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
+                episode.meta["disturbance_events"] = disturbances.events_meta(dset)
             episode.end(success=success, terminal=terminated)
             kept += 1
             outcome = "success" if success else "failure"

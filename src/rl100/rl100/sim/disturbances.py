@@ -258,6 +258,19 @@ def make_env(task: str, disturbance: Any = None, *, severity: str = "moderate", 
     return env
 
 
+def check_specs(specs) -> list[str]:
+    """``specs`` as strings, each parsed once (ValueError naming the family or parameter) before any episode."""
+    out = [str(s) for s in specs or []]
+    for spec in out:
+        parse_families(spec)
+    return out
+
+
+def events_meta(dset: DisturbanceSet) -> list[dict[str, Any]]:
+    """What the families did in the current episode, JSON-ready for an episode's meta (``disturbance_events``)."""
+    return [{"step": int(e["step"]), "family": str(e["family"]), "what": str(e["what"])} for e in dset.events]
+
+
 class DisturbanceCycle:
     """A task environment whose episode seeded ``s`` runs under ``specs[s % len(specs)]`` (``"none"``: nominal).
 
@@ -268,9 +281,7 @@ class DisturbanceCycle:
     def __init__(self, env, specs: list[str]) -> None:
         if not specs:
             raise ValueError("DisturbanceCycle needs at least one spec")
-        for spec in specs:
-            parse_families(spec)  # ValueError naming the family or parameter, before any episode
-        self.env, self.specs, self.current = env, [str(s) for s in specs], None
+        self.env, self.specs, self.current = env, check_specs(specs), None
 
     def reset(self, *, seed: int | None = None, options: Any = None):
         if seed is None:
