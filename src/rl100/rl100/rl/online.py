@@ -159,13 +159,23 @@ class Learner:
                                  scheduler=self.scheds[name], config=self.cfg.to_dict(), extra=extra)
 
     def load_state(self, out: Path) -> tuple[int, dict[str, Any]]:
-        """Restore every module from ``out/state_*``; returns (completed iterations, extra metadata)."""
+        """Restore every module from ``out/state_*``; returns (completed iterations, extra metadata).
+
+        The learning rates and the schedule's length are this config's, not the saved ones: a run resumed with
+        ``ppo.lr`` / ``value.lr`` / ``student_lr`` or ``iterations`` changed continues under the new values
+        (logged), from the step it had reached."""
         steps, extra = set(), {}
         for name, module in self.modules().items():
             if module is not None:
+                sched = self.scheds[name]
+                wanted = list(sched.base_lrs)  # this config's (set when the optimiser was made)
                 meta = load_train_state(out / f"state_{name}", model=module,
                                         ema=self.ema if name == "student" else None, optimizer=self.opts[name],
-                                        scheduler=self.scheds[name])
+                                        scheduler=sched)
+                if sched.base_lrs != wanted or sched.total_steps != self.cfg.iterations:
+                    print(f"resume {name}: lr {sched.base_lrs} -> {wanted}, schedule {sched.total_steps} -> "
+                          f"{self.cfg.iterations} iterations (from the config)", flush=True)
+                    sched.retarget(wanted, self.cfg.iterations)
                 steps.add(int(meta["step"]))
                 extra = meta["extra"]
         if len(steps) != 1:

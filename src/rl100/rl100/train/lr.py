@@ -50,6 +50,19 @@ class CosineWarmup:
         return {"step_count": self.step_count, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "min_ratio": self.min_ratio, "base_lrs": self.base_lrs}
 
+    def retarget(self, base_lrs: list[float], total_steps: int) -> None:
+        """Keep the steps done, continue under new peak rates and a new length (a resumed run whose config
+        changed them); the rate jumps to the new schedule's value at the current step."""
+        if len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"{len(base_lrs)} rates for {len(self.optimizer.param_groups)} parameter groups")
+        if total_steps < 1 or not self.warmup_steps <= total_steps:
+            raise ValueError(f"bad schedule: total={total_steps} warmup={self.warmup_steps}")
+        self.base_lrs = [float(x) for x in base_lrs]
+        self.total_steps = int(total_steps)
+        for g, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            g["initial_lr"] = lr
+        self._apply()
+
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.step_count = int(state["step_count"])
         self.total_steps = int(state["total_steps"])

@@ -201,6 +201,27 @@ def test_resume_equals_uninterrupted(sim_ok, tmp_path):
     assert len(rows) == 3  # header + one row per iteration, none duplicated by the resume
 
 
+def test_resume_takes_the_new_learning_rate_and_length(sim_ok, tmp_path):
+    """Continuing a finished run with another ppo.lr and more iterations uses them (the saved optimiser state
+    must not silently keep the old rate)."""
+    import csv
+
+    from rl100.rl.online import online
+
+    policy = panda_policy()
+    out = str(tmp_path / "c")
+    online(small_cfg(tmp_path, out=out, eval_episodes=0, ppo={"lr": 1e-3, "epochs": 1}), policy=policy)
+    online(small_cfg(tmp_path, out=out, eval_episodes=0, iterations=3, ppo={"lr": 2e-4, "epochs": 1}),
+           policy=policy, resume=True)
+    with open(tmp_path / "c" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert float(rows[1]["charts/lr"]) == pytest.approx(1e-3)  # min_lr_ratio 1: constant rates
+    assert float(rows[2]["charts/lr"]) == pytest.approx(2e-4)
+    state = json.loads((tmp_path / "c" / "state_policy.json").read_text())
+    assert state["scheduler"]["base_lrs"] == [2e-4] and state["scheduler"]["total_steps"] == 3
+
+
 # --------------------------------------------------------------------------------------------- config
 def test_config_validation_and_preset():
     cfg = load_online_config("online_small", ["ppo.lr=2e-6", "value.clip=0.1", "task_options.max_steps=50"],
