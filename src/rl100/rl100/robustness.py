@@ -155,7 +155,7 @@ def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: 
         try:
             t0 = time.perf_counter()
             agent = make_agent(env)
-            res = evaluate(agent, env, episodes, seed, max_steps)
+            res = evaluate(agent, env, episodes, seed, max_steps, failure_modes=True)
             res["wall_s"] = round(time.perf_counter() - t0, 2)
             if getattr(agent, "camera_checks", None):  # one line per episode (TableFrameAgent with a scene)
                 res["camera_checks"] = list(agent.camera_checks)
@@ -200,17 +200,26 @@ def run_robustness(task: str, make_agent, env_kwargs: dict[str, Any], families: 
 def markdown_table(result: dict[str, Any], title: str) -> str:
     nominal = result["nominal"]
 
+    modes = "outcomes" in nominal
+    if modes:
+        from rl100.sim.outcomes import mode_text
+
     def row(name: str, sev: str, r: dict[str, Any], delta: str) -> str:
         lo, hi = r["ci95"]
-        return (f"| {name} | {sev} | {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}) | "
-                f"[{lo:.2f}, {hi:.2f}] | {delta} | {r['mean_length']:.1f} |")
+        cells = (f"| {name} | {sev} | {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}) | "
+                 f"[{lo:.2f}, {hi:.2f}] | {delta} | {r['mean_length']:.1f} |")
+        return cells + (f" {mode_text(r['outcomes'])} |" if modes else "")
 
     lines = [f"### {title}", "", f"task `{result['task']}`, {result['episodes']} episodes per row, env seeds "
              f"{result['seed']}..{result['seed'] + result['episodes'] - 1} (the same for every row), family seed "
              f"{result['family_seed']}", "",
-             "| family | severity | success | 95 % CI | vs nominal | mean steps |", "|---|---|---|---|---|---|",
+             "| family | severity | success | 95 % CI | vs nominal | mean steps |" + (" failures |" if modes else ""),
+             "|---|---|---|---|---|---|" + ("---|" if modes else ""),
              row("nominal", "-", nominal, "-")]
     lines += [row(r["family"], r["severity"], r, f"{r['delta']:+.2f}") for r in result["families"]]
+    if modes:
+        lines += ["", "failures: episodes per failure mode (rl100.sim.outcomes): never_lifted, dropped (let go away "
+                  "from the target), missed_target (let go at the target, no success), holding (still held at the end)"]
     return "\n".join(lines) + "\n"
 
 

@@ -369,6 +369,8 @@ def test_robustness_command_writes_table_and_plot(tmp_path, capsys):
     result = json.loads((out / "results.json").read_text())
     assert [r["config"]["family"] for r in result["families"]] == ["latency", "push_object"]
     assert D.parse_families([r["config"] for r in result["families"]])[0].steps == 1
+    assert result["nominal"]["outcomes"]["modes"]["success"] == 1  # juicing-place: failure modes per row
+    assert "| failures |" in table and "failures: episodes per failure mode" in table
     assert (out / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     assert "robustness.md" in capsys.readouterr().out
     assert cli.main([*argv[:4], "--families", "shove", "--out", str(out)]) == 2

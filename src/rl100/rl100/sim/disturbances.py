@@ -60,7 +60,7 @@ from rl100.sim.disturbances_obs import ObservationFilter
 
 __all__ = ["FAMILIES", "SEVERITIES", "DisturbanceCycle", "DisturbanceSet", "Family", "applicability", "attach",
            "cycle", "detach",
-           "family_from_dict", "family_names", "make_env", "make_family", "parse_families", "to_json"]
+           "family_from_dict", "family_names", "make_env", "make_family", "manipuland", "parse_families", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ class Manipuland:
     dadr: int
 
 
-def _manipuland(env) -> Manipuland | None:
+def manipuland(env) -> Manipuland | None:
+    """The registered manipulated object of a Panda task environment, when it is a free body; else None."""
     import mujoco
 
     from rl100.sim.registry import TASKS
@@ -114,7 +115,7 @@ class DisturbanceSet:
         m = env.model
         self.env = env
         self.families = sorted(families, key=lambda f: (KINDS.index(f.kind), f.order))
-        self.manipuland = _manipuland(env)
+        self.manipuland = manipuland(env)
         self.table_geom = m.geom("table").id
         skip = {m.body("robot_base").id, *env.arm.robot_bodies}
         self.table_bodies = [b for b in range(1, m.nbody)

@@ -178,6 +178,10 @@ class JuicingPlaceEnv(PandaTaskEnv):
     def crown_pos(self) -> np.ndarray:
         return self.data.site_xpos[self._crown_site].copy()
 
+    def place_target(self) -> np.ndarray:
+        """Where the orange goes (the crown's centre; :mod:`rl100.sim.outcomes`)."""
+        return self.crown_pos()
+
     def _env_state(self) -> np.ndarray:
         d, q, v = self.data, self._orange_qadr, self._orange_dadr
         return np.concatenate(

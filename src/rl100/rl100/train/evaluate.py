@@ -32,16 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the results here as JSON")
 
 
-def run_episode(agent, env, seed: int, max_steps: int = 0) -> tuple[bool, float, int]:
+def run_episode(agent, env, seed: int, max_steps: int = 0, tracker=None) -> tuple[bool, float, int]:
     """One episode seeded ``seed``: (success, return, length). An agent with ``reseed`` (PolicyRuntime) draws
-    its sampler noise from ``seed`` too, so an episode's outcome does not depend on the episodes before it."""
+    its sampler noise from ``seed`` too, so an episode's outcome does not depend on the episodes before it.
+    ``tracker``: an :class:`rl100.sim.outcomes.OutcomeTracker` of ``env``, reset and stepped with it."""
     obs, info = env.reset(seed=seed)
     if hasattr(agent, "reseed"):
         agent.reseed(seed)
     agent.reset()
+    if tracker is not None:
+        tracker.reset()
     total, success, t = 0.0, False, 0
     while True:
         obs, reward, terminated, truncated, info = env.step(agent.act(obs))
+        if tracker is not None:
+            tracker.step()
         total += float(reward)
         t += 1
         success = success or bool(info.get("success", False))
@@ -59,11 +64,23 @@ def summarise(outcomes: list[tuple[bool, float, int]], latency: dict[str, object
             "successes": [bool(x) for x in successes], "lengths": [int(x) for x in lengths]}
 
 
-def evaluate(runtime: PolicyRuntime, env, episodes: int, seed: int, max_steps: int = 0) -> dict[str, object]:
+def evaluate(runtime: PolicyRuntime, env, episodes: int, seed: int, max_steps: int = 0,
+             failure_modes: bool = False) -> dict[str, object]:
     """Gymnasium-style ``env`` (dict observations, ``info['success']`` or a SUCCESS-like flag); episode ``j`` is
-    seeded ``seed + j``."""
-    outcomes = [run_episode(runtime, env, seed + ep, max_steps) for ep in range(episodes)]
-    return summarise(outcomes, runtime.latency_stats())
+    seeded ``seed + j``. ``failure_modes``: where the task supports it (:mod:`rl100.sim.outcomes`), also name
+    each episode's outcome (``outcomes``: counts per mode; ``episode_outcomes``: one record per episode)."""
+    from rl100.sim import outcomes as oc
+
+    tracker = oc.OutcomeTracker(env) if failure_modes and oc.supported(env) else None
+    results, records = [], []
+    for ep in range(episodes):
+        results.append(run_episode(runtime, env, seed + ep, max_steps, tracker))
+        if tracker is not None:
+            records.append(tracker.record(results[-1][0]))
+    out = summarise(results, runtime.latency_stats())
+    if tracker is not None:
+        out |= {"outcomes": oc.summarise(records), "episode_outcomes": records}
+    return out
 
 
 # ------------------------------------------------------------------------------------------ parallel evaluation
