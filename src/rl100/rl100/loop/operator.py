@@ -17,6 +17,10 @@ Failure signs (each can be switched off by a zero threshold in :class:`OperatorC
   earliest of the signs (a policy that ignores where the object is shows it as it descends, before it stalls),
   so the operator's correction starts near the states the policy will see again (HG-DAgger's point). Off by
   default (``approach_xy = 0``): on juicing-place the tool passes low beside the orange on good approaches.
+- ``misaimed``: for tasks that strike or push the object towards the target (bowling): the object is at rest, the
+  tool is low and within ``aim_dist`` (xy) of it, and the line from the tool through the object misses the target direction by
+  more than ``aim_deg``: a strike from there sends the object off line, and once it has rolled away no takeover
+  can save the episode. Off by default (``aim_deg = 0``).
 
 Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
 state (:func:`juicing_view`, :func:`bowling_view`, :func:`metaworld_view`); the ROS stack can build the same view
@@ -37,7 +41,8 @@ DROPPED = "dropped"
 EMPTY_GRASP = "empty_grasp"
 STALLED = "stalled"
 MISSED_APPROACH = "missed_approach"
-REASONS = (DROPPED, EMPTY_GRASP, STALLED, MISSED_APPROACH)
+MISAIMED = "misaimed"
+REASONS = (DROPPED, EMPTY_GRASP, STALLED, MISSED_APPROACH, MISAIMED)
 
 # OBS_STATE layout (rl100.robot_state): TCP position (3), TCP quaternion (4), gripper width (1), joints (7)
 STATE_TCP = slice(0, 3)
@@ -101,12 +106,17 @@ class OperatorConfig:
     """m: the tool is low once it is less than this above the object's centre"""
     approach_xy: float = 0.0
     """m: a low tool farther than this from the object horizontally has missed it (0: off)"""
+    aim_deg: float = 0.0
+    """deg: a low tool within ``aim_dist`` of the object whose line through it misses the target direction by more
+    than this is misaimed (0: off)"""
+    aim_dist: float = 0.12
+    """m, xy: how close to the object the tool is watched for its aim"""
 
     def __post_init__(self) -> None:
         if self.stall_steps < 0 or self.closed_steps < 0:
             raise ValueError(f"stall_steps and closed_steps must be >= 0, got {self.stall_steps}, {self.closed_steps}")
         for name in ("progress_eps", "lift_height", "rest_height", "rest_speed", "target_tol", "closed_width",
-                     "approach_height", "approach_xy"):
+                     "approach_height", "approach_xy", "aim_deg", "aim_dist"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.rest_height >= self.lift_height > 0:
@@ -158,6 +168,13 @@ class ScriptedOperator:
         if cfg.approach_xy > 0 and view.tcp[2] - view.obj[2] < cfg.approach_height:
             if float(np.linalg.norm(view.tcp[:2] - view.obj[:2])) > cfg.approach_xy:
                 return MISSED_APPROACH
+        if cfg.aim_deg > 0 and view.obj_speed < cfg.rest_speed and view.tcp[2] - view.obj[2] < cfg.approach_height:
+            line, wanted = view.obj[:2] - view.tcp[:2], view.target[:2] - view.obj[:2]
+            dist = float(np.linalg.norm(line))
+            if 1e-6 < dist < cfg.aim_dist and float(np.linalg.norm(wanted)) > 1e-6:
+                cos = float(np.dot(line, wanted)) / (dist * float(np.linalg.norm(wanted)))
+                if np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) > cfg.aim_deg:
+                    return MISAIMED
         if cfg.stall_steps > 0:
             phi = float(np.linalg.norm(view.tcp - view.obj) + np.linalg.norm(view.obj - view.target))
             if phi < self._best_phi - cfg.progress_eps:
@@ -184,7 +201,8 @@ BOWLING_POS, BOWLING_VEL, BOWLING_RADIUS, BOWLING_HEAD_PIN = slice(0, 3), slice(
 def bowling_view(obs: Mapping[str, Any]) -> TaskView:
     """bowling: the ball is the object, the head pin the target. The fingers stay closed by design (the expert
     strikes with them), so run the operator with the empty-grasp sign off (``closed_steps=0``); the ball never
-    lifts, so the dropped sign stays quiet; the stall sign sees a policy that never strikes."""
+    lifts, so the dropped sign stays quiet; the stall sign sees a policy that never strikes, the misaimed sign
+    (``aim_deg``) one about to strike off line."""
     state = np.asarray(obs[OBS_STATE], dtype=np.float64)
     env = np.asarray(obs[OBS_ENV_STATE], dtype=np.float64)
     return TaskView(tcp=state[STATE_TCP], gripper_width=float(state[STATE_WIDTH]), obj=env[BOWLING_POS],

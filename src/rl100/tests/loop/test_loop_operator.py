@@ -4,6 +4,8 @@ expert finishes the task."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from rl100.keys import ACTION, FLAG_INTERVENTION, FLAG_ROLLOUT, FLAGS, OBS_ENV_S
 from rl100.loop.operator import (
     DROPPED,
     EMPTY_GRASP,
+    MISAIMED,
     MISSED_APPROACH,
     MW_DT,
     STALLED,
@@ -95,6 +98,32 @@ def test_missed_approach_triggers_on_a_low_tool_beside_the_object_only():
     assert first_takeover(ScriptedOperator(off), descend(0.07)) is None
     with pytest.raises(ValueError, match="approach_xy"):
         OperatorConfig(approach_xy=-0.01)
+
+
+def test_misaimed_triggers_on_a_low_tool_lined_up_off_the_target_direction():
+    """Bowling-like: the object must leave towards TARGET; the tool comes down behind it along a line rotated by
+    ``deg`` from the object-to-target direction."""
+    cfg = OperatorConfig(stall_steps=0, closed_steps=0, approach_height=0.06, aim_deg=5.0, aim_dist=0.12)
+    obj = np.array([0.45, -0.1, R])
+    wanted = (TARGET[:2] - obj[:2]) / np.linalg.norm(TARGET[:2] - obj[:2])
+
+    def descend_behind(deg: float, dist: float = 0.1) -> list[TaskView]:
+        c, s_ = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        line = np.array([c * wanted[0] - s_ * wanted[1], s_ * wanted[0] + c * wanted[1]])
+        xy = obj[:2] - dist * line
+        return [view(obj, tcp=(xy[0], xy[1], R + 0.15 - 0.01 * i)) for i in range(16)]
+
+    op = ScriptedOperator(cfg)
+    assert first_takeover(op, descend_behind(12.0)) == 10 and op.reason == MISAIMED  # first step below 6 cm
+    assert first_takeover(ScriptedOperator(cfg), descend_behind(-12.0)) == 10
+    assert first_takeover(ScriptedOperator(cfg), descend_behind(3.0)) is None  # lined up: a good strike
+    assert first_takeover(ScriptedOperator(cfg), descend_behind(12.0, dist=0.2)) is None  # not yet close
+    rolling = [dataclasses.replace(v, obj_speed=0.5) for v in descend_behind(12.0)]  # already struck: too late
+    assert first_takeover(ScriptedOperator(cfg), rolling) is None
+    off = OperatorConfig(stall_steps=0, closed_steps=0, approach_height=0.06)  # aim_deg 0: the default, off
+    assert first_takeover(ScriptedOperator(off), descend_behind(30.0)) is None
+    with pytest.raises(ValueError, match="aim_deg"):
+        OperatorConfig(aim_deg=-1.0)
 
 
 def test_keeps_control_and_resets():
