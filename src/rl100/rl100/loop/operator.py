@@ -18,9 +18,9 @@ Failure signs (each can be switched off by a zero threshold in :class:`OperatorC
   so the operator's correction starts near the states the policy will see again (HG-DAgger's point). Off by
   default (``approach_xy = 0``): on juicing-place the tool passes low beside the orange on good approaches.
 - ``misaimed``: for tasks that strike or push the object towards the target (bowling): the object is at rest, the
-  tool is low and within ``aim_dist`` (xy) of it, and the line from the tool through the object misses the target direction by
-  more than ``aim_deg``: a strike from there sends the object off line, and once it has rolled away no takeover
-  can save the episode. Off by default (``aim_deg = 0``).
+  tool is low and within ``aim_dist`` (xy) of it, and the line from the tool through the object misses the target
+  direction by more than ``aim_deg``: a strike from there sends the object off line, and once it has rolled away
+  no takeover can save the episode. Off by default (``aim_deg = 0``).
 
 Pure numpy and free of simulator internals: the simulation builds a :class:`TaskView` from the privileged
 state (:func:`juicing_view`, :func:`bowling_view`, :func:`metaworld_view`); the ROS stack can build the same view
