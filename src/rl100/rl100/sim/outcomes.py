@@ -11,8 +11,8 @@ A success rate says how often; an engineer deciding what data to collect next ne
 | ``missed_target`` | last let go within ``near`` of the target, yet no success (off-centre, rolled off) |
 | ``holding`` | still held at the end (ran out of time carrying or hovering) |
 
-"Held" is the robot touching the object while it is above start + ``lift``; a release is the step where that
-stops. The mode names how the episode ended (the last release); ``releases`` lists every release in order
+"Held" is the object above start + ``lift``, touched by the robot and by nothing else (carried: an orange set on
+the crown and brushed by a finger is not held); a release is the step where that stops. The mode names how the episode ended (the last release); ``releases`` lists every release in order
 (``target`` within ``near``, else ``away``), so an episode that missed the cone, then dropped the orange on its
 way back is told apart from one that never reached the cone. ``regrasps`` counts holds after the first;
 ``release_error_m`` is the xy distance of the object from the target at the last release (None when never
@@ -75,9 +75,25 @@ class OutcomeTracker:
         self.last_release: np.ndarray | None = None
         self.releases: list[str] = []
 
+    def _touched(self) -> tuple[bool, bool]:
+        """(by the robot, by anything else)"""
+        m, d, body = self.env.model, self.env.data, self.man.body
+        robot, other = False, False
+        for i in range(d.ncon):
+            b1, b2 = m.geom_bodyid[d.contact.geom1[i]], m.geom_bodyid[d.contact.geom2[i]]
+            if body in (b1, b2):
+                if (b2 if b1 == body else b1) in self.env.arm.robot_bodies:
+                    robot = True
+                else:
+                    other = True
+        return robot, other
+
     def step(self) -> None:
         pos = self._pos()
-        held = pos[2] > self.start_z + self.lift and self.env.robot_touches(self.man.body)
+        held = False
+        if pos[2] > self.start_z + self.lift:
+            robot, other = self._touched()
+            held = robot and not other
         if held and not self.held:
             self.holds += 1
         elif self.held and not held:
