@@ -150,7 +150,7 @@ class SimCollector:
                                          temporal_ensemble=self.temporal_ensemble)
         names, kw = self.env_kwargs(read_card(card_path(policy_onnx)))  # the runtimes check it against the graph
         make_env = functools.partial(sim.make_env, self.task, seed=seed, obs=names, **kw)
-        res = evaluate_parallel(make_runtime, make_env, n_episodes, seed, self.workers)
+        res = evaluate_parallel(make_runtime, make_env, n_episodes, seed, self.workers, failure_modes=True)
         res[ENV_STEPS] = int(sum(res["lengths"]))
         return res
 

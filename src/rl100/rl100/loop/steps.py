@@ -168,5 +168,10 @@ def evaluate_step(evaluator: Evaluator, cfg: LoopConfig, onnx: Outputs, out_dir:
     path = out_dir / "eval.json"
     write_json_atomic(path, results, fsync=cfg.fsync)
     metrics = {f"{k}_{SUCCESS_RATE}": float(r[SUCCESS_RATE]) for k, r in results.items()}
+    for k, r in results.items():
+        if "outcomes" in r:  # a simulated task that names its failure modes (rl100.sim.outcomes)
+            from rl100.sim.outcomes import mode_text
+
+            metrics[f"{k}_failures"] = mode_text(r["outcomes"])
     metrics[ENV_STEPS] = int(sum(int(r.get(ENV_STEPS, 0)) for r in results.values()))
     return {EVAL_JSON: path}, metrics

@@ -41,6 +41,7 @@ def round_rows(ledger: Ledger, rounds: int) -> list[dict[str, Any]]:
             "gate_reason": off.get("reason"),
             "reil_segments": reil.get("intervention_segments"), "reil_rollouts": reil.get("rollout_episodes"),
             "cm_success": ev.get(f"cm_{SUCCESS_RATE}"), "ddim_success": ev.get(f"ddim_{SUCCESS_RATE}"),
+            "cm_failures": ev.get("cm_failures"), "ddim_failures": ev.get("ddim_failures"),
             "adopted": ev.get(ADOPTED), "eval_gate": ev.get(EVAL_GATE), "wall_s": round(wall, 1)})
     return rows
 
@@ -88,6 +89,8 @@ def render_markdown(rows: list[dict[str, Any]], cfg: Any) -> str:
                      f"| {r['wall_s']} |")
     notes = [f"- round {r['round']}: {r['eval_gate']}" for r in rows if r["round"] > 0 and r["eval_gate"]]
     notes += [f"- round {r['round']} takeovers: {r['takeover_reasons']}" for r in rows if r["takeover_reasons"]]
+    notes += [f"- round {r['round']} evaluation failures: CM {r['cm_failures']}"
+              + (f"; DDIM {r['ddim_failures']}" if r["ddim_failures"] else "") for r in rows if r["cm_failures"]]
     lines += ["", "Round 0 is the initial policy (distilled, exported, evaluated; nothing collected). The OPE gate "
               "keeps the old policy when AM-Q's J does not rise by the margin; a rejected round still adds its "
               "episodes to the data." + (" The online round trains on its own on-policy rollouts in simulation (their "

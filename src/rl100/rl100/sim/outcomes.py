@@ -12,12 +12,12 @@ A success rate says how often; an engineer deciding what data to collect next ne
 | ``holding`` | still held at the end (ran out of time carrying or hovering) |
 
 "Held" is the object above start + ``lift``, touched by the robot and by nothing else (carried: an orange set on
-the crown and brushed by a finger is not held); a release is the step where that stops. The mode names how the episode ended (the last release); ``releases`` lists every release in order
-(``target`` within ``near``, else ``away``), so an episode that missed the cone, then dropped the orange on its
-way back is told apart from one that never reached the cone. ``regrasps`` counts holds after the first;
-``release_error_m`` is the xy distance of the object from the target at the last release (None when never
-released). The target is the environment's ``place_target()``
-(juicing-place: the juicer's crown); tasks without one (bowling, pouring) are not supported:
+the crown and brushed by a finger is not held); a release is the step where that stops. The mode names how the
+episode ended (the last release); ``releases`` lists every release in order (``target`` within ``near``, else
+``away``), so an episode that missed the cone, then dropped the orange on its way back is told apart from one that
+never reached the cone. ``regrasps`` counts holds after the first; ``release_error_m`` is the xy distance of the
+object from the target at the last release (None when never released). The target is the environment's
+``place_target()`` (juicing-place: the juicer's crown); tasks without one (bowling, pouring) are not supported:
 :func:`supported` says so and :class:`OutcomeTracker` refuses them.
 """
 

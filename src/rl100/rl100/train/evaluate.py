@@ -87,19 +87,24 @@ def evaluate(runtime: PolicyRuntime, env, episodes: int, seed: int, max_steps: i
 _WORKER: dict[str, object] = {}
 
 
-def _worker_init(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object]) -> None:
+def _worker_init(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object],
+                 failure_modes: bool = False) -> None:
+    from rl100.sim import outcomes as oc
+
     _WORKER["runtime"], _WORKER["env"] = make_runtime(), make_env()
+    _WORKER["tracker"] = oc.OutcomeTracker(_WORKER["env"]) if failure_modes and oc.supported(_WORKER["env"]) else None
 
 
-def _worker_episode(seed: int, max_steps: int) -> tuple[tuple[bool, float, int], list[float]]:
-    runtime = _WORKER["runtime"]
+def _worker_episode(seed: int, max_steps: int) -> tuple[tuple[bool, float, int], list[float], dict | None]:
+    runtime, tracker = _WORKER["runtime"], _WORKER["tracker"]
     runtime.latencies_ms.clear()
-    outcome = run_episode(runtime, _WORKER["env"], seed, max_steps)
-    return outcome, list(runtime.latencies_ms)
+    outcome = run_episode(runtime, _WORKER["env"], seed, max_steps, tracker)
+    return outcome, list(runtime.latencies_ms), None if tracker is None else tracker.record(outcome[0])
 
 
 def evaluate_parallel(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object], episodes: int,
-                      seed: int, workers: int = 1, max_steps: int = 0) -> dict[str, object]:
+                      seed: int, workers: int = 1, max_steps: int = 0, failure_modes: bool = False
+                      ) -> dict[str, object]:
     """:func:`evaluate` over ``workers`` processes, each with its own runtime and environment (picklable
     factories, e.g. ``functools.partial``). Episodes are seeded as in :func:`evaluate` and the runtime is reseeded
     per episode, so the result is the same for any number of workers; latency statistics cover all workers."""
@@ -109,15 +114,21 @@ def evaluate_parallel(make_runtime: Callable[[], PolicyRuntime], make_env: Calla
     if workers == 1:
         runtime, env = make_runtime(), make_env()
         try:
-            return evaluate(runtime, env, episodes, seed, max_steps)
+            return evaluate(runtime, env, episodes, seed, max_steps, failure_modes)
         finally:
             env.close()
     ctx = multiprocessing.get_context("spawn")  # MuJoCo / ONNX Runtime state is not fork-safe
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(make_runtime, make_env)) as pool:
+                             initargs=(make_runtime, make_env, failure_modes)) as pool:
         results = list(pool.map(_worker_episode, [seed + ep for ep in range(episodes)], [max_steps] * episodes))
-    latency = latency_stats([x for _, ms in results for x in ms])
-    return summarise([o for o, _ in results], latency)
+    latency = latency_stats([x for _, ms, _ in results for x in ms])
+    out = summarise([o for o, _, _ in results], latency)
+    records = [r for _, _, r in results if r is not None]
+    if records:
+        from rl100.sim import outcomes as oc
+
+        out |= {"outcomes": oc.summarise(records), "episode_outcomes": records}
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

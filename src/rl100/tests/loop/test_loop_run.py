@@ -82,6 +82,7 @@ def test_two_rounds_end_to_end(full):
             assert (d / "export" / name).exists(), (r, name)
         results = json.loads((d / "evaluate" / "eval.json").read_text())
         assert set(results) == {"cm", "ddim"} and results["cm"]["episodes"] == 1
+        assert sum(results["cm"]["outcomes"]["modes"].values()) == 1  # juicing-place names its failure modes
     for r in (1, 2):
         d = run / f"round_{r:03d}"
         rollouts = Dataset(d / "collect" / "rollouts")
@@ -107,6 +108,8 @@ def test_two_rounds_end_to_end(full):
     summary = (run / "summary.md").read_text()
     for r in (0, 1, 2):
         assert f"\n| {r} |" in summary
+        failed = json.loads((run / f"round_{r:03d}" / "evaluate" / "eval.json").read_text())["cm"]["success_rate"] < 1
+        assert (f"- round {r} evaluation failures: CM " in summary) == failed
     assert (run / "success.png").stat().st_size > 1000
     card = json.loads((run / "round_002" / "export" / "cm.card.json").read_text())
     assert card["kind"] == "cm" and card["control_rate_hz"] == 10.0

@@ -42,9 +42,11 @@ def test_workers_do_not_change_results(cm_onnx, h):
 
     make_runtime = functools.partial(PolicyRuntime, cm_onnx, seed=5, intra_op_threads=1)
     make = functools.partial(make_env, h.MAX_STEPS)
-    one = evaluate_parallel(make_runtime, make, 4, seed=100, workers=1)
-    two = evaluate_parallel(make_runtime, make, 4, seed=100, workers=2)
+    one = evaluate_parallel(make_runtime, make, 4, seed=100, workers=1, failure_modes=True)
+    two = evaluate_parallel(make_runtime, make, 4, seed=100, workers=2, failure_modes=True)
     assert one["lengths"] == two["lengths"] == [h.MAX_STEPS] * 4
+    assert one["episode_outcomes"] == two["episode_outcomes"] and len(two["episode_outcomes"]) == 4
+    assert one["outcomes"] == two["outcomes"] and sum(two["outcomes"]["modes"].values()) == 4
     assert one["mean_return"] == pytest.approx(two["mean_return"], abs=1e-5)
     assert two["latency"]["count"] == one["latency"]["count"] > 0
     # and the noise really differs between episodes (the check above is not vacuous)
