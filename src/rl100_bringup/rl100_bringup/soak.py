@@ -139,6 +139,7 @@ class Soak:
         self.pids: dict = {}
         self.lines: list = []
         self.unreadable: list = []
+        self.unreported: list = []
         self.t0 = time.monotonic()
 
     def command(self) -> list:
@@ -235,7 +236,28 @@ class Soak:
                 f.seek(offset)
                 for line in f.read().splitlines():
                     self._episode(json.loads(line))
+        self.keep_unreported()
         return self.report(proc.returncode, reached=self.sim_total >= target)
+
+    def keep_unreported(self) -> None:
+        """Move the finished bags the runner never reported into ``archive/unreported/``, verified.
+
+        The episode open when the soak stops the graph ends as interrupted: the runner writes no
+        record for it, but the recorder may still close its bag (more often under load). Such a bag
+        is recorded data: it is kept and listed (``unreported_bags``), not left behind or counted
+        as an episode. Unfinished ``.partial`` bags stay where the recorder left them.
+        """
+        if not self.record.is_dir():
+            return
+        for bag in sorted(self.record.iterdir()):
+            if bag.name.endswith('.partial'):
+                continue
+            ok, n, problem = verify_bag(bag)
+            dest = self.out / 'archive' / 'unreported'
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(bag), str(dest / bag.name))
+            self.unreported.append({'bag': str(dest / bag.name), 'readable': ok, 'messages': n,
+                                    'problem': problem})
 
     def report(self, up_code: int | None, reached: bool, final: bool = True) -> int:
         """Write soak.json, soak.md and memory.csv; ``final=False``: a progress report."""
@@ -256,6 +278,7 @@ class Soak:
                 'respawns': re.findall(r'\[up\] (\w+) exited with (-?\d+); respawning', out),
                 'hours': rows, 'total': total.row() | {'hour': 'all'},
                 'memory': memory_growth(self.memory), 'unreadable_bags': self.unreadable,
+                'unreported_bags': self.unreported,
                 'command': self.command()}
         (self.out / 'soak.json').write_text(json.dumps(data, indent=2))
         with open(self.out / 'memory.csv', 'w') as f:
@@ -265,7 +288,7 @@ class Soak:
         print(text if final else f'[soak] {data["sim_hours"]:.2f} h simulated, report written',
               flush=True)
         ok = reached and not unexpected and not self.unreadable \
-            and total.bags == total.bags_readable
+            and total.bags == total.bags_readable and all(b['readable'] for b in self.unreported)
         return 0 if ok else 1
 
 
@@ -301,6 +324,11 @@ def format_report(d: dict) -> str:
     lines += ['', f'respawns: {d["respawns"] or "none"}; '
               f'graph errors: {d["up_errors"] or "none"}; '
               f'unreadable bags: {len(d["unreadable_bags"])}']
+    unreported = d.get('unreported_bags') or []
+    if unreported:
+        readable = sum(b['readable'] for b in unreported)
+        lines.append(f'bags of the episode interrupted by the stop (no runner record, kept in '
+                     f'archive/unreported): {len(unreported)}, {readable} readable')
     return '\n'.join(lines) + '\n'
 
 

@@ -1,7 +1,10 @@
-"""The soak's pure parts: memory growth per hour, per-hour statistics, the report."""
+"""The soak's pure parts: memory growth per hour, per-hour statistics, the report, the bags the
+runner never reported."""
+
+import argparse
 
 import pytest
-from rl100_bringup.soak import format_report, HourStats, memory_growth
+from rl100_bringup.soak import format_report, HourStats, memory_growth, Soak
 
 
 def test_memory_growth_is_the_slope_after_start_up():
@@ -36,3 +39,26 @@ def test_hour_rows_and_report():
         'sim_hours': 1.0, 'wall_hours': 0.4, 'sim_hours_target': 1.0, 'reached': True,
         'hours': [no_checks], 'total': no_checks | {'hour': 'all'}, 'memory': {},
         'respawns': [], 'up_errors': [], 'unreadable_bags': []})
+
+
+def test_unreported_bags_are_kept_verified_and_listed(tmp_path):
+    pytest.importorskip('rosbags')
+    soak = Soak(argparse.Namespace(out=str(tmp_path)))
+    episodes = tmp_path / 'episodes'
+    (episodes / 'episode_0007').mkdir(parents=True)  # closed by the recorder, not an MCAP bag
+    (episodes / 'episode_0007' / 'metadata.yaml').write_text('not: a bag\n')
+    (episodes / 'episode_0008.partial').mkdir()  # still being written: left alone
+    soak.keep_unreported()
+    assert sorted(p.name for p in episodes.iterdir()) == ['episode_0008.partial']
+    kept = tmp_path / 'archive' / 'unreported' / 'episode_0007'
+    assert (kept / 'metadata.yaml').is_file()
+    assert soak.unreported == [{'bag': str(kept), 'readable': False, 'messages': 0,
+                                'problem': soak.unreported[0]['problem']}]
+    assert soak.unreported[0]['problem']  # names why it does not open
+    row = HourStats(0).row()
+    text = format_report({'sim_hours': 0.0, 'wall_hours': 0.0, 'sim_hours_target': 1.0,
+                          'reached': False, 'hours': [], 'total': row | {'hour': 'all'},
+                          'memory': {}, 'respawns': [], 'up_errors': [], 'unreadable_bags': [],
+                          'unreported_bags': soak.unreported})
+    assert 'interrupted by the stop (no runner record, kept in archive/unreported): 1, 0 readable' \
+        in text
