@@ -1,5 +1,4 @@
-"""The soak's pure parts: memory growth per hour, per-hour statistics, the report, the bags the
-runner never reported."""
+"""The soak's pure parts: memory growth, per-hour statistics, the report, unreported bags."""
 
 import argparse
 
