@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes, each with its own runtime and environment (results do not depend on it)")
     parser.add_argument("--json", help="write the results here as JSON")
+    parser.add_argument("--failure-modes", action="store_true",
+                        help="name how each episode ended (tasks with a place target: rl100.sim.outcomes)")
 
 
 def run_episode(agent, env, seed: int, max_steps: int = 0, tracker=None) -> tuple[bool, float, int]:
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
                                      temporal_ensemble=args.temporal_ensemble)
     card = make_runtime().card  # fails here, naming the problem, on a bad model or card
     make_env = functools.partial(sim.make_env, args.task, seed=args.seed, **env_kwargs_from_card(card))
-    result = evaluate_parallel(make_runtime, make_env, args.episodes, args.seed, args.workers, args.max_steps)
+    result = evaluate_parallel(make_runtime, make_env, args.episodes, args.seed, args.workers, args.max_steps,
+                               args.failure_modes)
     result |= {"task": args.task, "model": str(args.model), "kind": card["kind"]}
     print(json.dumps(result, indent=2))
     if args.json:

@@ -107,3 +107,17 @@ def test_collection_under_disturbances_cycles_them_by_seed(cm_onnx, demos, h, tm
     assert set(collection_metrics(out)["disturbance_success"]) == {"none", "table_height:severe"}
     with pytest.raises(ValueError, match="shove"):
         LoopConfig(policy="p", task="t", disturbances=["move_object", "shove"])
+
+
+def test_eval_command_names_failure_modes(cm_onnx, tmp_path, capsys):
+    import json
+
+    from rl100.cli import main
+
+    out = tmp_path / "eval.json"
+    argv = ["eval", str(cm_onnx), "--task", "juicing-place", "--episodes", "2", "--max-steps", "6", "--threads", "1",
+            "--json", str(out)]
+    assert main([*argv, "--failure-modes"]) == 0
+    result = json.loads(out.read_text())
+    assert sum(result["outcomes"]["modes"].values()) == 2 and len(result["episode_outcomes"]) == 2
+    assert main(argv) == 0 and "outcomes" not in json.loads(out.read_text())  # only when asked
