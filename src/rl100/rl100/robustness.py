@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
     severities = [s.strip() for s in args.severity.split(",") if s.strip()]
     if args.model == "expert" or args.model.startswith("expert:"):
         if args.table_frame != "off" or args.camera_check != "off":
-            print("rl100 robustness: --table-frame / --camera-check are for a point-cloud policy, "
+            print("rl100 robustness: --table-frame / --camera-check are for a learned policy, "
                   "not the scripted expert")
             return 2
         skill = float(args.model.partition(":")[2] or 1.0)
@@ -304,9 +304,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"rl100 robustness: --table-frame wants off, auto or a shift in m, got {args.table_frame!r}")
                 return 2
             n_points = next((int(o["shape"][1]) for o in runtime.card["observation_spec"] if o["kind"] == "points"), 0)
-            if not n_points:
-                print("rl100 robustness: --table-frame / --camera-check need a point-cloud policy")
+            if not n_points and args.camera_check != "off":
+                print("rl100 robustness: --camera-check corrects a point-cloud policy's camera; this policy has none")
                 return 2
+            # depth measures the table top; a state policy's object heights move with it (the task's env_state_z)
             env_kwargs["obs"] = tuple(sorted({"depth", *env_kwargs["obs"]} - {"points"}))
             model_desc += f", table frame {args.table_frame}"
             model_desc += ", camera check" if args.camera_check == "auto" else ""

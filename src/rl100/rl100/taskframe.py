@@ -10,8 +10,10 @@ the policy see the world shifted so that its table is where it was in training.
 ``dz`` = table top height now - table top height in the training data (m, base frame z; the
 simulated tasks' table top is z = 0). :class:`TableFrame` moves observations into the training
 frame (TCP z - dz, cloud z - dz, the cloud's crop box + dz in the base frame) and actions back
-out (target z + dz). The joint angles cannot be shifted and stay as measured: the shipped policy
-tolerates that (BENCHMARKS "table frame"). :func:`estimate_table_z` measures the table top from
+out (target z + dz); with ``env_state_z`` (the simulated tasks' ``env_state_z``: which entries of
+``observation.env_state`` are heights) a privileged-state policy's object poses move with them. The
+joint angles cannot be shifted and stay as measured: the shipped policy tolerates that (BENCHMARKS
+"table frame"). :func:`estimate_table_z` measures the table top from
 an uncropped cloud, for a calibration step or a per-episode estimate in simulation.
 
 Layouts (``rl100.keys``): ``observation.state`` (15,) with the TCP position first
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rl100.keys import OBS_POINTS, OBS_STATE
+from rl100.keys import OBS_ENV_STATE, OBS_POINTS, OBS_STATE
 from rl100.robot_state import STATE_DIM
 
 Z = 2  # index of z in a TCP position, an action and a point
@@ -35,13 +37,17 @@ Z = 2  # index of z in a TCP position, an action and a point
 
 @dataclass(frozen=True)
 class TableFrame:
-    """``dz`` m: how much higher the table top is now than in the training data."""
+    """``dz`` m: how much higher the table top is now than in the training data; ``env_state_z``: indices of
+    ``observation.env_state`` that are base-frame heights (shifted like the TCP)."""
 
     dz: float = 0.0
+    env_state_z: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.dz) or abs(self.dz) > 0.5:
             raise ValueError(f"table frame dz must be finite and within +-0.5 m, got {self.dz}")
+        if any(int(i) != i or i < 0 for i in self.env_state_z):
+            raise ValueError(f"env_state_z must be indices >= 0, got {self.env_state_z}")
 
     def state(self, state: np.ndarray) -> np.ndarray:
         """(15,) or (T, 15) robot state -> the same with the TCP z in the training frame."""
@@ -69,6 +75,12 @@ class TableFrame:
             out[OBS_STATE] = self.state(out[OBS_STATE])
         if OBS_POINTS in out:
             out[OBS_POINTS] = self.points(out[OBS_POINTS])
+        if OBS_ENV_STATE in out and self.env_state_z:
+            e = np.array(out[OBS_ENV_STATE], dtype=np.float32, copy=True)
+            if e.shape[-1] <= max(self.env_state_z):
+                raise ValueError(f"{OBS_ENV_STATE} has {e.shape[-1]} values, its heights are at {self.env_state_z}")
+            e[..., list(self.env_state_z)] -= self.dz
+            out[OBS_ENV_STATE] = e
         return out
 
     def action(self, action: np.ndarray) -> np.ndarray:
@@ -169,17 +181,19 @@ class TableFrameAgent:
     extrinsic is checked against the robot and the fixed world and corrected before anything else
     (a refused check keeps the believed extrinsic; ``camera_checks`` records every outcome). The
     env must give ``observation.depth``: the cloud is made here, cropped with the task's box moved
-    into the base frame, then shifted, so the policy sees the crop it was trained with. Same
-    interface as the runtime (``reseed``, ``reset``, ``act``, ``latency_stats``); ``dz`` holds the
-    episode's shift.
+    into the base frame, then shifted, so the policy sees the crop it was trained with
+    (``n_points`` 0: a policy without a cloud input, e.g. on privileged state; the depth image only
+    measures the table, and the task's ``env_state_z`` heights are shifted). Same interface as the
+    runtime (``reseed``, ``reset``, ``act``, ``latency_stats``); ``dz`` holds the episode's shift.
     """
 
     def __init__(self, runtime: Any, env: Any, dz: float | None = None, table_z_train: float = 0.0,
                  n_points: int = 512, scene: Any = None) -> None:
         self.runtime, self.env, self.scene = runtime, env, scene
         self.fixed, self.table_z_train, self.n_points = dz, float(table_z_train), int(n_points)
+        self.env_state_z = tuple(getattr(env.unwrapped, "env_state_z", ()))
         cfg = env.unwrapped.config
-        if getattr(cfg, "points_color", False):
+        if self.n_points and getattr(cfg, "points_color", False):
             raise ValueError("the table frame makes xyz clouds; this task is configured for xyz + rgb")
         self.rng = np.random.default_rng(0)
         self.frame: TableFrame | None = None
@@ -194,7 +208,7 @@ class TableFrameAgent:
 
     def reset(self) -> None:
         self.runtime.reset()
-        self.frame = None if self.fixed is None else TableFrame(self.fixed)
+        self.frame = None if self.fixed is None else TableFrame(self.fixed, self.env_state_z)
         self.dz = None if self.frame is None else self.frame.dz
         self.view = None
 
@@ -227,12 +241,14 @@ class TableFrameAgent:
             self.view = self._episode_view(obs)
         if self.frame is None:
             full, _ = depth_to_points(depth, self.view)
-            self.frame = TableFrame(estimate_table_z(full, cfg.points_lo, cfg.points_hi) - self.table_z_train)
+            self.frame = TableFrame(estimate_table_z(full, cfg.points_lo, cfg.points_hi) - self.table_z_train,
+                                    self.env_state_z)
             self.dz = self.frame.dz
-        lo, hi = self.frame.crop_box(cfg.points_lo, cfg.points_hi)
-        cloud = camera_points(None, depth, self.view, lo, hi, self.n_points, self.rng, cfg.points_sampler,
-                              depth_filter=cfg.points_depth_filter)
-        policy_obs = {k: v for k, v in obs.items() if k != OBS_DEPTH} | {OBS_POINTS: cloud}
+        policy_obs = {k: v for k, v in obs.items() if k != OBS_DEPTH}
+        if self.n_points:
+            lo, hi = self.frame.crop_box(cfg.points_lo, cfg.points_hi)
+            policy_obs[OBS_POINTS] = camera_points(None, depth, self.view, lo, hi, self.n_points, self.rng,
+                                                   cfg.points_sampler, depth_filter=cfg.points_depth_filter)
         return self.frame.action(self.runtime.act(self.frame.observation(policy_obs)))
 
     def latency_stats(self) -> dict[str, Any]:

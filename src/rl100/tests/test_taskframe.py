@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl100.keys import OBS_DEPTH, OBS_POINTS, OBS_STATE
+from rl100.keys import OBS_DEPTH, OBS_ENV_STATE, OBS_POINTS, OBS_STATE
 from rl100.taskframe import TableFrame, TableFrameAgent, estimate_table_z, table_tilt_deg
 
 
@@ -45,6 +45,50 @@ def test_frame_shifts_observations_in_and_actions_out():
     np.testing.assert_allclose(hi, [1, 1, 0.62])
     assert TableFrame().action(np.ones(7)).tolist() == [1.0] * 7  # dz 0: the identity
     np.testing.assert_allclose(f.action_in(f.action(np.arange(7.0))), np.arange(7.0))  # inverse
+
+
+def test_frame_shifts_the_heights_of_a_privileged_state():
+    f = TableFrame(0.02, env_state_z=(2, 5))
+    env_state = np.arange(7, dtype=np.float32)
+    out = f.observation({OBS_ENV_STATE: env_state})[OBS_ENV_STATE]
+    np.testing.assert_allclose(out, [0, 1, 1.98, 3, 4, 4.98, 6])
+    assert env_state[2] == 2.0  # the input is not modified
+    history = f.observation({OBS_ENV_STATE: np.zeros((2, 7), np.float32)})[OBS_ENV_STATE]  # (T, D) too
+    np.testing.assert_allclose(history[:, [2, 5]], -0.02)
+    assert TableFrame(0.02).observation({OBS_ENV_STATE: env_state})[OBS_ENV_STATE] is env_state  # no heights named
+    with pytest.raises(ValueError, match="heights are at"):
+        TableFrame(0.01, env_state_z=(9,)).observation({OBS_ENV_STATE: env_state})
+    with pytest.raises(ValueError, match="env_state_z"):
+        TableFrame(0.01, env_state_z=(-1,))
+
+
+def test_agent_without_a_cloud_shifts_a_state_policy_inputs():
+    """A privileged-state policy (n_points 0): the depth image only measures the table; the orange and the crown
+    heights move into the training frame with the TCP."""
+    pytest.importorskip("gymnasium_robotics")
+    from rl100.sim import disturbances
+
+    stand = disturbances.make_family("table_height", shift=(-0.02, -0.02))  # 2 cm lower
+    env = disturbances.make_env("juicing-place", stand, obs=("depth", "env_state", "state"))
+    seen = []
+    try:
+        obs, _ = env.reset(seed=4)
+        agent = TableFrameAgent(Recorder(seen), env, dz=None, n_points=0)
+        agent.reset()
+        agent.act(obs)
+        assert agent.dz == pytest.approx(-0.02, abs=0.002)
+        policy_obs = seen[-1]
+        assert OBS_DEPTH not in policy_obs and OBS_POINTS not in policy_obs
+        np.testing.assert_allclose(policy_obs[OBS_ENV_STATE][[2, 13]], obs[OBS_ENV_STATE][[2, 13]] - agent.dz,
+                                   atol=1e-6)
+    finally:
+        env.close()
+    flat = disturbances.make_env("juicing-place", None, obs=("env_state", "state"))
+    try:
+        nominal, _ = flat.reset(seed=4)  # the same scene on the training table
+    finally:
+        flat.close()
+    np.testing.assert_allclose(policy_obs[OBS_ENV_STATE][[2, 13]], nominal[OBS_ENV_STATE][[2, 13]], atol=0.002)
 
 
 def test_frame_rejects_bad_shifts_and_layouts():

@@ -107,6 +107,7 @@ class PandaTaskEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     config_cls = PandaTaskConfig
     env_state_dim = 0  # set by subclasses
+    env_state_z: tuple[int, ...] = ()  # indices of OBS_ENV_STATE that are base-frame heights (rl100.taskframe)
     scene_camera = "scene"
     default_seed: int | None = None
 

@@ -70,6 +70,7 @@ class BowlingEnv(PandaTaskEnv):
 
     config_cls = BowlingConfig
     env_state_dim = 19
+    env_state_z = (2, 9, 12, 15)  # ball z, the pins' z
 
     def __init__(self, config: BowlingConfig | None = None, **kwargs) -> None:
         super().__init__(config, **kwargs)

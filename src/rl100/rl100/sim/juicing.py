@@ -85,6 +85,7 @@ class JuicingPlaceEnv(PandaTaskEnv):
 
     config_cls = JuicingPlaceConfig
     env_state_dim = 14
+    env_state_z = (2, 13)  # orange z, crown z
 
     def __init__(self, config: JuicingPlaceConfig | None = None, **kwargs) -> None:
         super().__init__(config, **kwargs)

@@ -115,6 +115,7 @@ class PouringEnv(PandaTaskEnv):
     def __init__(self, config: PouringConfig | None = None, **kwargs) -> None:
         cfg = config or PouringConfig()
         self.env_state_dim = 13 + 3 * cfg.n_particles  # before super().__init__, which builds the spaces
+        self.env_state_z = (2, 10, *range(15, 13 + 3 * cfg.n_particles, 3))  # cup, bowl, particles
         super().__init__(cfg, **kwargs)
         m, n = self.model, self.config.n_particles
         self._cup_body = m.body("cup").id
