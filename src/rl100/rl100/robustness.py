@@ -81,7 +81,8 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 or n successes one bound is exactly 0 or 1 (the formula lands a rounding error inside)
+    return (0.0 if successes == 0 else max(0.0, centre - half)), (1.0 if successes == n else min(1.0, centre + half))
 
 
 def env_kwargs_from_card(card: dict[str, Any]) -> dict[str, Any]:
@@ -242,8 +243,9 @@ def bar_plot(result: dict[str, Any], path: Path, title: str) -> None:
                 if r["family"] == name and r["severity"] == sev:
                     xs.append(i + (j - (len(sevs) - 1) / 2) * width)
                     ys.append(r["success_rate"])
-                    err[0].append(r["success_rate"] - r["ci95"][0])
-                    err[1].append(r["ci95"][1] - r["success_rate"])
+                    # Wilson's bound can round to a hair inside the rate at 0 or 1: never a negative bar
+                    err[0].append(max(r["success_rate"] - r["ci95"][0], 0.0))
+                    err[1].append(max(r["ci95"][1] - r["success_rate"], 0.0))
         ax.bar(xs, ys, width, yerr=err, capsize=2, label=sev, color=colours.get(sev))
     nominal = result["nominal"]
     ax.axhline(nominal["success_rate"], color="k", linestyle="--", linewidth=1,

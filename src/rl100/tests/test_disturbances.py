@@ -457,3 +457,15 @@ def test_disturbance_cycle_picks_the_family_by_episode_seed():
     assert D.cycle("untouched", []) == "untouched"
     with pytest.raises(ValueError, match="shove"):
         D.DisturbanceCycle(None, ["shove"])
+
+
+def test_wilson_bounds_and_the_plot_at_full_success(tmp_path):
+    """100/100 once made Wilson's upper bound 1 - 1e-16 and the bar plot refused its negative error bar."""
+    from rl100.robustness import bar_plot, wilson
+
+    assert wilson(100, 100)[1] == 1.0 and wilson(0, 100)[0] == 0.0
+    lo, hi = wilson(95, 100)
+    assert 0.88 < lo < 0.95 < hi < 0.99
+    row = {"success_rate": 1.0, "ci95": list(wilson(100, 100)), "family": "push_object", "severity": "moderate"}
+    bar_plot({"nominal": row, "families": [row]}, tmp_path / "p.png", "all saved")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
