@@ -71,18 +71,28 @@ def evaluate(runtime: PolicyRuntime, env, episodes: int, seed: int, max_steps: i
     """Gymnasium-style ``env`` (dict observations, ``info['success']`` or a SUCCESS-like flag); episode ``j`` is
     seeded ``seed + j``. ``failure_modes``: where the task supports it (:mod:`rl100.sim.outcomes`), also name
     each episode's outcome (``outcomes``: counts per mode; ``episode_outcomes``: one record per episode)."""
-    from rl100.sim import outcomes as oc
-
-    tracker = oc.OutcomeTracker(env) if failure_modes and oc.supported(env) else None
+    tracker = _tracker(env) if failure_modes else None
     results, records = [], []
     for ep in range(episodes):
         results.append(run_episode(runtime, env, seed + ep, max_steps, tracker))
         if tracker is not None:
             records.append(tracker.record(results[-1][0]))
-    out = summarise(results, runtime.latency_stats())
-    if tracker is not None:
-        out |= {"outcomes": oc.summarise(records), "episode_outcomes": records}
-    return out
+    return _with_outcomes(summarise(results, runtime.latency_stats()), records)
+
+
+def _tracker(env):
+    """An :class:`rl100.sim.outcomes.OutcomeTracker` of ``env``, or None where its task names no failure modes."""
+    from rl100.sim import outcomes as oc
+
+    return oc.OutcomeTracker(env) if oc.supported(env) else None
+
+
+def _with_outcomes(result: dict[str, object], records: list[dict]) -> dict[str, object]:
+    if not records:
+        return result
+    from rl100.sim import outcomes as oc
+
+    return result | {"outcomes": oc.summarise(records), "episode_outcomes": records}
 
 
 # ------------------------------------------------------------------------------------------ parallel evaluation
@@ -91,10 +101,8 @@ _WORKER: dict[str, object] = {}
 
 def _worker_init(make_runtime: Callable[[], PolicyRuntime], make_env: Callable[[], object],
                  failure_modes: bool = False) -> None:
-    from rl100.sim import outcomes as oc
-
     _WORKER["runtime"], _WORKER["env"] = make_runtime(), make_env()
-    _WORKER["tracker"] = oc.OutcomeTracker(_WORKER["env"]) if failure_modes and oc.supported(_WORKER["env"]) else None
+    _WORKER["tracker"] = _tracker(_WORKER["env"]) if failure_modes else None
 
 
 def _worker_episode(seed: int, max_steps: int) -> tuple[tuple[bool, float, int], list[float], dict | None]:
@@ -124,13 +132,7 @@ def evaluate_parallel(make_runtime: Callable[[], PolicyRuntime], make_env: Calla
                              initargs=(make_runtime, make_env, failure_modes)) as pool:
         results = list(pool.map(_worker_episode, [seed + ep for ep in range(episodes)], [max_steps] * episodes))
     latency = latency_stats([x for _, ms, _ in results for x in ms])
-    out = summarise([o for o, _, _ in results], latency)
-    records = [r for _, _, r in results if r is not None]
-    if records:
-        from rl100.sim import outcomes as oc
-
-        out |= {"outcomes": oc.summarise(records), "episode_outcomes": records}
-    return out
+    return _with_outcomes(summarise([o for o, _, _ in results], latency), [r for _, _, r in results if r is not None])
 
 
 def run(args: argparse.Namespace) -> int:
