@@ -296,11 +296,19 @@ class PandaTaskEnv(gym.Env):
     # -- helpers for tasks ------------------------------------------------------------------------
     def robot_touches(self, body_id: int) -> bool:
         """True if any robot geom is in contact with a geom of ``body_id``."""
+        return self.touches(body_id)[0]
+
+    def touches(self, body_id: int) -> tuple[bool, bool]:
+        """(a robot geom, any other geom) in contact with a geom of ``body_id``."""
         m, d = self.model, self.data
-        robot = self.arm.robot_bodies
+        robot_bodies = self.arm.robot_bodies
+        robot, other = False, False
         for i in range(d.ncon):
             b1 = m.geom_bodyid[d.contact.geom1[i]]
             b2 = m.geom_bodyid[d.contact.geom2[i]]
-            if (b1 == body_id and b2 in robot) or (b2 == body_id and b1 in robot):
-                return True
-        return False
+            if body_id in (b1, b2):
+                if (b2 if b1 == body_id else b1) in robot_bodies:
+                    robot = True
+                else:
+                    other = True
+        return robot, other

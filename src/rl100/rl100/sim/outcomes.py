@@ -75,24 +75,11 @@ class OutcomeTracker:
         self.last_release: np.ndarray | None = None
         self.releases: list[str] = []
 
-    def _touched(self) -> tuple[bool, bool]:
-        """(by the robot, by anything else)"""
-        m, d, body = self.env.model, self.env.data, self.man.body
-        robot, other = False, False
-        for i in range(d.ncon):
-            b1, b2 = m.geom_bodyid[d.contact.geom1[i]], m.geom_bodyid[d.contact.geom2[i]]
-            if body in (b1, b2):
-                if (b2 if b1 == body else b1) in self.env.arm.robot_bodies:
-                    robot = True
-                else:
-                    other = True
-        return robot, other
-
     def step(self) -> None:
         pos = self._pos()
         held = False
         if pos[2] > self.start_z + self.lift:
-            robot, other = self._touched()
+            robot, other = self.env.touches(self.man.body)
             held = robot and not other
         if held and not self.held:
             self.holds += 1
