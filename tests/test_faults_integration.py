@@ -91,6 +91,8 @@ def test_policy_and_recorder_killed_mid_run_are_respawned(ros_env, tmp_path, poi
             got: dict = {}
             for conn, _, raw in reader.messages():
                 got.setdefault(conn.topic, []).append(reader.deserialize(raw, conn.msgtype))
+        missing = {topics.EPISODE_EVENT, topics.SAFETY_STATUS, topics.INTERVENTION} - set(got)
+        assert not missing, f"{bag} has no {sorted(missing)}\n{out}"
         assert len(got[topics.EPISODE_EVENT]) == 2, bag  # START and END
         status, ivs = got[topics.SAFETY_STATUS], got[topics.INTERVENTION]
         stamp = lambda m: m.header.stamp.sec + m.header.stamp.nanosec * 1e-9  # noqa: E731

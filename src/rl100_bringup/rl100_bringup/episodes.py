@@ -19,7 +19,9 @@ One episode goes through these phases (:class:`Phase`), each one call to the sta
     END             EndEpisode labelled success or failure: the bag is finalised
 
 Before the first episode the runner waits until the stack is ready (``Stack.wait_ready``: over
-ROS, the recorder has subscribed to what it records and the policy node publishes actions). The
+ROS, the recorder has subscribed to what it records and the policy node publishes actions), and
+again before an episode that follows one without policy actions (a killed policy node respawns
+and its new publisher takes a moment to be matched: the next episode is not run blind). The
 stack is anything with the methods of :class:`Stack` (``run_episodes.RosStack`` over ROS, a
 fake in the unit tests); time goes through ``sleep`` / ``monotonic`` callables so tests need no
 wall clock. A failure raises :class:`EpisodeError` naming the episode, the phase and the
@@ -239,6 +241,8 @@ class EpisodeRunner:
         errors = 0
         for index in range(1, self.config.episodes + 1):
             try:
+                if self.results and not self.results[-1].error and not self.results[-1].actions:
+                    self._wait_policy_back(index)
                 result = self.run_episode(index)
             except CancelledError:
                 raise  # a stop request, not a fault to ride out
@@ -252,6 +256,15 @@ class EpisodeRunner:
                 self._on_result(result)
         return self.results
 
+    def _wait_policy_back(self, index: int) -> None:
+        """Wait until the stack is ready again after an episode without policy actions.
+
+        The policy node died and respawns, say: this episode must not run without a policy too.
+        """
+        self._ep = {'index': index, 'wall0': self._monotonic(), 'episode_id': ''}
+        self._wait_ready_again(f'episode {index}/{self.config.episodes} (waiting for the policy '
+                               'after an episode without its actions): ')
+
     def _errored(self, index: int, error: str) -> EpisodeResult:
         """The record of an episode a stack error ended; then wait until the stack is ready."""
         ep = self._ep
@@ -259,14 +272,22 @@ class EpisodeRunner:
                                episode_id=ep.get('episode_id', ''), bag='', control_time=0.0,
                                actions=0, wall_time=self._monotonic() - ep['wall0'], error=error)
         self.stack.policy_samples()  # what the lost episode's policy sent: not the next one's
+        self._wait_ready_again(f'after the error of episode {index} ({error}), the stack did not '
+                               'come back: ')
+        return result
+
+    def _wait_ready_again(self, why: str) -> None:
+        """``Stack.wait_ready``; its failure an EpisodeError starting with ``why``.
+
+        What the policy sent while waiting is dropped: it is not the next episode's.
+        """
         try:
             self.stack.wait_ready()
         except CancelledError:
             raise
         except Exception as exc:
-            raise EpisodeError(f'after the error of episode {index} ({error}), the stack did not '
-                               f'come back: {exc}') from exc
-        return result
+            raise EpisodeError(f'{why}{exc}') from exc
+        self.stack.policy_samples()
 
     def run_episode(self, index: int) -> EpisodeResult:
         self._ep = {'index': index, 'wall0': self._monotonic(), 'episode_id': ''}

@@ -56,3 +56,18 @@ def test_full_realsense_clouds_arrive_at_30_hz():
     received, size = int(out[0]), int(out[1])
     assert size == 307200 * 12
     assert received >= 100, f'{received} of ~120 clouds arrived in 4 s'
+
+
+def test_bench_rematch_udp_profile_drops_only_the_shared_memory_transport(tmp_path):
+    from xml.etree import ElementTree
+
+    from rl100_bringup.bench_rematch import udp_profile
+    from rl100_bringup.graph import config_dir, DDS_PROFILES_FILE
+
+    path = udp_profile(os.path.join(config_dir(), DDS_PROFILES_FILE), str(tmp_path))
+    ns = {'p': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}
+    root = ElementTree.parse(path).getroot()
+    used = [e.text for e in root.findall('.//p:participant/p:rtps/p:userTransports/'
+                                         'p:transport_id', ns)]
+    assert used == ['rl100_udp']
+    assert root.find('.//p:participant/p:rtps/p:useBuiltinTransports', ns).text == 'false'

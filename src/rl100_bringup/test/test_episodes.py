@@ -181,6 +181,48 @@ def test_an_episode_without_policy_actions_says_why():
     assert summarize([result]).fresh_fraction is None
 
 
+def test_after_an_episode_without_policy_actions_the_next_waits_for_the_policy():
+    stack = FakeStack()
+    real = stack.policy_samples
+    lost = []  # until episode 1 is over the policy node is dead: its actions never arrive
+
+    def samples():
+        got = real()
+        return got if lost else []
+
+    def finished(result):
+        lost.append(result.index)
+
+    stack.policy_samples = samples
+    runner, _ = _runner(stack, episodes=3, time_limit=0.5)
+    runner._on_result = finished
+    results = runner.run()
+    assert [r.actions > 0 for r in results] == [False, True, True]
+    kinds = [c[0] for c in stack.calls]
+    starts = [i for i, k in enumerate(kinds) if k == 'start']
+    readies = [i for i, k in enumerate(kinds) if k == 'ready']
+    # once before the first episode, once between episode 1 (no actions) and 2; not before 3
+    assert len(readies) == 2 and readies[0] < starts[0] < readies[1] < starts[1]
+
+
+def test_a_policy_that_does_not_come_back_ends_the_run_naming_it():
+    stack = FakeStack()
+    stack.policy_samples = lambda: []
+    runner, _ = _runner(stack, episodes=3, time_limit=0.5)
+    real_ready = stack.wait_ready
+
+    def ready():
+        real_ready()
+        if stack.episodes:
+            raise StackError('the policy node published no action in 30 s')
+
+    stack.wait_ready = ready
+    with pytest.raises(EpisodeError, match=r'episode 2/3 \(waiting for the policy after an '
+                       r'episode without its actions\): the policy node published no action'):
+        runner.run()
+    assert stack.episodes == 1 and stack.mode == 'hold'
+
+
 def test_summary_statistics():
     stack = FakeStack(success_at={1: 1.0, 2: 1.6}, time_limit=2.0, replan=4)
     runner, _ = _runner(stack, episodes=3)

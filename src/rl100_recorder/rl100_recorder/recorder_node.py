@@ -82,6 +82,9 @@ class RecorderNode(Node):
                                         max_episodes=max_episodes)
         self._subscribed: dict[str, str] = {}  # topic -> msgtype
         self._latched: dict[str, tuple[str, bytes]] = {}  # topic -> (msgtype, last cdr)
+        # topics a message arrived on (in this process): subscribed is not yet receiving, e.g.
+        # while DDS matches a respawned recorder with the publishers (seconds: bench_rematch)
+        self._heard: set[str] = set()
         self._received = self._dropped = 0
         self._last_received = 0
         self._errors: list[str] = []
@@ -146,6 +149,7 @@ class RecorderNode(Node):
 
     def _on_msg(self, topic: str, msgtype: str, data: bytes, latched: bool) -> None:
         self._received += 1
+        self._heard.add(topic)
         if latched:
             self._latched[topic] = (msgtype, data)
         if self._writer.is_open:
@@ -225,7 +229,8 @@ class RecorderNode(Node):
         free = self._writer.free_disk_gb()
         values = {**self._writer.status(), 'messages_per_s': rate, 'received': self._received,
                   'dropped': self._dropped, 'free_disk_gb': f'{free:.1f}',
-                  'topics': json.dumps(sorted(self._subscribed))}
+                  'topics': json.dumps(sorted(self._subscribed)),
+                  'heard': json.dumps(sorted(self._heard))}
         if self._errors:
             return diagnostics.ERROR, self._errors[-1], values
         if free < 2 * self._writer.min_free_disk_gb:

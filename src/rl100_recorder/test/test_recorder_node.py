@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -51,6 +52,13 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
         executor.add_node(node)
         events = []
         node.create_subscription(EpisodeEvent, topics.EPISODE_EVENT, events.append, qos.LATCHED)
+        heard = []  # per recorder report: the topics it says a message came on
+
+        def on_diagnostics(msg):
+            for st in msg.status:
+                if st.name.startswith('recorder_node:'):
+                    heard.append(json.loads({kv.key: kv.value for kv in st.values}['heard']))
+        node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
         status_pub = node.create_publisher(SafetyStatus, topics.SAFETY_STATUS, qos.LATCHED)
         status_pub.publish(SafetyStatus(mode=SafetyStatus.MODE_TELEOP, reason='latched'))
         inter_pub = node.create_publisher(Intervention, topics.INTERVENTION, qos.RELIABLE)
@@ -79,6 +87,10 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
                    EndEpisode.Request(label=EpisodeEvent.LABEL_SUCCESS, note='good'))
         assert end.accepted and end.episode_id == start.episode_id, end.message
         spin_until(executor, lambda: [e.event for e in events][-1:] == [EpisodeEvent.EVENT_END])
+        # its diagnostics name the topics it received on (the episode runner waits for them)
+        n_reports = len(heard)
+        spin_until(executor, lambda: len(heard) > n_reports)
+        assert heard[-1] == sorted([topics.INTERVENTION, topics.SAFETY_STATUS, POSE])
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
