@@ -72,6 +72,7 @@ def listen(node: Node, timeout: float) -> int:
 
     def start(req, res):
         res.accepted, res.episode_id, res.message = True, f"{req.task}#1", req.note
+        res.unheard_topics = list(req.require_topics)[::-1]
         return res
 
     def end(req, res):
@@ -113,7 +114,8 @@ def talk(node: Node, timeout: float) -> int:
         pubs[name].publish(msg)
         emit("sent", name, to_dict(msg))
     requests = {
-        "start_episode": StartEpisode.Request(task="juicing-place", note="first"),
+        "start_episode": StartEpisode.Request(task="juicing-place", note="first",
+                                              require_topics=["/a", "/b"]),
         "end_episode": EndEpisode.Request(label=EpisodeEvent.LABEL_FAILURE, abort=False),
         "load_policy": LoadPolicy.Request(path="/models/a.onnx", expected_sha256="00ff"),
         "set_mode": SetMode.Request(mode=SafetyStatus.MODE_AUTONOMOUS, clear_estop=True, reason="operator"),

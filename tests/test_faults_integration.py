@@ -86,6 +86,7 @@ def test_policy_and_recorder_killed_mid_run_are_respawned(ros_env, tmp_path, poi
     assert {str(b) for b in bags} == {e["bag"] for e in finished}
     typestore = get_typestore(Stores.EMPTY)
     held = False
+    bag_stats = []
     for bag in bags:
         with AnyReader([bag], default_typestore=typestore) as reader:
             got: dict = {}
@@ -100,8 +101,13 @@ def test_policy_and_recorder_killed_mid_run_are_respawned(ros_env, tmp_path, poi
         # command: the watchdog tripped, or no command came since the episode started
         idle = [stamp(m) for m in status if m.mode == 0
                 and (m.watchdog_tripped or "no policy command" in m.reason)]
-        first_chunk = min((stamp(m) for m in got.get(topics.ACTION_CHUNK, [])), default=np.inf)
-        idle = [t for t in idle if t < first_chunk]  # before the respawned policy came back
+        chunks = sorted(stamp(m) for m in got.get(topics.ACTION_CHUNK, []))
+        # before the respawned policy came back (a chunk of the old one, computed before the
+        # kill, may arrive after the episode started: it is not the new one's)
+        back = min((t for t in chunks if idle and t > idle[0]), default=np.inf)
+        idle = [t for t in idle if t < back]
+        bag_stats.append(f"{bag.name}: {len(status)} statuses, {len(idle)} idle before the "
+                         f"policy was back, {len(chunks)} chunks")
         if len(idle) >= 3:  # the episode that started while the policy was dead
             targets = np.array([[iv.target.position.x, iv.target.position.y, iv.target.position.z]
                                 for iv in ivs if idle[0] <= stamp(iv) <= idle[-1]])
@@ -109,6 +115,7 @@ def test_policy_and_recorder_killed_mid_run_are_respawned(ros_env, tmp_path, poi
             assert np.ptp(targets, axis=0).max() < 1e-6, bag  # the robot was held still
             held = True
     assert held, ("no recorded episode shows the safety node holding while the policy was dead\n"
+                  + "\n".join(bag_stats) + "\n"
                   + json.dumps([{k: e[k] for k in ("index", "success", "actions", "error", "note")}
                                 for e in episodes]) + "\n" + out)
     partial = [p for p in record.iterdir() if p.name.endswith(".partial")]

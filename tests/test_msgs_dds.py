@@ -33,7 +33,8 @@ def test_messages_and_services_cross_processes_over_dds(ros_env):
     assert got["safety_status"]["mode"] == 3 and got["safety_status"]["estop_latched"] is True
 
     responses = {r["name"]: r["data"] for r in _records(talker.stdout) if r["kind"] == "response"}
-    assert responses["start_episode"] == {"accepted": True, "episode_id": "juicing-place#1", "message": "first"}
+    assert responses["start_episode"] == {"accepted": True, "episode_id": "juicing-place#1", "message": "first",
+                                          "unheard_topics": ["/b", "/a"]}
     assert responses["end_episode"]["path"] == "label=2"
     assert responses["load_policy"] == {"accepted": True, "model_id": "xnno.a/sledom/", "message": "ok"}
     assert responses["set_mode"] == {"accepted": True, "mode": 0, "message": "operator"}

@@ -70,23 +70,12 @@ class RosStack:
         self._samples: list = []
         self._chunks = 0  # received since start
         self._policy_status = 'no diagnostics from the policy node'
-        self._recorder_reports = 0  # recorder diagnostics received
-        self._recorder_heard: set = set()  # topics its last report says a message came on
         self._lock = threading.Lock()
         node.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, qos.RELIABLE)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(f'{RECORDER_NODE}:'):
-                values = {kv.key: kv.value for kv in status.values}
-                try:
-                    heard = set(json.loads(values.get('heard', '[]')))
-                except (ValueError, TypeError):
-                    heard = set()
-                with self._lock:
-                    self._recorder_heard = heard
-                    self._recorder_reports += 1
             if status.name.startswith(f'{POLICY_NODE}:'):
                 values = {kv.key: kv.value for kv in status.values}
                 detail = ', '.join(f'{k} {values[k]}' for k in POLICY_KEYS if values.get(k))
@@ -146,38 +135,29 @@ class RosStack:
     def wait_ready(self) -> None:
         """Wait until the recorder records and the policy acts.
 
-        That is: an action received during this wait (after a respawn, the old policy's actions
-        say nothing about the new one), and a recorder report from this wait saying a message
-        came on every recorded topic. The recorder subscribes to a topic once it sees a
-        publisher; a policy whose inputs never arrive never publishes an action. Subscribed is
-        not receiving yet: a node restarted after a kill -9 gets its first message seconds
-        later (``python -m rl100_bringup.bench_rematch``), and an episode started before would
-        miss those topics.
+        The recorder subscribes to a topic once it sees a publisher; a policy whose inputs never
+        arrive never publishes an action. The action must be received during this wait: after a
+        respawn the old policy's actions say nothing about the new one, and a node restarted
+        after a kill -9 gets its first message seconds later (``python -m
+        rl100_bringup.bench_rematch``). (That the recorder receives, not only subscribes, is
+        checked by StartEpisode: :meth:`start_episode`.)
         """
         deadline = time.monotonic() + self._ready_timeout
         with self._lock:
-            chunks0, reports0 = self._chunks, self._recorder_reports
+            chunks0 = self._chunks
         while True:
             missing = [t for t in RECORDED if not any(
                 info.node_name == RECORDER_NODE
                 for info in self._node.get_subscriptions_info_by_topic(t))]
             with self._lock:
                 acted = self._chunks > chunks0
-                reported = self._recorder_reports > reports0
-                unheard = [t for t in RECORDED if t not in self._recorder_heard]
-            if not missing and acted and reported and not unheard:
+            if not missing and acted:
                 return
             if time.monotonic() > deadline:
                 if missing:
                     raise StackError(f'{RECORDER_NODE} has not subscribed to {", ".join(missing)} '
                                      f'after {self._ready_timeout:g} s: is it running, with '
                                      'them in its topics parameter?')
-                if not reported:
-                    raise StackError(f'no diagnostics from {RECORDER_NODE} in '
-                                     f'{self._ready_timeout:g} s: is it running?')
-                if unheard:
-                    raise StackError(f'{RECORDER_NODE} subscribed to {", ".join(unheard)} but '
-                                     f'received nothing on it in {self._ready_timeout:g} s')
                 raise StackError(f'the policy node published no action in '
                                  f'{self._ready_timeout:g} s: {self._policy_status}')
             self.sleep(0.1)
@@ -217,11 +197,25 @@ class RosStack:
             return {'error': f'check_camera answered {response.message[:200]!r}'}
 
     def start_episode(self, task: str, note: str) -> str:
-        response = self._call(StartEpisode, topics.START_EPISODE, 'the recorder',
-                              StartEpisode.Request(task=task, note=note))
-        if not response.accepted:
-            raise StackError(f'the recorder refused StartEpisode: {response.message}')
-        return response.episode_id
+        """Start recording once the recorder receives every recorded topic.
+
+        A recorder that subscribed is not yet receiving (just respawned, it is matched with the
+        publishers seconds later): it refuses naming the topics, and the call is repeated until
+        the ready timeout.
+        """
+        deadline = time.monotonic() + self._ready_timeout
+        request = StartEpisode.Request(task=task, note=note, require_topics=list(RECORDED))
+        while True:
+            response = self._call(StartEpisode, topics.START_EPISODE, 'the recorder', request)
+            if response.accepted:
+                return response.episode_id
+            if not response.unheard_topics:
+                raise StackError(f'the recorder refused StartEpisode: {response.message}')
+            if time.monotonic() > deadline:
+                unheard = ', '.join(response.unheard_topics)
+                raise StackError(f'the recorder is not receiving {unheard} after '
+                                 f'{self._ready_timeout:g} s: {response.message}')
+            self.sleep(0.1)
 
     def end_episode(self, success: bool, note: str) -> str:
         label = EpisodeEvent.LABEL_SUCCESS if success else EpisodeEvent.LABEL_FAILURE

@@ -176,6 +176,12 @@ class RecorderNode(Node):
         return msg
 
     def _on_start(self, request, response):
+        unheard = [t for t in request.require_topics if t not in self._heard]
+        if unheard:
+            response.accepted, response.unheard_topics = False, unheard
+            subscribed = ', '.join(t for t in unheard if t in self._subscribed) or 'none of them'
+            response.message = f'not receiving {", ".join(unheard)} yet (subscribed: {subscribed})'
+            return response
         task = request.task or self._task
         meta = {'source': self._source, 'note': request.note, 'node': self.get_name(),
                 TABLE_DZ: self._table_dz}

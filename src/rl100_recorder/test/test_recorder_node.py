@@ -73,8 +73,13 @@ def test_records_a_labelled_episode(tmp_path, ros_env):
                 name='table_dz', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
                                                       double_value=value))])).results[0]
             assert result.successful == ok, result.reason
-        start = call(executor, node.create_client(StartEpisode, '/rl100/start_episode'),
-                     StartEpisode.Request(note='first'))
+        starter = node.create_client(StartEpisode, '/rl100/start_episode')
+        # nothing was published on these yet: an episode that must have them is refused
+        early = call(executor, starter, StartEpisode.Request(
+            note='early', require_topics=[topics.INTERVENTION, POSE]))
+        assert not early.accepted and early.unheard_topics == [topics.INTERVENTION, POSE]
+        assert early.message.startswith(f'not receiving {topics.INTERVENTION}, {POSE} yet')
+        start = call(executor, starter, StartEpisode.Request(note='first'))
         assert start.accepted, start.message
         for i in range(5):
             pose = PoseStamped()
