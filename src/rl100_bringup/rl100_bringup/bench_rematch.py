@@ -8,8 +8,9 @@ node do) and started again, ``--cycles`` times. The first start is a fresh match
 reuses the dead process's DDS participant id, and over Fast DDS's shared-memory transport its
 port of the dead process. ``shm``: the graph's own profile (``config/fastdds.xml``: shared memory,
 then UDP); ``udp``: the same profile with UDP only. Why it matters: a respawned recorder that
-subscribed is not yet receiving, so the episode runner waits for the recorder to report a
-message on every recorded topic before an episode (``run_episodes.RosStack.wait_ready``).
+subscribed is not yet receiving, so the episode runner's StartEpisode names the topics the
+episode must have and the recorder refuses until a message came on each
+(``run_episodes.RosStack.start_episode``).
 Prints the first start and the restarts' median / max per transport.
 """
 
