@@ -7,7 +7,8 @@ Reads the same graph file as ``launch/<graph>.launch.py``; starts each node's in
 executable (``<prefix>/lib/<package>/<executable>``, what ``ros2 run`` runs) with
 ``--ros-args --params-file``; prefixes each node's output with its name; forwards SIGINT /
 SIGTERM to every node; restarts nodes marked ``respawn``; and exits non-zero, naming the
-node, if a node dies or does not join the ROS graph in time.
+node, if a node dies or does not join the ROS graph in time. At start and after every respawn
+it removes the shared-memory segments dead Fast DDS processes left (:mod:`.shm_clean`).
 
 With ``--episodes N`` (a simulated graph with a policy) it runs N evaluation episodes through
 the graph once every node has joined (:mod:`rl100_bringup.run_episodes`), stops the graph and
@@ -29,6 +30,7 @@ import time
 import yaml
 
 from . import graph as graph_mod
+from . import shm_clean
 
 STOP_TIMEOUT_S = 10.0
 # a node ended by its own SIGALRM after its cleanup: rclpy's destroy_node hung on the node handle
@@ -179,6 +181,17 @@ def already_running(names: list, settle: float, timeout: float, log=print) -> li
 STACK_DUMP_WAIT_S = 1.0  # s for a hung node to print its stacks (SIGUSR1) before SIGKILL
 
 
+def clean_shared_memory() -> None:
+    """Remove stale Fast DDS segments (of processes that died by a signal); say so if any."""
+    try:
+        result = shm_clean.clean()
+    except OSError as exc:  # never a reason not to start a node
+        print(f'[up] warning: shared-memory clean-up failed: {exc}', flush=True)
+        return
+    if result.removed:
+        print(f'[up] {shm_clean.report(result)}', flush=True)
+
+
 class Supervisor:
 
     def __init__(self, nodes: list, workdir: str):
@@ -209,6 +222,7 @@ class Supervisor:
                 elif now >= p.respawn_at:
                     p.restarts += 1
                     p.respawn_at = None
+                    clean_shared_memory()
                     p.start()
             else:
                 return f'node {p.node.name} exited unexpectedly with code {code}'
@@ -360,6 +374,7 @@ def main(argv: list | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_requested.set())
 
+    clean_shared_memory()
     supervisor.start()
     t0 = time.monotonic()
     missing = wait_for_graph(names, args.ready_timeout,
