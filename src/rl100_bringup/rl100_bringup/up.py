@@ -7,7 +7,7 @@ Reads the same graph file as ``launch/<graph>.launch.py``; starts each node's in
 executable (``<prefix>/lib/<package>/<executable>``, what ``ros2 run`` runs) with
 ``--ros-args --params-file``; prefixes each node's output with its name; forwards SIGINT /
 SIGTERM to every node; restarts nodes marked ``respawn``; and exits non-zero, naming the
-node, if a node dies or does not join the ROS graph in time. At start and after every respawn
+node, if a node dies or does not join the ROS graph in time. At start and before every respawn
 it removes the shared-memory segments dead Fast DDS processes left (:mod:`.shm_clean`).
 
 With ``--episodes N`` (a simulated graph with a policy) it runs N evaluation episodes through
