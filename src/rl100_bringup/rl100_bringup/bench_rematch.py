@@ -82,8 +82,9 @@ def first_message_s(env: dict, timeout: float) -> tuple[float | None, subprocess
 
 
 def run(profile: str, cycles: int, timeout: float, domain: int) -> list:
-    env = dict(os.environ, **{DDS_PROFILES_ENV: profile, 'ROS_DOMAIN_ID': str(domain)})
+    # this process's publisher and the children's subscribers read the same profile
     os.environ[DDS_PROFILES_ENV], os.environ['ROS_DOMAIN_ID'] = profile, str(domain)
+    env = dict(os.environ)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
     node = Node('bench_rematch', context=context)
@@ -130,19 +131,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.cycles < 2:
         parser.error('--cycles must be >= 2 (a first start and a restart)')
+    if args.transport == 'both':  # one process per transport: Fast DDS reads the profile once
+        for name in ('shm', 'udp'):
+            subprocess.run([sys.executable, '-m', 'rl100_bringup.bench_rematch', '--cycles',
+                            str(args.cycles), '--transport', name, '--timeout', str(args.timeout),
+                            '--domain', str(args.domain)], check=True)
+        return 0
     shm = os.path.join(config_dir(), DDS_PROFILES_FILE)
     with tempfile.TemporaryDirectory(prefix='rl100_rematch_') as tmp:
-        profiles = {'shm': shm, 'udp': udp_profile(shm, tmp)}
-        names = ['shm', 'udp'] if args.transport == 'both' else [args.transport]
-        for name in names:  # one process per transport: Fast DDS reads the profile once
-            if len(names) > 1:
-                cmd = [sys.executable, '-m', 'rl100_bringup.bench_rematch', '--cycles',
-                       str(args.cycles), '--transport', name, '--timeout', str(args.timeout),
-                       '--domain', str(args.domain)]
-                subprocess.run(cmd, check=True)
-                continue
-            times = run(profiles[name], args.cycles, args.timeout, args.domain)
-            print(_line(name, times, args.timeout), flush=True)
+        profile = shm if args.transport == 'shm' else udp_profile(shm, tmp)
+        times = run(profile, args.cycles, args.timeout, args.domain)
+    print(_line(args.transport, times, args.timeout), flush=True)
     return 0
 
 
